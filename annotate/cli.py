@@ -1,0 +1,329 @@
+"""The command line: a thin typer layer over the library.
+
+Domain errors become one clean line on stderr in exactly one place, ``user_errors``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from annotate import __version__
+from annotate.errors import AnnotateError
+
+app = typer.Typer(
+    help="Turn customer-service chat transcripts into validated research variables with a local LLM.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+prompts_app = typer.Typer(help="List, show and render versioned prompts.", no_args_is_help=True)
+app.add_typer(prompts_app, name="prompts")
+
+err = Console(stderr=True)
+out = Console()
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """The one place where domain errors turn into a single line and an exit code."""
+    try:
+        yield
+    except AnnotateError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: everything labelled so far is saved; run the same command again to resume")
+        raise typer.Exit(130) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"annotate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    pass
+
+
+PromptsDir = Annotated[Path | None, typer.Option(help="Prompt versions folder [default: ./prompts or the project's].")]
+RubricsDir = Annotated[Path | None, typer.Option(help="Rubrics folder [default: ./rubrics or the project's].")]
+
+
+def _library(prompts_dir: Path | None, rubrics_dir: Path | None) -> Any:
+    from annotate.prompts import PromptLibrary, default_dirs
+
+    default_prompts, default_rubrics = default_dirs()
+    return PromptLibrary(prompts_dir or default_prompts, rubrics_dir or default_rubrics)
+
+
+def _prompt_versions(values: list[str], tasks: list[str] | None) -> dict[str, str]:
+    """``v2`` applies to every selected task; ``empathy=v2`` to one."""
+    chosen: dict[str, str] = {}
+    for value in values:
+        task, sep, version = value.rpartition("=")
+        if sep:
+            chosen[task] = version
+        elif tasks:
+            chosen.update(dict.fromkeys(tasks, version))
+        else:
+            raise typer.BadParameter(
+                "a bare version needs --task; or write TASK=VERSION", param_hint="--prompt-version"
+            )
+    return chosen
+
+
+@app.command()
+def run(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Transcript files: .jsonl, .csv or .parquet.", show_default=False)
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (created, or resumed if it exists).")],
+    task: Annotated[
+        list[str] | None, typer.Option("--task", "-t", help="Task to run (repeatable) [default: all].")
+    ] = None,
+    prompt_version: Annotated[
+        list[str] | None,
+        typer.Option(help="Version for the selected tasks (v2) or one task (empathy=v2) [default: newest]."),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option("--backend", "-b", help="llamacpp, vllm, openai (or fake, for tests).")
+    ] = "llamacpp",
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model path or name [default: the embedded model].")
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")
+    ] = None,
+    api_key: Annotated[str, typer.Option(envvar="OPENAI_API_KEY", help="Key for --base-url, if it needs one.")] = "",
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N chats.")] = None,
+    repeats: Annotated[int, typer.Option(min=1, help="Label every unit N times (replication tests).")] = 1,
+    temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
+    top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
+    seed: Annotated[int, typer.Option()] = 0,
+    max_model_len: Annotated[int, typer.Option(help="Context length the engine allocates.")] = 8192,
+    max_chars: Annotated[int, typer.Option(help="Transcript characters per unit before truncation.")] = 12000,
+    batch_size: Annotated[int, typer.Option(min=1, help="Requests per engine call.")] = 512,
+    max_attempts: Annotated[int, typer.Option(min=1, help="Tries per unit when an answer is invalid.")] = 3,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight (openai backend).")] = 4,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (llamacpp) [default: all cores].")] = None,
+    dtype: Annotated[str | None, typer.Option(help="vLLM dtype [default: float32 on CPU, auto on GPU].")] = None,
+    tensor_parallel_size: Annotated[int, typer.Option(min=1, help="vLLM: GPUs per model.")] = 1,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse cached answers.")] = True,
+    strict: Annotated[bool, typer.Option(help="Fail on the first bad input record instead of skipping it.")] = False,
+    role: Annotated[list[str] | None, typer.Option(help="Map a role name onto customer/ai/agent, e.g. bot=ai.")] = None,
+    prompts_dir: PromptsDir = None,
+    rubrics_dir: RubricsDir = None,
+) -> None:
+    """Label transcripts on one or more tasks and write a run directory."""
+    from annotate.backends import BackendOptions, Sampling
+    from annotate.pipeline import RunConfig
+    from annotate.pipeline import run as run_pipeline
+    from annotate.transcripts import parse_role_map
+
+    try:
+        role_map = parse_role_map(role or [])
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--role") from None
+    extra: dict[str, Any] = {"api_key": api_key, "tensor_parallel_size": tensor_parallel_size}
+    if dtype:
+        extra["dtype"] = dtype
+    with user_errors():
+        library = _library(prompts_dir, rubrics_dir)
+        config = RunConfig(
+            inputs=inputs,
+            out=out,
+            library=library,
+            tasks=task or None,
+            prompt_versions=_prompt_versions(prompt_version or [], task),
+            backend=backend,
+            options=BackendOptions(
+                model=model,
+                base_url=base_url,
+                max_model_len=max_model_len,
+                concurrency=concurrency,
+                threads=threads,
+                extra=extra,
+            ),
+            sampling=Sampling(temperature=temperature, top_p=top_p, seed=seed),
+            repeats=repeats,
+            limit=limit,
+            strict=strict,
+            role_map=role_map,
+            max_chars=max_chars,
+            batch_size=batch_size,
+            max_attempts=max_attempts,
+            use_cache=cache,
+        )
+        with _RichProgress() as progress:
+            summary = run_pipeline(config, progress=progress)
+    _print_summary(summary)
+
+
+class _RichProgress:
+    """Progress bar with items/s and ETA on stderr."""
+
+    def __enter__(self) -> _RichProgress:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.text import Text
+
+        class Rate(ProgressColumn):
+            def render(self, task: Any) -> Text:
+                return Text(f"{task.speed:.2f} units/s" if task.speed else "- units/s")
+
+        self._progress = Progress(
+            TextColumn("labelling"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            Rate(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=err,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("units", total=None)
+        return self
+
+    def start(self, total: int) -> None:
+        self._progress.update(self._task, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        self._progress.advance(self._task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+
+def _print_summary(summary: Any) -> None:
+    statuses = sorted({s for counts in summary.counts.values() for s in counts})
+    table = Table(title=f"run {summary.run_id}: labels by task and status", title_justify="left")
+    table.add_column("task")
+    for s in statuses:
+        table.add_column(s, justify="right")
+    for task_name, counts in sorted(summary.counts.items()):
+        table.add_row(task_name, *(str(counts.get(s, 0)) for s in statuses))
+    out.print(table)
+    rate = summary.model_calls / summary.seconds if summary.seconds else 0.0
+    out.print(
+        f"{summary.chats} chats ({summary.chats_without_handoff} without a handoff: no post-handoff units), "
+        f"{summary.skipped_records} input records skipped\n"
+        f"{summary.model_calls} model calls, {summary.cache_hits} cache hits, "
+        f"{summary.prompt_tokens} prompt + {summary.completion_tokens} completion tokens, "
+        f"{summary.seconds:.1f} s ({rate:.2f} calls/s)\n"
+        f"labels: {summary.out / 'labels.parquet'}  (also labels.csv, manifest.json)",
+        highlight=False,
+    )
+
+
+# --------------------------------------------------------------------------------------------- prompts
+
+
+@prompts_app.command("list")
+def prompts_list(prompts_dir: PromptsDir = None, rubrics_dir: RubricsDir = None) -> None:
+    """Every task with its prompt versions, unit, variables and content hashes."""
+    with user_errors():
+        library = _library(prompts_dir, rubrics_dir)
+        table = Table("task", "version", "parent", "hash", "unit", "variables")
+        for task_name in library.tasks():
+            for version in library.versions(task_name):
+                pv = library.get(task_name, version)
+                table.add_row(
+                    task_name,
+                    version,
+                    pv.meta.parent or "",
+                    pv.content_hash,
+                    pv.rubric.unit,
+                    ", ".join(pv.rubric.variables),
+                )
+    out.print(table)
+
+
+@prompts_app.command("show")
+def prompts_show(
+    task: Annotated[str, typer.Argument(help="Task name.")],
+    version: Annotated[str | None, typer.Argument(help="Version [default: newest].")] = None,
+    prompts_dir: PromptsDir = None,
+    rubrics_dir: RubricsDir = None,
+) -> None:
+    """A prompt version: metadata, output schema, and the static messages every unit shares."""
+    with user_errors():
+        pv = _library(prompts_dir, rubrics_dir).get(task, version)
+        typer.echo(f"# {pv.task} {pv.version}  hash {pv.content_hash}  parent {pv.meta.parent or '-'}")
+        typer.echo(f"# changelog: {pv.meta.changelog.strip()}")
+        typer.echo(f"# max_tokens: {pv.meta.max_tokens}  examples: {len(pv.meta.examples)}")
+        typer.echo(f"# output schema: {json.dumps(pv.rubric.json_schema)}\n")
+        _echo_messages(pv.static_messages)
+
+
+@prompts_app.command("render")
+def prompts_render(
+    task: Annotated[str, typer.Argument(help="Task name.")],
+    version: Annotated[str, typer.Argument(help="Version.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Transcript files.", show_default=False)],
+    chat: Annotated[str, typer.Option(help="Chat id to render.")],
+    round_number: Annotated[int | None, typer.Option("--round", help="Only this round (per-round tasks).")] = None,
+    max_chars: Annotated[int, typer.Option(help="Transcript characters per unit before truncation.")] = 12000,
+    role: Annotated[list[str] | None, typer.Option(help="Map a role name onto customer/ai/agent, e.g. bot=ai.")] = None,
+    prompts_dir: PromptsDir = None,
+    rubrics_dir: RubricsDir = None,
+) -> None:
+    """Exactly what the model sees for one chat's units."""
+    from annotate.errors import InputError
+    from annotate.tasks import units_for
+    from annotate.transcripts import parse_role_map, read_transcripts
+
+    with user_errors():
+        pv = _library(prompts_dir, rubrics_dir).get(task, version)
+        chats = {c.chat_id: c for c in read_transcripts(inputs, parse_role_map(role or [])).chats}
+        if chat not in chats:
+            raise InputError(", ".join(map(str, inputs)), None, "chat_id", f"no chat '{chat}'")
+        units = [
+            u
+            for u in units_for(chats[chat], task, pv.rubric.unit, max_chars)
+            if round_number is None or u.round == round_number
+        ]
+        if not units:
+            typer.echo(f"chat '{chat}' has no {task} unit (post-handoff tasks need a handoff)")
+            raise typer.Exit(0)
+        for unit in units:
+            where = f" round {unit.round}" if unit.round is not None else ""
+            typer.echo(
+                f"######## {task} {pv.version} ({pv.content_hash}) chat {chat}{where}"
+                + (f"  [truncated: {unit.truncation}]" if unit.truncation else "")
+            )
+            _echo_messages(pv.render(unit))
+
+
+def _echo_messages(messages: list[dict[str, str]]) -> None:
+    for m in messages:
+        typer.echo(f"=== {m['role']} ===\n{m['content']}\n")
+
+
+def main() -> None:
+    app(prog_name="annotate")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Domain errors. The CLI turns every one of them into a single clean line (see cli.py)."""
+
+from __future__ import annotations
+
+
+class AnnotateError(Exception):
+    """Base class: anything the user can fix, reported without a traceback."""
+
+
+class InputError(AnnotateError):
+    """A transcript file is unreadable or a record in it breaks the documented format."""
+
+    def __init__(self, path: str, line: int | None, field: str | None, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.field = field
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        what = f"field '{self.field}': " if self.field else ""
+        return f"{where}: {what}{self.message}"
+
+
+class PromptError(AnnotateError):
+    """A prompt version or rubric is missing, malformed or renders badly."""
+
+
+class BackendError(AnnotateError):
+    """An engine could not be loaded or failed in a way retries did not cure."""
+
+
+class RunStoreError(AnnotateError):
+    """A run directory cannot be used as asked (e.g. resuming with another configuration)."""

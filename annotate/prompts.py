@@ -1,0 +1,217 @@
+"""Versioned few-shot prompts: discovery, sandboxed rendering and content hashes.
+
+A prompt version is two files in ``prompts/<task>/``:
+
+* ``<version>.j2`` — a Jinja template with two blocks: ``system`` (instructions and rubric; static)
+  and ``user`` (one unit's transcript, passed in as data).
+* ``<version>.yaml`` — metadata (parent version, changelog, max_tokens) and the few-shot examples.
+
+Messages are laid out static part first and the chat last, so an engine can reuse the shared
+prefix: ``system``, then for each example a ``user``/``assistant`` pair, then the unit's ``user``.
+The content hash covers template, metadata with examples, and rubric.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from annotate.errors import PromptError
+from annotate.schema import Rubric, _yaml_problem, load_rubric, parse_output
+from annotate.tasks import SPEAKER_NAMES, Unit
+
+VERSION_RE = re.compile(r"^v(\d+)$")
+
+
+class ExampleTurn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    speaker: str
+    text: str
+
+
+class FewShotExample(BaseModel):
+    """A worked example: a unit in the same shape the template sees, and the expected answer."""
+
+    model_config = ConfigDict(extra="forbid")
+    round: int | None = None
+    context: list[ExampleTurn] = Field(default_factory=list)
+    target: list[ExampleTurn]
+    output: dict[str, int]
+    note: str = ""
+    """Why this answer; for people reading the prompt, never sent to the model."""
+
+
+class VersionMeta(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    parent: str | None = None
+    """The version this one was derived from."""
+    changelog: str
+    """What changed relative to the parent, and why."""
+    max_tokens: int = 32
+    """Output token budget for one answer."""
+    examples: list[FewShotExample] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PromptVersion:
+    task: str
+    version: str
+    template_path: Path
+    meta_path: Path
+    rubric_path: Path
+
+    @cached_property
+    def template_source(self) -> str:
+        return self.template_path.read_text(encoding="utf-8")
+
+    @cached_property
+    def meta_source(self) -> str:
+        return self.meta_path.read_text(encoding="utf-8")
+
+    @cached_property
+    def rubric(self) -> Rubric:
+        return load_rubric(self.rubric_path)
+
+    @cached_property
+    def meta(self) -> VersionMeta:
+        try:
+            meta = VersionMeta.model_validate(yaml.safe_load(self.meta_source))
+        except yaml.YAMLError as e:
+            raise PromptError(f"{self.meta_path}: not valid YAML ({_yaml_problem(e)})") from None
+        except ValidationError as e:
+            err = e.errors(include_url=False)[0]
+            raise PromptError(f"{self.meta_path}: field '{'.'.join(map(str, err['loc']))}': {err['msg']}") from None
+        for i, ex in enumerate(meta.examples):
+            try:
+                parse_output(self.rubric, json.dumps(ex.output))
+            except Exception as e:
+                raise PromptError(f"{self.meta_path}: field 'examples[{i}].output': {e}") from None
+        return meta
+
+    @cached_property
+    def content_hash(self) -> str:
+        h = hashlib.sha256()
+        for part in (self.template_source, self.meta_source, self.rubric_path.read_text(encoding="utf-8")):
+            h.update(hashlib.sha256(part.encode("utf-8")).digest())
+        return h.hexdigest()[:16]
+
+    @cached_property
+    def _template(self) -> Any:
+        try:
+            template = _ENV.from_string(self.template_source)
+        except TemplateError as e:
+            raise PromptError(f"{self.template_path}: {e}") from None
+        missing = {"system", "user"} - set(template.blocks)
+        if missing:
+            raise PromptError(f"{self.template_path}: needs blocks 'system' and 'user' (missing {sorted(missing)})")
+        return template
+
+    def _render_block(self, block: str, data: dict[str, Any]) -> str:
+        template = self._template
+        try:
+            context = template.new_context({"rubric": self.rubric.model_dump(), **data})
+            return "".join(template.blocks[block](context)).strip()
+        except TemplateError as e:  # includes sandbox violations and undefined variables
+            raise PromptError(f"{self.template_path}: block '{block}': {type(e).__name__}: {e}") from None
+
+    @cached_property
+    def static_messages(self) -> list[dict[str, str]]:
+        """System message and few-shot pairs: identical for every unit of the task."""
+        messages = [{"role": "system", "content": self._render_block("system", {})}]
+        for ex in self.meta.examples:
+            unit = {
+                "round": ex.round,
+                "context": [_example_turn(t) for t in ex.context],
+                "target": [_example_turn(t) for t in ex.target],
+            }
+            messages.append({"role": "user", "content": self._render_block("user", {"unit": unit})})
+            messages.append({"role": "assistant", "content": json.dumps(ex.output, separators=(",", ":"))})
+        return messages
+
+    def render(self, unit: Unit) -> list[dict[str, str]]:
+        """The exact chat messages the model sees for one unit."""
+        user = self._render_block("user", {"unit": unit.as_template_data()})
+        return [*self.static_messages, {"role": "user", "content": user}]
+
+
+def _example_turn(t: ExampleTurn) -> dict[str, str]:
+    return {"speaker": t.speaker, "name": SPEAKER_NAMES.get(t.speaker, t.speaker), "text": t.text}
+
+
+_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
+
+
+class PromptLibrary:
+    """The prompt versions under ``prompts_dir`` and the rubrics under ``rubrics_dir``."""
+
+    def __init__(self, prompts_dir: Path, rubrics_dir: Path) -> None:
+        self.prompts_dir = prompts_dir
+        self.rubrics_dir = rubrics_dir
+
+    def tasks(self) -> list[str]:
+        return sorted(p.stem for p in self.rubrics_dir.glob("*.yaml") if (self.prompts_dir / p.stem).is_dir())
+
+    def versions(self, task: str) -> list[str]:
+        folder = self.prompts_dir / task
+        found = [p.stem for p in folder.glob("v*.j2") if VERSION_RE.match(p.stem)]
+        return sorted(found, key=lambda v: int(v[1:]))
+
+    def get(self, task: str, version: str | None = None) -> PromptVersion:
+        if task not in self.tasks():
+            raise PromptError(f"unknown task '{task}' (known: {', '.join(self.tasks())})")
+        versions = self.versions(task)
+        if not versions:
+            raise PromptError(f"{self.prompts_dir / task}: no prompt versions (expected v1.j2 and v1.yaml)")
+        version = version or versions[-1]
+        if version not in versions:
+            raise PromptError(f"task '{task}' has no prompt version '{version}' (versions: {', '.join(versions)})")
+        pv = PromptVersion(
+            task,
+            version,
+            self.prompts_dir / task / f"{version}.j2",
+            self.prompts_dir / task / f"{version}.yaml",
+            self.rubrics_dir / f"{task}.yaml",
+        )
+        if not pv.meta_path.is_file():
+            raise PromptError(f"{pv.meta_path}: missing (every version needs its .j2 and .yaml)")
+        return pv
+
+    def check_locked(self, versions: list[PromptVersion], record: bool) -> None:
+        """Refuse a version whose content changed after a run used it; record first uses.
+
+        The lock file ``prompts/versions.lock.json`` is meant to be committed next to the prompts.
+        """
+        lock_path = self.prompts_dir / "versions.lock.json"
+        lock: dict[str, str] = json.loads(lock_path.read_text()) if lock_path.is_file() else {}
+        changed = False
+        for pv in versions:
+            key = f"{pv.task}/{pv.version}"
+            if key in lock and lock[key] != pv.content_hash:
+                raise PromptError(
+                    f"prompt {key} changed after a run used it (locked hash {lock[key]}, now {pv.content_hash}): "
+                    f"save the change as a new version, or remove '{key}' from {lock_path} if no run matters"
+                )
+            if key not in lock:
+                lock[key] = pv.content_hash
+                changed = True
+        if changed and record:
+            lock_path.write_text(json.dumps(dict(sorted(lock.items())), indent=2) + "\n")
+
+
+def default_dirs() -> tuple[Path, Path]:
+    """``./prompts`` and ``./rubrics`` when the working directory has them, else the project's own."""
+    here = Path.cwd()
+    if (here / "prompts").is_dir() and (here / "rubrics").is_dir():
+        return here / "prompts", here / "rubrics"
+    root = Path(__file__).resolve().parent.parent
+    return root / "prompts", root / "rubrics"

@@ -1,0 +1,130 @@
+"""Rubric files, and the output model and JSON schema generated from them.
+
+The rubric is the one source of truth for a task's variables and allowed values: the pydantic model
+that parses the LLM's answer and the JSON schema that constrains decoding are both built from it.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from annotate.errors import PromptError
+
+UnitKind = Literal["post_handoff", "first_round", "round"]
+
+
+class ScalePoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: str
+    """Short name of the value, e.g. ``tailored``."""
+    definition: str
+    """What a coder must see in the text to give this value."""
+
+
+class Variable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str
+    """What the variable measures, in one or two sentences."""
+    scale: Literal["ordinal", "nominal", "binary"] = "ordinal"
+    """Ordinal scales get weighted agreement statistics; nominal and binary do not."""
+    values: dict[int, ScalePoint]
+    """Allowed integer values and their definitions."""
+
+
+class Rubric(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task: str
+    """Task name; equals the file name and the prompt folder name."""
+    title: str
+    unit: UnitKind
+    """Which part of a chat one label describes (see tasks.py)."""
+    measures: str
+    """What the task measures and whose behaviour is judged."""
+    variables: dict[str, Variable]
+    decision_rules: list[str] = Field(default_factory=list)
+    """Rules that separate look-alike behaviour."""
+    thin_evidence: str
+    """What to answer when the text gives little to go on."""
+    edge_cases: list[str] = Field(default_factory=list)
+
+    @cached_property
+    def output_model(self) -> type[BaseModel]:
+        fields: dict[str, Any] = {
+            name: (Literal[tuple(sorted(var.values))], Field(description=var.description))
+            for name, var in self.variables.items()
+        }
+        return create_model(
+            f"{self.task.title().replace('_', '')}Output",
+            __config__=ConfigDict(extra="forbid", strict=True),
+            **fields,
+        )
+
+    @cached_property
+    def json_schema(self) -> dict[str, Any]:
+        """A plain JSON schema (no $refs, no titles) that grammar engines accept."""
+        return {
+            "type": "object",
+            "properties": {
+                name: {"type": "integer", "enum": sorted(var.values)} for name, var in self.variables.items()
+            },
+            "required": list(self.variables),
+            "additionalProperties": False,
+        }
+
+
+class ParseFailure(Exception):
+    """The model's text is not the JSON the rubric asks for; ``kind`` is the failure row's status."""
+
+    def __init__(self, kind: Literal["parse_error", "schema_error"], message: str) -> None:
+        self.kind = kind
+        self.message = message
+        super().__init__(message)
+
+
+def parse_output(rubric: Rubric, text: str) -> dict[str, int]:
+    """Parse and check one answer; raise ParseFailure with a message fit to quote back to the model."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ParseFailure("parse_error", f"not valid JSON ({e.msg})") from None
+    try:
+        parsed = rubric.output_model.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(map(str, err['loc'])) or 'answer'}: {err['msg']}" for err in e.errors(include_url=False)
+        )
+        raise ParseFailure("schema_error", problems) from None
+    return parsed.model_dump()
+
+
+def load_rubric(path: Path) -> Rubric:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PromptError(f"{path}: no such rubric") from None
+    except yaml.YAMLError as e:
+        raise PromptError(f"{path}: not valid YAML ({_yaml_problem(e)})") from None
+    try:
+        rubric = Rubric.model_validate(data)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        raise PromptError(f"{path}: field '{'.'.join(map(str, err['loc']))}': {err['msg']}") from None
+    if rubric.task != path.stem:
+        raise PromptError(f"{path}: field 'task': '{rubric.task}' does not match the file name '{path.stem}'")
+    return rubric
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """One line: the problem and where, instead of PyYAML's multi-line report."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
