@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -218,8 +219,13 @@ class _RichProgress:
 
 def _print_summary(summary: Any) -> None:
     statuses = sorted({s for counts in summary.counts.values() for s in counts})
-    table = Table(title=f"run {summary.run_id}: labels by task and status", title_justify="left")
-    table.add_column("task")
+    table = Table(
+        title=f"run {summary.run_id}: labels by task and status",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("task", no_wrap=True)
     for s in statuses:
         table.add_column(s, justify="right")
     for task_name, counts in sorted(summary.counts.items()):
@@ -242,20 +248,22 @@ def _print_summary(summary: Any) -> None:
 
 @prompts_app.command("list")
 def prompts_list(prompts_dir: PromptsDir = None, rubrics_dir: RubricsDir = None) -> None:
-    """Every task with its prompt versions, unit, variables and content hashes."""
+    """Every task with its prompt versions, content hashes, unit and number of few-shot examples."""
     with user_errors():
         library = _library(prompts_dir, rubrics_dir)
-        table = Table("task", "version", "parent", "hash", "unit", "variables")
+        table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold")
+        for name in ("task", "version", "parent", "hash", "unit", "examples"):
+            table.add_column(name, no_wrap=True)
         for task_name in library.tasks():
             for version in library.versions(task_name):
                 pv = library.get(task_name, version)
                 table.add_row(
                     task_name,
                     version,
-                    pv.meta.parent or "",
+                    pv.meta.parent or "-",
                     pv.content_hash,
                     pv.rubric.unit,
-                    ", ".join(pv.rubric.variables),
+                    str(len(pv.meta.examples)),
                 )
     out.print(table)
 
@@ -272,6 +280,7 @@ def prompts_show(
         pv = _library(prompts_dir, rubrics_dir).get(task, version)
         typer.echo(f"# {pv.task} {pv.version}  hash {pv.content_hash}  parent {pv.meta.parent or '-'}")
         typer.echo(f"# changelog: {pv.meta.changelog.strip()}")
+        typer.echo(f"# unit: {pv.rubric.unit}  variables: {', '.join(pv.rubric.variables)}")
         typer.echo(f"# max_tokens: {pv.meta.max_tokens}  examples: {len(pv.meta.examples)}")
         typer.echo(f"# output schema: {json.dumps(pv.rubric.json_schema)}\n")
         _echo_messages(pv.static_messages)

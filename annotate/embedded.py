@@ -44,11 +44,19 @@ EMBEDDED = QWEN_CODER_05B
 
 
 def cache_dir() -> Path:
-    """Where models, converted models and the completion cache live (``ANNOTATE_CACHE_DIR``)."""
+    """Where the completion cache (and by default the models) live (``ANNOTATE_CACHE_DIR``)."""
     env = os.environ.get("ANNOTATE_CACHE_DIR")
     base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "annotate"
     base.mkdir(parents=True, exist_ok=True)
     return base
+
+
+def models_dir() -> Path:
+    """Assembled and converted models (``ANNOTATE_MODELS_DIR``, default: ``<cache dir>/models``)."""
+    env = os.environ.get("ANNOTATE_MODELS_DIR")
+    path = Path(env) if env else cache_dir() / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def identity(model: EmbeddedModel = EMBEDDED) -> dict[str, Any]:
@@ -76,7 +84,7 @@ def _part_paths(model: EmbeddedModel) -> list[Path]:
 
 def gguf_path(model: EmbeddedModel = EMBEDDED) -> Path:
     """The assembled GGUF file, built once into the cache and verified against the pinned hash."""
-    target = cache_dir() / "models" / f"{model.sha256[:16]}.gguf"
+    target = models_dir() / f"{model.sha256[:16]}.gguf"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -103,7 +111,7 @@ def hf_dir(model: EmbeddedModel = EMBEDDED) -> Path:
 
     vLLM's CPU build cannot load GGUF directly, so transformers dequantises the GGUF once.
     """
-    target = cache_dir() / "models" / f"{model.sha256[:16]}-hf"
+    target = models_dir() / f"{model.sha256[:16]}-hf"
     if (target / "config.json").is_file():
         return target
     gguf = gguf_path(model)

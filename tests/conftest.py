@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from annotate.prompts import PromptLibrary
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "transcripts.jsonl"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh completion cache per test; models stay shared so the real-model tests assemble them once."""
+    cache = tmp_path_factory.mktemp("cache")
+    if "ANNOTATE_MODELS_DIR" not in os.environ:
+        shared = Path(os.environ.get("ANNOTATE_CACHE_DIR", Path.home() / ".cache" / "annotate")) / "models"
+        monkeypatch.setenv("ANNOTATE_MODELS_DIR", str(shared))
+    monkeypatch.setenv("ANNOTATE_CACHE_DIR", str(cache))
+    return cache
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> PromptLibrary:
+    """A copy of the project's prompts and rubrics, so tests may edit them and write lock files."""
+    shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
+    shutil.copytree(ROOT / "rubrics", tmp_path / "rubrics")
+    (tmp_path / "prompts" / "versions.lock.json").unlink(missing_ok=True)
+    return PromptLibrary(tmp_path / "prompts", tmp_path / "rubrics")
+
+
+def write_jsonl(path: Path, records: list[Any]) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+def msgs(*pairs: tuple[str, str]) -> list[dict[str, str]]:
+    return [{"role": r, "text": t} for r, t in pairs]
+
+
+ESCALATED = {
+    "chat_id": "e1",
+    "messages": msgs(
+        ("ai", "Hi, how can I help?"),
+        ("customer", "My lamp arrived broken."),
+        ("customer", "The shade is cracked."),
+        ("ai", "Sorry! Let me get a colleague."),
+        ("agent", "Hello, I'm sorry the shade arrived cracked. A new one ships today."),
+        ("customer", "Thanks."),
+        ("agent", "You're welcome."),
+    ),
+    "meta": {"escalation": "ai_unable"},
+}
+NOT_ESCALATED = {
+    "chat_id": "n1",
+    "messages": msgs(("customer", "Do you ship to Spain?"), ("ai", "Yes, in 3-5 days."), ("customer", "Great.")),
+}

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from annotate.cli import app
+from annotate.prompts import PromptLibrary
+from tests.conftest import EXAMPLES, write_jsonl
+
+runner = CliRunner()
+
+
+def dirs(library: PromptLibrary) -> list[str]:
+    return ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+
+
+def test_help_lists_commands_and_imports_no_engine() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "run" in result.output and "prompts" in result.output
+    probe = (
+        "import sys; from typer.testing import CliRunner; from annotate.cli import app; "
+        "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0; "
+        "r = CliRunner().invoke(app, ['run', '--help']); assert r.exit_code == 0; "
+        "print(sorted(m for m in ('vllm', 'torch', 'xllamacpp', 'transformers') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("annotate ")
+
+
+def test_run_with_the_test_double_writes_a_run_directory(library: PromptLibrary, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["run", str(EXAMPLES), "--limit", "3", "--out", str(out), "--backend", "fake", *dirs(library)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "labels by task and status" in result.output
+    assert "3 chats" in result.output
+    assert (out / "labels.parquet").is_file() and (out / "labels.csv").is_file()
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "0 model calls" in again.output
+
+
+def test_task_and_prompt_version_selection(library: PromptLibrary, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            str(EXAMPLES),
+            "--limit",
+            "2",
+            "--out",
+            str(out),
+            "-b",
+            "fake",
+            "-t",
+            "empathy",
+            "-t",
+            "proactivity",
+            "--prompt-version",
+            "v1",
+            *dirs(library),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    labels = pd.read_parquet(out / "labels.parquet")
+    assert set(labels["task"]) == {"empathy", "proactivity"} and set(labels["prompt_version"]) == {"v1"}
+
+
+def test_missing_input_file_is_one_clean_line(library: PromptLibrary, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["run", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "r"), "-b", "fake", *dirs(library)]
+    )
+    assert result.exit_code == 1
+    assert result.output.strip().endswith("nope.jsonl: no such file")
+    assert "Traceback" not in result.output
+
+
+def test_strict_mode_fails_on_the_first_bad_record(library: PromptLibrary, tmp_path: Path) -> None:
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"chat_id": "a", "messages": [{"role": "robot", "text": "x"}]}])
+    result = runner.invoke(
+        app, ["run", str(bad), "--out", str(tmp_path / "r"), "-b", "fake", "--strict", *dirs(library)]
+    )
+    assert result.exit_code == 1
+    assert "bad.jsonl:1: field 'messages[0].role': unknown role 'robot'" in result.output
+
+
+def test_user_errors_in_options(library: PromptLibrary, tmp_path: Path) -> None:
+    base = ["run", str(EXAMPLES), "--out", str(tmp_path / "r"), *dirs(library)]
+    unknown = runner.invoke(app, [*base, "--backend", "nope"])
+    assert unknown.exit_code == 1 and "unknown backend 'nope'" in unknown.output
+    bare = runner.invoke(app, [*base, "-b", "fake", "--prompt-version", "v2"])
+    assert bare.exit_code == 2 and "--task" in bare.output
+    role = runner.invoke(app, [*base, "-b", "fake", "--role", "bot=robot"])
+    assert role.exit_code == 2 and "NAME=SPEAKER" in role.output
+    openai = runner.invoke(app, [*base, "-b", "openai"])
+    assert openai.exit_code == 1 and "needs --base-url" in openai.output
+    version = runner.invoke(app, [*base, "-b", "fake", "--prompt-version", "empathy=v7"])
+    assert version.exit_code == 1 and "no prompt version 'v7'" in version.output
+
+
+def test_resume_with_other_settings_is_refused(library: PromptLibrary, tmp_path: Path) -> None:
+    base = ["run", str(EXAMPLES), "--limit", "1", "--out", str(tmp_path / "r"), "-b", "fake", *dirs(library)]
+    assert runner.invoke(app, base).exit_code == 0
+    result = runner.invoke(app, [*base, "--top-p", "0.5"])
+    assert result.exit_code == 1 and "choose a new --out directory" in result.output
+
+
+def test_prompts_list_show_render(library: PromptLibrary) -> None:
+    listed = runner.invoke(app, ["prompts", "list", *dirs(library)])
+    assert listed.exit_code == 0 and "round_sentiment" in listed.output
+    shown = runner.invoke(app, ["prompts", "show", "empathy", "v1", *dirs(library)])
+    assert shown.exit_code == 0
+    assert "=== system ===" in shown.output and '"enum": [1, 2, 3]' in shown.output
+    rendered = runner.invoke(
+        app, ["prompts", "render", "empathy", "v1", str(EXAMPLES), "--chat", "c17", *dirs(library)]
+    )
+    assert rendered.exit_code == 0
+    assert "chat c17" in rendered.output and "Anna from the care team" in rendered.output
+    per_round = runner.invoke(
+        app,
+        ["prompts", "render", "round_sentiment", "v1", str(EXAMPLES), "--chat", "c09", "--round", "3", *dirs(library)],
+    )
+    assert per_round.exit_code == 0 and per_round.output.count("########") == 1
+    assert "I want to speak to a real person. NOW." in per_round.output
+    no_handoff = runner.invoke(
+        app, ["prompts", "render", "empathy", "v1", str(EXAMPLES), "--chat", "c23", *dirs(library)]
+    )
+    assert no_handoff.exit_code == 0 and "has no empathy unit" in no_handoff.output
+    missing = runner.invoke(app, ["prompts", "render", "empathy", "v1", str(EXAMPLES), "--chat", "zz", *dirs(library)])
+    assert missing.exit_code == 1 and "no chat 'zz'" in missing.output

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from annotate.errors import InputError
+from annotate.transcripts import handoff_index, parse_role_map, read_transcripts, split_rounds
+from tests.conftest import ESCALATED, EXAMPLES, NOT_ESCALATED, msgs, write_jsonl
+
+
+def test_reads_the_shipped_examples() -> None:
+    result = read_transcripts([EXAMPLES])
+    assert len(result.chats) == 30
+    assert result.skipped == []
+    assert result.chats[0].meta["escalation"] == "ai_unable"
+
+
+def test_rounds_merge_consecutive_messages_and_keep_leading_ai_turns_in_round_one(tmp_path: Path) -> None:
+    chat = read_transcripts([write_jsonl(tmp_path / "c.jsonl", [ESCALATED])]).chats[0]
+    rounds = split_rounds(chat)
+    assert [r.number for r in rounds] == [1, 2]
+    assert [t.speaker for t in rounds[0].turns] == ["ai", "customer", "ai", "agent"]
+    assert rounds[0].customer_text == "My lamp arrived broken.\nThe shade is cracked."
+    assert rounds[1].customer_text == "Thanks."
+    covered = [i for r in rounds for t in r.turns for i in range(t.first, t.last + 1)]
+    assert covered == list(range(len(chat.messages)))
+
+
+def test_handoff_is_first_agent_message_after_ai_or_the_explicit_field(tmp_path: Path) -> None:
+    explicit = {**ESCALATED, "chat_id": "x", "meta": {"handoff_index": 6}}
+    human_only = {"chat_id": "h", "messages": msgs(("customer", "hi"), ("agent", "hello"))}
+    chats = read_transcripts(
+        [write_jsonl(tmp_path / "c.jsonl", [ESCALATED, NOT_ESCALATED, explicit, human_only])]
+    ).chats
+    assert [handoff_index(c) for c in chats] == [4, None, 6, None]
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet", "jsonl"])
+def test_flat_message_tables_group_by_chat_and_order_by_seq(tmp_path: Path, suffix: str) -> None:
+    df = pd.DataFrame(
+        {
+            "chat_id": ["a", "a", "b", "a"],
+            "seq": [2, 1, 1, 3],
+            "role": ["bot", "customer", "customer", "human"],
+            "text": ['Hello, with commas, and "quotes"\nand a newline', "Hi", "Hey", "Agent here"],
+            "channel": ["web", "web", "app", "web"],
+        }
+    )
+    path = tmp_path / f"t.{suffix}"
+    if suffix == "csv":
+        df.to_csv(path, index=False)
+    elif suffix == "parquet":
+        df.to_parquet(path)
+    else:
+        df.to_json(path, orient="records", lines=True)
+    result = read_transcripts([path])
+    assert result.skipped == []
+    a = next(c for c in result.chats if c.chat_id == "a")
+    assert [m.speaker for m in a.messages] == ["customer", "ai", "agent"]
+    assert a.messages[1].text.endswith('"quotes"\nand a newline')
+    assert a.meta == {"channel": "web"}
+
+
+BAD_RECORDS = [
+    ('{"chat_id": "a", "messages": [', "bad.jsonl:1: not valid JSON"),
+    ({"messages": msgs(("customer", "hi"))}, "bad.jsonl:1: field 'chat_id': missing"),
+    ({"chat_id": "a", "messages": [{"role": "robot", "text": "x"}]}, "field 'messages[0].role': unknown role 'robot'"),
+    ({"chat_id": "a", "messages": [{"role": "customer"}]}, "bad.jsonl:1: field 'messages[0].text': missing"),
+    (
+        {"chat_id": "a", "messages": [{"role": "customer", "text": 5}]},
+        "field 'messages[0].text': missing or not a string",
+    ),
+    ({"chat_id": "a", "messages": []}, "field 'messages': chat 'a' has no messages"),
+    ({"chat_id": "a", "messages": msgs(("ai", "hello"))}, "chat 'a' has no customer message"),
+    ({"chat_id": "a", "messages": "hi"}, "field 'messages': expected a list"),
+    ([1, 2], "bad.jsonl:1: expected a JSON object"),
+]
+
+
+@pytest.mark.parametrize(("record", "message"), BAD_RECORDS)
+def test_bad_records_become_skips_naming_file_line_and_field(tmp_path: Path, record: object, message: str) -> None:
+    path = write_jsonl(tmp_path / "bad.jsonl", [record, {**NOT_ESCALATED, "chat_id": "good"}])
+    result = read_transcripts([path])
+    assert [c.chat_id for c in result.chats] == ["good"]
+    assert len(result.skipped) == 1
+    assert message in result.skipped[0].reason
+    assert "\n" not in result.skipped[0].reason
+    with pytest.raises(InputError) as raised:
+        read_transcripts([path], strict=True)
+    assert message in str(raised.value)
+
+
+def test_duplicate_ids_and_non_utf8_lines_are_reported(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.jsonl"
+    write_jsonl(path, [NOT_ESCALATED, NOT_ESCALATED])
+    with path.open("ab") as f:
+        f.write(b'{"chat_id": "z", "messages": [{"role": "customer", "text": "caf\xe9"}]}\n')
+    result = read_transcripts([path])
+    reasons = [s.reason for s in result.skipped]
+    assert any("mixed.jsonl:2: field 'chat_id': duplicate chat id 'n1'" in r for r in reasons)
+    assert any("mixed.jsonl:3: not valid UTF-8" in r for r in reasons)
+
+
+def test_table_without_required_column_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"chat_id": ["a"], "seq": [1], "text": ["hi"]}).to_csv(path, index=False)
+    with pytest.raises(InputError, match=r"t\.csv: field 'role': missing column"):
+        read_transcripts([path])
+
+
+def test_missing_file_and_unknown_suffix(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        read_transcripts([tmp_path / "nope.jsonl"])
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(InputError, match=r"unknown file type '\.txt'"):
+        read_transcripts([tmp_path / "x.txt"])
+
+
+def test_role_map_extends_defaults(tmp_path: Path) -> None:
+    record = {"chat_id": "r", "messages": msgs(("kunde", "hallo"), ("robot", "hi"), ("mensch", "servus"))}
+    roles = parse_role_map(["kunde=customer", "robot=ai", "mensch=agent"])
+    chat = read_transcripts([write_jsonl(tmp_path / "r.jsonl", [record])], roles).chats[0]
+    assert [m.speaker for m in chat.messages] == ["customer", "ai", "agent"]
+    with pytest.raises(ValueError, match="NAME=SPEAKER"):
+        parse_role_map(["robot=machine"])
