@@ -1,0 +1,119 @@
+"""End-to-end runs on the real embedded model: llama.cpp in-process, an OpenAI-compatible server, vLLM (CPU).
+
+Each run goes through the installed ``annotate`` command, as a user would run it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from annotate import embedded
+from annotate.prompts import PromptLibrary
+from tests.conftest import EXAMPLES, ROOT
+
+TWO_CHATS = ["c01", "c23"]  # one escalated, one resolved by the AI
+
+
+@pytest.fixture
+def two_chats(tmp_path: Path) -> Path:
+    lines = [line for line in EXAMPLES.read_text().splitlines() if json.loads(line)["chat_id"] in TWO_CHATS]
+    path = tmp_path / "two.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def annotate(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "annotate.cli", *args], capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT, env=os.environ.copy(),
+    )
+
+
+def check_labels(out: Path, library: PromptLibrary, backend: str) -> pd.DataFrame:
+    labels = pd.read_parquet(out / "labels.parquet")
+    assert set(labels["task"]) == set(library.tasks())
+    # c01: 4 post-handoff labels, 2 initial-state labels, 3 rounds; c23: 2 initial-state labels, 2 rounds
+    assert len(labels) == 4 + 2 + 3 + 2 + 2
+    assert set(labels["status"]) <= {"ok", "parse_error", "schema_error", "length"}
+    ok = labels[labels["status"] == "ok"]
+    assert len(ok) >= len(labels) - 2, labels[["task", "status", "raw_output"]]
+    for variable, values in ok.groupby("variable")["value"]:
+        rubric = next(library.get(t).rubric for t in library.tasks() if variable in library.get(t).rubric.variables)
+        assert set(values) <= set(rubric.variables[str(variable)].values)
+    assert (labels["backend"] == backend).all()
+    for column in ["prompt_version", "prompt_hash", "model", "sampling", "run_id", "raw_output"]:
+        assert labels[column].astype(str).str.len().gt(0).all(), column
+    assert labels["prompt_tokens"].gt(100).all()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["model"]["sha256"] == embedded.EMBEDDED.sha256
+    assert manifest["git"]["revision"]
+    return labels
+
+
+@pytest.mark.model
+def test_llamacpp_embedded_model_end_to_end(two_chats: Path, tmp_path: Path) -> None:
+    library = PromptLibrary(ROOT / "prompts", ROOT / "rubrics")
+    out = tmp_path / "run"
+    first = annotate("run", str(two_chats), "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    calls = int(re.search(r"(\d+) model calls", first.stdout).group(1))  # type: ignore[union-attr]
+    assert calls >= 11  # 11 units, plus any re-asks
+    labels = check_labels(out, library, "llamacpp")
+    assert (labels["model"] == "Qwen2.5-Coder-0.5B-Instruct (embedded)").all()
+    second = annotate("run", str(two_chats), "--out", str(tmp_path / "again"))
+    assert second.returncode == 0, second.stderr
+    assert "0 model calls" in second.stdout
+    again = pd.read_parquet(tmp_path / "again" / "labels.parquet")
+    assert again["value"].tolist() == labels["value"].tolist()
+
+
+@pytest.fixture
+def local_server() -> Iterator[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "tests.local_server"], cwd=ROOT, stdout=subprocess.PIPE,
+                            text=True, env=os.environ.copy())
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), url
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.model
+def test_openai_backend_against_a_real_local_server(two_chats: Path, tmp_path: Path, local_server: str) -> None:
+    out = tmp_path / "run"
+    done = annotate("run", str(two_chats), "--out", str(out), "--backend", "openai", "--base-url", local_server,
+                    "--model", "qwen2.5-coder-0.5b", "--concurrency", "2")
+    assert done.returncode == 0, done.stderr
+    labels = pd.read_parquet(out / "labels.parquet")
+    assert (labels["status"] == "ok").sum() >= len(labels) - 2
+    assert (labels["model"] == "qwen2.5-coder-0.5b").all() and (labels["backend"] == "openai").all()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["base_url"] == local_server
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed: `make install-vllm`")
+def test_vllm_cpu_embedded_model_end_to_end(two_chats: Path, tmp_path: Path) -> None:
+    library = PromptLibrary(ROOT / "prompts", ROOT / "rubrics")
+    out = tmp_path / "run"
+    done = annotate("run", str(two_chats), "--out", str(out), "--backend", "vllm", "--max-model-len", "4096",
+                    timeout=1500)
+    assert done.returncode == 0, done.stderr[-3000:]
+    labels = check_labels(out, library, "vllm")
+    assert labels["raw_output"].str.contains(" ").sum() == 0  # whitespace-free JSON
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["engine"] in ("vllm-cpu", "vllm")
