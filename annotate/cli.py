@@ -191,7 +191,9 @@ class _RichProgress:
 
         class Rate(ProgressColumn):
             def render(self, task: Any) -> Text:
-                return Text(f"{task.speed:.2f} units/s" if task.speed else "- units/s")
+                # Completed over elapsed: engines that answer a batch at once make the windowed speed meaningless.
+                elapsed = task.elapsed or 0.0
+                return Text(f"{task.completed / elapsed:.2f} units/s" if elapsed and task.completed else "- units/s")
 
         self._progress = Progress(
             TextColumn("labelling"),
@@ -219,12 +221,8 @@ class _RichProgress:
 
 def _print_summary(summary: Any) -> None:
     statuses = sorted({s for counts in summary.counts.values() for s in counts})
-    table = Table(
-        title=f"run {summary.run_id}: labels by task and status",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
+    out.print(f"run {summary.run_id}: labels by task and status", highlight=False)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("task", no_wrap=True)
     for s in statuses:
         table.add_column(s, justify="right")
@@ -232,15 +230,15 @@ def _print_summary(summary: Any) -> None:
         table.add_row(task_name, *(str(counts.get(s, 0)) for s in statuses))
     out.print(table)
     rate = summary.model_calls / summary.seconds if summary.seconds else 0.0
-    out.print(
-        f"{summary.chats} chats ({summary.chats_without_handoff} without a handoff: no post-handoff units), "
-        f"{summary.skipped_records} input records skipped\n"
-        f"{summary.model_calls} model calls, {summary.cache_hits} cache hits, "
-        f"{summary.prompt_tokens} prompt + {summary.completion_tokens} completion tokens, "
-        f"{summary.seconds:.1f} s ({rate:.2f} calls/s)\n"
-        f"labels: {summary.out / 'labels.parquet'}  (also labels.csv, manifest.json)",
-        highlight=False,
-    )
+    lines = [
+        f"chats: {summary.chats} ({summary.chats_without_handoff} without a handoff, so no post-handoff units)",
+        f"input records skipped: {summary.skipped_records}",
+        f"model calls: {summary.model_calls}, cache hits: {summary.cache_hits}",
+        f"tokens: {summary.prompt_tokens} prompt + {summary.completion_tokens} completion",
+        f"time: {summary.seconds:.1f} s ({rate:.2f} model calls/s)",
+        f"labels: {summary.out / 'labels.parquet'} (and labels.csv, manifest.json)",
+    ]
+    out.print("\n".join(lines), highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------------------------- prompts

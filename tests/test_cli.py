@@ -44,11 +44,11 @@ def test_run_with_the_test_double_writes_a_run_directory(library: PromptLibrary,
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "labels by task and status" in result.output
-    assert "3 chats" in result.output
+    assert "chats: 3 " in result.output
     assert (out / "labels.parquet").is_file() and (out / "labels.csv").is_file()
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
     again = runner.invoke(app, args)
-    assert again.exit_code == 0 and "0 model calls" in again.output
+    assert again.exit_code == 0 and "model calls: 0," in again.output
 
 
 def test_task_and_prompt_version_selection(library: PromptLibrary, tmp_path: Path) -> None:

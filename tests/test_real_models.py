@@ -67,13 +67,13 @@ def test_llamacpp_embedded_model_end_to_end(two_chats: Path, tmp_path: Path) -> 
     out = tmp_path / "run"
     first = annotate("run", str(two_chats), "--out", str(out))
     assert first.returncode == 0, first.stderr
-    calls = int(re.search(r"(\d+) model calls", first.stdout).group(1))  # type: ignore[union-attr]
+    calls = int(re.search(r"model calls: (\d+)", first.stdout).group(1))  # type: ignore[union-attr]
     assert calls >= 11  # 11 units, plus any re-asks
     labels = check_labels(out, library, "llamacpp")
     assert (labels["model"] == "Qwen2.5-Coder-0.5B-Instruct (embedded)").all()
     second = annotate("run", str(two_chats), "--out", str(tmp_path / "again"))
     assert second.returncode == 0, second.stderr
-    assert "0 model calls" in second.stdout
+    assert "model calls: 0," in second.stdout
     again = pd.read_parquet(tmp_path / "again" / "labels.parquet")
     assert again["value"].tolist() == labels["value"].tolist()
 

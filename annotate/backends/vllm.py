@@ -51,6 +51,7 @@ class VllmBackend:
     def _start(self) -> Any:
         if self._llm is not None:
             return self._llm
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep the progress bar readable
         if self.on_cpu:
             # Both cores for the model (vLLM reserves one by default) and a bounded KV cache.
             cores = os.cpu_count() or 1
