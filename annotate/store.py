@@ -134,3 +134,21 @@ class RunStore:
         df.to_parquet(self.dir / "labels.parquet", index=False)
         df.to_csv(self.dir / "labels.csv", index=False)
         return df
+
+
+def load_run(path: Path) -> tuple[Any, dict[str, Any]]:
+    """Labels and manifest of a finished (or interrupted) run directory."""
+    import pandas as pd
+
+    labels_path = path / "labels.parquet"
+    store = RunStore(path)
+    manifest = store.read_manifest()
+    if manifest is None:
+        raise RunStoreError(f"{path}: not a run directory (no manifest.json)")
+    if labels_path.is_file():
+        labels = pd.read_parquet(labels_path)
+    elif store.journal_path.is_file():
+        labels = store.write_tables()  # an interrupted run: its journal still holds every finished label
+    else:
+        raise RunStoreError(f"{path}: the run has no labels yet")
+    return labels, manifest

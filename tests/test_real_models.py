@@ -34,8 +34,12 @@ def two_chats(tmp_path: Path) -> Path:
 
 def annotate(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "annotate.cli", *args], capture_output=True, text=True, timeout=timeout,
-        cwd=ROOT, env=os.environ.copy(),
+        [sys.executable, "-m", "annotate.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=os.environ.copy(),
     )
 
 
@@ -80,8 +84,9 @@ def test_llamacpp_embedded_model_end_to_end(two_chats: Path, tmp_path: Path) -> 
 
 @pytest.fixture
 def local_server() -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.local_server"], cwd=ROOT, stdout=subprocess.PIPE,
-                            text=True, env=os.environ.copy())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.local_server"], cwd=ROOT, stdout=subprocess.PIPE, text=True, env=os.environ.copy()
+    )
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
@@ -95,8 +100,20 @@ def local_server() -> Iterator[str]:
 @pytest.mark.model
 def test_openai_backend_against_a_real_local_server(two_chats: Path, tmp_path: Path, local_server: str) -> None:
     out = tmp_path / "run"
-    done = annotate("run", str(two_chats), "--out", str(out), "--backend", "openai", "--base-url", local_server,
-                    "--model", "qwen2.5-coder-0.5b", "--concurrency", "2")
+    done = annotate(
+        "run",
+        str(two_chats),
+        "--out",
+        str(out),
+        "--backend",
+        "openai",
+        "--base-url",
+        local_server,
+        "--model",
+        "qwen2.5-coder-0.5b",
+        "--concurrency",
+        "2",
+    )
     assert done.returncode == 0, done.stderr
     labels = pd.read_parquet(out / "labels.parquet")
     assert (labels["status"] == "ok").sum() >= len(labels) - 2
@@ -110,8 +127,9 @@ def test_openai_backend_against_a_real_local_server(two_chats: Path, tmp_path: P
 def test_vllm_cpu_embedded_model_end_to_end(two_chats: Path, tmp_path: Path) -> None:
     library = PromptLibrary(ROOT / "prompts", ROOT / "rubrics")
     out = tmp_path / "run"
-    done = annotate("run", str(two_chats), "--out", str(out), "--backend", "vllm", "--max-model-len", "4096",
-                    timeout=1500)
+    done = annotate(
+        "run", str(two_chats), "--out", str(out), "--backend", "vllm", "--max-model-len", "4096", timeout=1500
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     labels = check_labels(out, library, "vllm")
     assert labels["raw_output"].str.contains(" ").sum() == 0  # whitespace-free JSON
