@@ -241,6 +241,73 @@ def _print_summary(summary: Any) -> None:
     out.print("\n".join(lines), highlight=False, soft_wrap=True)
 
 
+# ------------------------------------------------------------------------------------------- validate
+
+
+@app.command()
+def validate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory from `annotate run`.", show_default=False)],
+    gold: Annotated[Path, typer.Option(help="Human labels: chat_id, round, variable, value[, annotator].")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for agreement.json, agreement.csv, report.html.")],
+    repeat: Annotated[int, typer.Option(min=0, help="Which repeat of the run to compare.")] = 0,
+    bootstrap: Annotated[int, typer.Option(min=0, help="Chat-level bootstrap resamples for intervals.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    transcripts: Annotated[
+        list[Path] | None, typer.Option(help="Transcript files, if the run's inputs have moved.")
+    ] = None,
+    group_by: Annotated[
+        str | None, typer.Option(help="Chat metadata field for the sentiment trajectories [default: escalation].")
+    ] = None,
+    prompts_dir: PromptsDir = None,
+    rubrics_dir: RubricsDir = None,
+) -> None:
+    """Agreement of a run's labels with human gold labels: kappa, AC1, alpha, intervals, disagreements."""
+    from annotate import plots, report
+    from annotate.store import load_run
+    from annotate.validation import run_chats
+    from annotate.validation import validate as run_validation
+
+    with user_errors():
+        library = _library(prompts_dir, rubrics_dir)
+        result = run_validation(run_dir, gold, library, transcripts, repeat, bootstrap, seed)
+        labels, manifest = load_run(run_dir)
+        meta = {c.chat_id: dict(c.meta) for c in run_chats(manifest, transcripts)}
+        field_name = group_by or ("escalation" if any("escalation" in m for m in meta.values()) else None)
+        frame = plots.trajectory_frame(labels[labels["repeat"] == repeat], meta, field_name)
+        trajectory = plots.trajectories(frame, field_name, seed=seed) if len(frame) else None
+        paths = report.write_outputs(
+            out, result, report.validation_table(result), report.validation_page(result, trajectory, field_name)
+        )
+        if trajectory is not None:
+            (out / "trajectories.png").write_bytes(trajectory)
+    _print_agreement(result)
+    missing = result["unmatched"]
+    typer.echo(
+        f"not compared: {len(missing['gold_not_labelled'])} gold items never labelled, "
+        f"{len(missing['failed_labels'])} with a failed label"
+    )
+    typer.echo("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _print_agreement(result: dict[str, Any]) -> None:
+    from annotate.report import fmt, fmt_ci
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("variable", "n", "κ", "κ 95% CI", "κ quadratic", "AC1", "α"):
+        table.add_column(name, no_wrap=True, justify="left" if name == "variable" else "right")
+    for v in result["variables"]:
+        table.add_row(
+            v["variable"],
+            str(v["n"]),
+            fmt(v["cohen_kappa"], 2),
+            fmt_ci(v["ci95"].get("cohen_kappa")),
+            fmt(v["kappa_quadratic"], 2),
+            fmt(v["gwet_ac1"], 2),
+            fmt(v["krippendorff_alpha"], 2),
+        )
+    out.print(table)
+
+
 # --------------------------------------------------------------------------------------------- prompts
 
 

@@ -19,7 +19,7 @@ from annotate.gold import consensus, read_gold
 from annotate.prompts import PromptLibrary
 from annotate.store import load_run
 from annotate.tasks import SPEAKER_NAMES, units_for
-from annotate.transcripts import read_transcripts
+from annotate.transcripts import Chat, read_transcripts
 
 KEY = ["chat_id", "round", "variable"]
 
@@ -163,6 +163,7 @@ def _by_annotator(
         index=["chat_id", "round"], columns="annotator", values="value", dropna=False, aggfunc="first"
     )
     llm = rows.set_index(["chat_id", "round"])["value"]
+    wide = wide[wide.index.isin(llm.index)]  # the ceiling is measured on the same items as the LLM
     result: dict[str, Any] = {"llm_vs": {}, "human_pairs": {}}
     for name in annotators:
         if name not in wide:
@@ -191,10 +192,9 @@ def _excerpts(
     manifest: dict[str, Any], transcripts: list[Path] | None, library: PromptLibrary | None
 ) -> dict[tuple[str, str, int | None], dict[str, str]]:
     """What the model saw for each unit, shortened, rebuilt from the run's input files."""
-    paths = transcripts or [Path(entry["path"]) for entry in manifest.get("inputs", [])]
-    if library is None or not paths or not all(p.is_file() for p in paths):
+    chats = run_chats(manifest, transcripts)
+    if library is None or not chats:
         return {}
-    chats = read_transcripts(paths).chats
     max_chars = int(manifest.get("options", {}).get("max_chars", 12000))
     found: dict[tuple[str, str, int | None], dict[str, str]] = {}
     for task, entry in manifest.get("prompts", {}).items():
@@ -211,6 +211,14 @@ def _excerpts(
                     "target": _shorten(" | ".join(f"{SPEAKER_NAMES[t.speaker]}: {t.text}" for t in unit.target), 700),
                 }
     return found
+
+
+def run_chats(manifest: dict[str, Any], transcripts: list[Path] | None = None) -> list[Chat]:
+    """The chats a run read: from ``transcripts`` if given, else from the input paths in its manifest."""
+    paths = transcripts or [Path(entry["path"]) for entry in manifest.get("inputs", [])]
+    if not paths or not all(p.is_file() for p in paths):
+        return []
+    return read_transcripts(paths).chats
 
 
 def _shorten(text: str, limit: int) -> str:
