@@ -254,3 +254,31 @@ def _num(x: Any) -> float | None:
     """JSON-safe number: NaN becomes None."""
     value = float(x)
     return None if math.isnan(value) else value
+
+
+def paired_delta_bootstrap(
+    reference: Sequence[int],
+    first: Sequence[int],
+    second: Sequence[int],
+    clusters: Sequence[str],
+    categories: Sequence[int],
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """95% intervals for (second - first) agreement with ``reference``, resampling the same chats for both.
+
+    Pairing matters: both versions are scored on the same items, so their errors are correlated and
+    the change is far more precise than two separate intervals suggest.
+    """
+    ref, a, b = np.asarray(reference), np.asarray(first), np.asarray(second)
+
+    def stat(rows: np.ndarray) -> dict[str, float]:
+        ca = confusion_counts(ref[rows], a[rows], categories)
+        cb = confusion_counts(ref[rows], b[rows], categories)
+        return {
+            "percent_agreement": float((np.trace(cb) - np.trace(ca)) / ca.sum()),
+            "cohen_kappa": kappa_from_counts(cb) - kappa_from_counts(ca),
+            "gwet_ac1": ac1_from_counts(cb) - ac1_from_counts(ca),
+        }
+
+    return cluster_bootstrap(clusters, stat, n_boot, seed)

@@ -124,6 +124,10 @@ def run(
     dtype: Annotated[str | None, typer.Option(help="vLLM dtype [default: float32 on CPU, auto on GPU].")] = None,
     tensor_parallel_size: Annotated[int, typer.Option(min=1, help="vLLM: GPUs per model.")] = 1,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse cached answers.")] = True,
+    prefix_cache: Annotated[
+        bool,
+        typer.Option(help="Engine reuses the shared prompt prefix: fast, but repeats may differ slightly (README)."),
+    ] = True,
     strict: Annotated[bool, typer.Option(help="Fail on the first bad input record instead of skipping it.")] = False,
     role: Annotated[list[str] | None, typer.Option(help="Map a role name onto customer/ai/agent, e.g. bot=ai.")] = None,
     prompts_dir: PromptsDir = None,
@@ -157,6 +161,7 @@ def run(
                 max_model_len=max_model_len,
                 concurrency=concurrency,
                 threads=threads,
+                prefix_cache=prefix_cache,
                 extra=extra,
             ),
             sampling=Sampling(temperature=temperature, top_p=top_p, seed=seed),
@@ -306,6 +311,124 @@ def _print_agreement(result: dict[str, Any]) -> None:
             fmt(v["krippendorff_alpha"], 2),
         )
     out.print(table)
+
+
+@app.command()
+def agree(
+    runs: Annotated[
+        list[Path], typer.Argument(help="One run made with --repeats N, or several runs.", show_default=False)
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for agreement.json, agreement.csv, report.html.")],
+    repeat: Annotated[int, typer.Option(min=0, help="Which repeat of each run to compare (several runs).")] = 0,
+    bootstrap: Annotated[int, typer.Option(min=0, help="Chat-level bootstrap resamples for intervals.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    prompts_dir: PromptsDir = None,
+    rubrics_dir: RubricsDir = None,
+) -> None:
+    """Agreement of the LLM with itself across repeats, or across runs (models, backends, prompt versions)."""
+    import pandas as pd
+
+    from annotate import report
+    from annotate.replication import agree_repeats, agree_runs
+
+    with user_errors():
+        library = _library(prompts_dir, rubrics_dir)
+        if len(runs) == 1:
+            result = agree_repeats(runs[0], library)
+        else:
+            result = agree_runs(runs, library, repeat, bootstrap, seed)
+        table = report.agree_table(result)
+        paths = report.write_outputs(out, result, table, report.agree_page(result))
+    if result["mode"] == "runs":
+        for pair, differences in result["differences"].items():
+            typer.echo(f"{pair}: {'; '.join(differences)}")
+    shown = [
+        c
+        for c in (
+            "variable",
+            "comparison",
+            "n",
+            "items_left_out",
+            "cohen_kappa",
+            "gwet_ac1",
+            "mean_pairwise_kappa",
+            "fleiss_kappa",
+            "krippendorff_alpha",
+            "identical_share",
+        )
+        if c in table.columns
+    ]
+    printable = table[shown].copy()
+    for column in shown[2:]:
+        printable[column] = pd.to_numeric(printable[column], errors="coerce")  # None (undefined) -> NaN -> "-"
+    typer.echo(printable.to_string(index=False, float_format=lambda x: f"{x:.3f}", na_rep="-"))
+    typer.echo("wrote " + ", ".join(str(p) for p in paths))
+
+
+@app.command()
+def diff(
+    task: Annotated[str, typer.Argument(help="Task name.")],
+    version_a: Annotated[str, typer.Argument(help="The earlier version, e.g. v1.")],
+    version_b: Annotated[str, typer.Argument(help="The later version, e.g. v2.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the report (and the two runs).")],
+    on: Annotated[list[Path] | None, typer.Option(help="Transcripts to label with both versions.")] = None,
+    gold: Annotated[Path | None, typer.Option(help="Human labels, to show the change in agreement.")] = None,
+    backend: Annotated[str, typer.Option("--backend", "-b", help="llamacpp, vllm, openai.")] = "llamacpp",
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model path or name.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N chats.")] = None,
+    max_model_len: Annotated[int, typer.Option(help="Context length the engine allocates.")] = 8192,
+    bootstrap: Annotated[int, typer.Option(min=0, help="Chat-level bootstrap resamples.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    prefix_cache: Annotated[bool, typer.Option(help="Engine reuses the shared prompt prefix (see run).")] = True,
+    prompts_dir: PromptsDir = None,
+    rubrics_dir: RubricsDir = None,
+) -> None:
+    """What changed between two prompt versions, and which labels flipped (with --on) and what that did to
+    agreement with gold (with --gold)."""
+    from annotate import report
+    from annotate.backends import BackendOptions
+    from annotate.diff import compare_versions
+    from annotate.pipeline import RunConfig
+
+    if gold is not None and not on:
+        raise typer.BadParameter("--gold needs --on: the transcripts both versions should label", param_hint="--gold")
+    with user_errors():
+        library = _library(prompts_dir, rubrics_dir)
+        base = None
+        if on:
+            base = RunConfig(
+                inputs=on,
+                out=out,
+                library=library,
+                backend=backend,
+                limit=limit,
+                options=BackendOptions(
+                    model=model, base_url=base_url, max_model_len=max_model_len, prefix_cache=prefix_cache
+                ),
+            )
+        if on:
+            with _RichProgress() as progress:
+                result = compare_versions(library, task, version_a, version_b, base, gold, bootstrap, seed, progress)
+        else:
+            result = compare_versions(library, task, version_a, version_b, None)
+        paths = report.write_outputs(out, result, report.diff_table(result), report.diff_page(result))
+        (out / "prompt.diff").write_text(result["text_diff"])
+    typer.echo(result["text_diff"] if not on else result["text_diff"].split("\n")[0] + " ...")
+    for v in result.get("variables", []):
+        line = (
+            f"{v['variable']}: {len(v['flipped'])} of {v['n']} units flipped, "
+            f"kappa between versions {report.fmt(v['between_versions']['cohen_kappa'])}"
+        )
+        g = v.get("gold")
+        if g and g.get("n"):
+            line += (
+                f"; kappa with gold {report.fmt(g[version_a]['cohen_kappa'])} -> "
+                f"{report.fmt(g[version_b]['cohen_kappa'])} (change {report.fmt(g['change']['cohen_kappa'])}, "
+                f"95% CI {report.fmt_ci(g['change_ci95'].get('cohen_kappa'))})"
+            )
+        typer.echo(line)
+    typer.echo("wrote " + ", ".join(str(p) for p in [*paths, out / "prompt.diff"]))
 
 
 # --------------------------------------------------------------------------------------------- prompts

@@ -59,6 +59,9 @@ class VersionMeta(BaseModel):
     """What changed relative to the parent, and why."""
     max_tokens: int = 32
     """Output token budget for one answer."""
+    rubric: str | None = None
+    """Rubric file in the rubrics folder [default: ``<task>.yaml``]. A version that changes the rubric names a
+    new file (e.g. ``empathy.v2.yaml``), so that earlier versions keep theirs and stay reproducible."""
     examples: list[FewShotExample] = Field(default_factory=list)
 
 
@@ -80,7 +83,7 @@ class PromptVersion:
 
     @cached_property
     def rubric(self) -> Rubric:
-        return load_rubric(self.rubric_path)
+        return load_rubric(self.rubric_path, self.task)
 
     @cached_property
     def meta(self) -> VersionMeta:
@@ -175,16 +178,20 @@ class PromptLibrary:
         version = version or versions[-1]
         if version not in versions:
             raise PromptError(f"task '{task}' has no prompt version '{version}' (versions: {', '.join(versions)})")
-        pv = PromptVersion(
+        meta_path = self.prompts_dir / task / f"{version}.yaml"
+        if not meta_path.is_file():
+            raise PromptError(f"{meta_path}: missing (every version needs its .j2 and .yaml)")
+        try:
+            rubric_name = (yaml.safe_load(meta_path.read_text(encoding="utf-8")) or {}).get("rubric")
+        except yaml.YAMLError as e:
+            raise PromptError(f"{meta_path}: not valid YAML ({_yaml_problem(e)})") from None
+        return PromptVersion(
             task,
             version,
             self.prompts_dir / task / f"{version}.j2",
-            self.prompts_dir / task / f"{version}.yaml",
-            self.rubrics_dir / f"{task}.yaml",
+            meta_path,
+            self.rubrics_dir / (rubric_name or f"{task}.yaml"),
         )
-        if not pv.meta_path.is_file():
-            raise PromptError(f"{pv.meta_path}: missing (every version needs its .j2 and .yaml)")
-        return pv
 
     def check_locked(self, versions: list[PromptVersion], record: bool) -> None:
         """Refuse a version whose content changed after a run used it; record first uses.

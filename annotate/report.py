@@ -326,3 +326,284 @@ def _examples(items: list[dict[str, Any]], limit: int = 6) -> str:
         for i in items[:limit]
     )
     return shown + (f", … ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+# ---------------------------------------------------------------------------------------------- agree
+
+
+def agree_table(result: dict[str, Any]) -> pd.DataFrame:
+    rows = []
+    for v in result["variables"]:
+        base = {
+            "variable": v["variable"],
+            "task": v["task"],
+            "scale": v["scale"],
+            "items_left_out": v["items_left_out"],
+        }
+        if result["mode"] == "repeats":
+            rows.append(
+                {
+                    **base,
+                    "comparison": "repeats",
+                    "n": v["units"],
+                    "coders": v["coders"],
+                    **{
+                        k: v[k]
+                        for k in ("mean_pairwise_kappa", "fleiss_kappa", "krippendorff_alpha", "identical_share")
+                    },
+                }
+            )
+            continue
+        for pair, s in v["pairs"].items():
+            row = {**base, "comparison": pair, "n": int(s["n"]), "coders": 2}
+            for stat in PAPER_COLUMNS:
+                row[stat] = s[stat]
+                if stat in s["ci95"]:
+                    row[f"{stat}_ci_low"], row[f"{stat}_ci_high"] = s["ci95"][stat]
+            rows.append(row)
+        if "all_runs" in v:
+            a = v["all_runs"]
+            rows.append(
+                {
+                    **base,
+                    "comparison": "all runs",
+                    "n": a["units"],
+                    "coders": a["coders"],
+                    **{
+                        k: a[k]
+                        for k in ("mean_pairwise_kappa", "fleiss_kappa", "krippendorff_alpha", "identical_share")
+                    },
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def agree_page(result: dict[str, Any]) -> Page:
+    runs = result["runs"]
+    meta = [(f"run {i + 1}", f"{r['dir']} ({r['backend']}, {r['model']}, {r['engine']})") for i, r in enumerate(runs)]
+    if result["mode"] == "repeats":
+        page = Page(f"Agreement across {len(result['coders'])} repeats of run {runs[0]['run_id']}", meta)
+        page.tables.append(
+            Table(
+                "Replication across repeats",
+                ["variable", "units", "left out", "mean pairwise κ", "Fleiss κ", "Krippendorff α", "identical in all"],
+                [
+                    [
+                        v["variable"],
+                        v["units"],
+                        v["items_left_out"],
+                        fmt(v["mean_pairwise_kappa"]),
+                        fmt(v["fleiss_kappa"]),
+                        fmt(v["krippendorff_alpha"]),
+                        fmt(v["identical_share"]),
+                    ]
+                    for v in result["variables"]
+                ],
+                note="Units lacking an ok label in any repeat are left out (counted in 'left out').",
+            )
+        )
+        for v in result["variables"]:
+            page.tables.append(
+                Table(
+                    f"{v['variable']}: pairwise κ between repeats",
+                    ["", *result["coders"]],
+                    [[c, *(fmt(x) for x in row)] for c, row in zip(result["coders"], v["pairwise_kappa"], strict=True)],
+                )
+            )
+        return page
+    page = Page(
+        "Agreement across runs: " + " · ".join(result["coders"]),
+        [
+            *meta,
+            ("intervals", f"95% percentile bootstrap, {result['bootstrap']['resamples']} resamples of whole chats"),
+        ],
+    )
+    page.tables.append(
+        Table(
+            "What differs between the runs",
+            ["pair", "differences"],
+            [[pair, "; ".join(diff)] for pair, diff in result["differences"].items()],
+        )
+    )
+    page.tables.append(
+        Table(
+            "Agreement by variable and pair of runs",
+            [
+                "variable",
+                "pair",
+                "n",
+                "left out",
+                "% agree",
+                "Cohen κ",
+                "κ 95% CI",
+                "κ quadratic",
+                "Krippendorff α",
+                "Gwet AC1",
+                "AC1 95% CI",
+            ],
+            [
+                [
+                    v["variable"],
+                    pair,
+                    int(s["n"]),
+                    v["items_left_out"],
+                    fmt(s["percent_agreement"]),
+                    fmt(s["cohen_kappa"]),
+                    fmt_ci(s["ci95"].get("cohen_kappa")),
+                    fmt(s["kappa_quadratic"]),
+                    fmt(s["krippendorff_alpha"]),
+                    fmt(s["gwet_ac1"]),
+                    fmt_ci(s["ci95"].get("gwet_ac1")),
+                ]
+                for v in result["variables"]
+                for pair, s in v["pairs"].items()
+            ],
+            left=2,
+        )
+    )
+    if any("all_runs" in v for v in result["variables"]):
+        page.tables.append(
+            Table(
+                "All runs together",
+                ["variable", "units", "mean pairwise κ", "Fleiss κ", "Krippendorff α", "identical in all"],
+                [
+                    [
+                        v["variable"],
+                        v["all_runs"]["units"],
+                        fmt(v["all_runs"]["mean_pairwise_kappa"]),
+                        fmt(v["all_runs"]["fleiss_kappa"]),
+                        fmt(v["all_runs"]["krippendorff_alpha"]),
+                        fmt(v["all_runs"]["identical_share"]),
+                    ]
+                    for v in result["variables"]
+                    if "all_runs" in v
+                ],
+            )
+        )
+    rows = [{**s, "name": f"{v['variable']} · {pair}"} for v in result["variables"] for pair, s in v["pairs"].items()]
+    if rows:
+        page.figure_sections.append(
+            FigureSection(
+                "Agreement with 95% intervals",
+                [
+                    figure(
+                        "Cohen κ and Gwet AC1 per variable and pair",
+                        plots.agreement_intervals(rows, ["cohen_kappa", "gwet_ac1"]),
+                    )
+                ],
+            )
+        )
+    return page
+
+
+# ----------------------------------------------------------------------------------------------- diff
+
+
+def diff_table(result: dict[str, Any]) -> pd.DataFrame:
+    va, vb = list(result["versions"])
+    rows = []
+    for v in result.get("variables", []):
+        row: dict[str, Any] = {
+            "task": result["task"],
+            "variable": v["variable"],
+            "version_a": va,
+            "version_b": vb,
+            "n": v["n"],
+            "flipped": len(v["flipped"]),
+            "kappa_between_versions": v["between_versions"]["cohen_kappa"],
+            "percent_same": v["between_versions"]["percent_agreement"],
+        }
+        g = v.get("gold")
+        if g and g.get("n"):
+            for stat in ("cohen_kappa", "gwet_ac1", "percent_agreement"):
+                row[f"gold_{stat}_{va}"] = g[va][stat]
+                row[f"gold_{stat}_{vb}"] = g[vb][stat]
+                row[f"gold_{stat}_change"] = g["change"][stat]
+                low, high = g["change_ci95"].get(stat, [None, None])
+                row[f"gold_{stat}_change_ci_low"], row[f"gold_{stat}_change_ci_high"] = low, high
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def diff_page(result: dict[str, Any]) -> Page:
+    va, vb = list(result["versions"])
+    info = result["versions"]
+    page = Page(
+        f"Prompt diff: {result['task']} {va} → {vb}",
+        [
+            (v, f"hash {i['hash']}, parent {i['parent'] or '-'}, rubric {i['rubric']}: {i['changelog'].strip()}")
+            for v, i in info.items()
+        ]
+        + [
+            (f"run {v}", f"{r['dir']} ({r['model_calls']} model calls, {r['cache_hits']} from cache)")
+            for v, r in result.get("runs", {}).items()
+        ],
+    )
+    page.tables.append(
+        Table("Text diff (template, metadata and examples, rubric)", ["diff"], [[_pre(result["text_diff"])]], left=1)
+    )
+    for v in result.get("variables", []):
+        cats = v["categories"]
+        page.tables.append(
+            Table(
+                f"{v['variable']}: label transitions (rows {va}, columns {vb})",
+                [f"{va} \\ {vb}", *map(str, cats)],
+                [[str(k), *row] for k, row in zip(cats, v["transitions"]["matrix"], strict=True)],
+                note=f"{v['n']} units labelled ok by both versions ({v['not_compared']} not compared); "
+                f"{len(v['flipped'])} flipped; κ between versions {fmt(v['between_versions']['cohen_kappa'])}, "
+                f"same label {fmt(v['between_versions']['percent_agreement'])}.",
+            )
+        )
+        g = v.get("gold")
+        if g and g.get("n"):
+            page.tables.append(
+                Table(
+                    f"{v['variable']}: agreement with gold ({g['n']} items)",
+                    ["statistic", va, vb, "change", "change 95% CI (paired chat bootstrap)"],
+                    [
+                        [
+                            stat,
+                            fmt(g[va][stat]),
+                            fmt(g[vb][stat]),
+                            fmt(g["change"][stat]),
+                            fmt_ci(g["change_ci95"].get(stat)),
+                        ]
+                        for stat in ("cohen_kappa", "gwet_ac1", "percent_agreement")
+                    ],
+                )
+            )
+    flips = [
+        {
+            "variable": v["variable"],
+            "group": f"{f[va]} → {f[vb]}",
+            "cells": [
+                v["variable"],
+                f["chat_id"],
+                fmt(f["round"]),
+                f"{f[va]} → {f[vb]}",
+                f[f"raw_{va}"],
+                f[f"raw_{vb}"],
+            ],
+        }
+        for v in result.get("variables", [])
+        for f in v["flipped"]
+    ]
+    if "variables" in result:
+        page.browser = Browser(
+            "Flipped units",
+            f"Units whose label changed from {va} to {vb}, with both raw outputs.",
+            ["variable", "chat", "round", f"{va} → {vb}", f"raw {va}", f"raw {vb}"],
+            flips,
+        )
+    return page
+
+
+class _pre(str):
+    """Text shown in a monospace block (the template escapes it)."""
+
+    __slots__ = ()
+
+    def __html__(self) -> str:
+        import html
+
+        return f"<pre style='text-align:left;white-space:pre-wrap;margin:0'>{html.escape(str(self))}</pre>"

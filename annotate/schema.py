@@ -106,7 +106,8 @@ def parse_output(rubric: Rubric, text: str) -> dict[str, int]:
     return parsed.model_dump()
 
 
-def load_rubric(path: Path) -> Rubric:
+def load_rubric(path: Path, task: str | None = None) -> Rubric:
+    """Load and check a rubric; ``task`` is the task it must describe [default: the file name]."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -118,8 +119,9 @@ def load_rubric(path: Path) -> Rubric:
     except ValidationError as e:
         err = e.errors(include_url=False)[0]
         raise PromptError(f"{path}: field '{'.'.join(map(str, err['loc']))}': {err['msg']}") from None
-    if rubric.task != path.stem:
-        raise PromptError(f"{path}: field 'task': '{rubric.task}' does not match the file name '{path.stem}'")
+    expected = task or path.stem
+    if rubric.task != expected:
+        raise PromptError(f"{path}: field 'task': '{rubric.task}' does not match the task '{expected}'")
     return rubric
 
 

@@ -68,5 +68,5 @@ def test_rubric_errors_name_file_and_field(tmp_path: Path) -> None:
         load_rubric(bad)
     renamed = tmp_path / "other.yaml"
     renamed.write_text((RUBRICS / "empathy.yaml").read_text())
-    with pytest.raises(PromptError, match="does not match the file name"):
+    with pytest.raises(PromptError, match="does not match the task"):
         load_rubric(renamed)

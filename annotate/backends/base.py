@@ -54,6 +54,9 @@ class BackendOptions:
     """Requests in flight at once (openai backend)."""
     threads: int | None = None
     """CPU threads for in-process engines; default: all cores."""
+    prefix_cache: bool = True
+    """Reuse the evaluated shared prompt prefix (llamacpp, vllm). Much faster, but greedy outputs can then
+    depend on the request evaluated before (see bench/prefix_cache_determinism.py); off gives bit-exact repeats."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -56,7 +56,7 @@ class LlamaCppBackend:
         self._server: Any = None
 
     def identity(self) -> dict[str, Any]:
-        return {"engine": "llama.cpp", **self._identity}
+        return {"engine": "llama.cpp", "prefix_cache": self.options.prefix_cache, **self._identity}
 
     def _start(self) -> Any:
         if self._server is None:
@@ -68,7 +68,7 @@ class LlamaCppBackend:
             params.model.path = str(self.model_path)
             params.n_ctx = self.options.max_model_len
             params.n_parallel = 1
-            params.cache_prompt = True
+            params.cache_prompt = self.options.prefix_cache
             threads = self.options.threads or os.cpu_count() or 1
             params.cpuparams.n_threads = threads
             params.cpuparams_batch.n_threads = threads
@@ -85,6 +85,7 @@ class LlamaCppBackend:
                 "temperature": request.sampling.temperature,
                 "top_p": request.sampling.top_p,
                 "seed": request.sampling.seed,
+                "cache_prompt": self.options.prefix_cache,
                 "response_format": {
                     "type": "json_schema",
                     "json_schema": {"name": "answer", "schema": request.schema, "strict": True},

@@ -46,7 +46,8 @@ class VllmBackend:
         self._llm: Any = None
 
     def identity(self) -> dict[str, Any]:
-        return {"engine": "vllm-cpu" if self.on_cpu else "vllm", "dtype": self.dtype, **self._identity}
+        engine = "vllm-cpu" if self.on_cpu else "vllm"
+        return {"engine": engine, "dtype": self.dtype, "prefix_cache": self.options.prefix_cache, **self._identity}
 
     def _start(self) -> Any:
         if self._llm is not None:
@@ -67,7 +68,7 @@ class VllmBackend:
             dtype=self.dtype,
             max_model_len=self.options.max_model_len,
             seed=0,
-            enable_prefix_caching=True,
+            enable_prefix_caching=self.options.prefix_cache,
             enforce_eager=bool(self.options.extra.get("enforce_eager", self.on_cpu)),
             tensor_parallel_size=int(self.options.extra.get("tensor_parallel_size", 1)),
             revision=self.options.extra.get("revision"),

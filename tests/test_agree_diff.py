@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sklearn.metrics import cohen_kappa_score
+from typer.testing import CliRunner
+
+from annotate.backends.base import Request, Sampling
+from annotate.backends.fake import FakeBackend, lowest_values
+from annotate.cli import app
+from annotate.diff import compare_versions, text_diff
+from annotate.errors import RunStoreError
+from annotate.pipeline import RunConfig, run
+from annotate.prompts import PromptLibrary
+from annotate.replication import agree_repeats, agree_runs
+from tests.conftest import EXAMPLES
+
+GOLD = Path(__file__).resolve().parent.parent / "examples" / "gold.csv"
+
+
+def varied(request: Request) -> str:
+    """Deterministic per prompt, but not constant: the answer depends on the prompt's text."""
+    props = request.schema["properties"]
+    size = len(request.messages[-1]["content"])
+    return json.dumps({n: spec["enum"][size % len(spec["enum"])] for n, spec in props.items()})
+
+
+def make_run(library: PromptLibrary, out: Path, script=varied, **kw) -> Path:  # type: ignore[no-untyped-def]
+    config = RunConfig(inputs=[EXAMPLES], out=out, library=library, backend="fake", limit=10, **kw)
+    run(config, backend=FakeBackend(script=script))
+    return out
+
+
+def test_repeats_of_a_deterministic_engine_agree_perfectly(library: PromptLibrary, tmp_path: Path) -> None:
+    result = agree_repeats(make_run(library, tmp_path / "r", repeats=3), library)
+    assert result["coders"] == ["repeat 0", "repeat 1", "repeat 2"]
+    sentiment = next(v for v in result["variables"] if v["variable"] == "negative_sentiment")
+    assert sentiment["identical_share"] == 1.0 and sentiment["mean_pairwise_kappa"] == 1.0
+    assert sentiment["units"] > 10 and sentiment["items_left_out"] == 0
+
+
+def test_one_repeat_is_refused(library: PromptLibrary, tmp_path: Path) -> None:
+    with pytest.raises(RunStoreError, match="--repeats"):
+        agree_repeats(make_run(library, tmp_path / "r"), library)
+
+
+def test_runs_are_compared_pairwise_and_differences_named(library: PromptLibrary, tmp_path: Path) -> None:
+    a = make_run(library, tmp_path / "a")
+    b = make_run(library, tmp_path / "b", script=lowest_values, sampling=Sampling(top_p=0.9))
+    result = agree_runs([a, b], library, n_boot=100)
+    assert result["differences"]["a vs b"] == [
+        "sampling: {'temperature': 0.0, 'top_p': 1.0, 'seed': 0} vs {'temperature': 0.0, 'top_p': 0.9, 'seed': 0}"
+    ]
+    empathy = next(v for v in result["variables"] if v["variable"] == "empathy")
+    pair = empathy["pairs"]["a vs b"]
+    la = pd.read_parquet(a / "labels.parquet").query("variable == 'empathy'")["value"]
+    lb = pd.read_parquet(b / "labels.parquet").query("variable == 'empathy'")["value"]
+    assert pair["percent_agreement"] == pytest.approx((la.to_numpy() == lb.to_numpy()).mean())
+    expected = cohen_kappa_score(la, lb, labels=[1, 2, 3])
+    assert (pair["cohen_kappa"] is None and pd.isna(expected)) or pair["cohen_kappa"] == pytest.approx(expected)
+    three = agree_runs([a, b, make_run(library, tmp_path / "c")], library, n_boot=0)
+    assert "all_runs" in three["variables"][0] and len(three["variables"][0]["pairs"]) == 3
+
+
+def test_agree_command(library: PromptLibrary, tmp_path: Path) -> None:
+    a, b = make_run(library, tmp_path / "a"), make_run(library, tmp_path / "b")
+    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    result = CliRunner().invoke(
+        app, ["agree", str(a), str(b), "--out", str(tmp_path / "rep"), "--bootstrap", "50", *dirs]
+    )
+    assert result.exit_code == 0, result.output
+    assert "a vs b: same configuration (a replication)" in result.output
+    table = pd.read_csv(tmp_path / "rep" / "agreement.csv")
+    assert (table["cohen_kappa"].dropna() == 1.0).all()
+    assert "Agreement across runs" in (tmp_path / "rep" / "report.html").read_text()
+    one = CliRunner().invoke(app, ["agree", str(a), "--out", str(tmp_path / "x"), *dirs])
+    assert one.exit_code == 1 and "has one repeat" in one.output
+
+
+def _second_version(library: PromptLibrary) -> None:
+    folder = library.prompts_dir / "proactivity"
+    (folder / "v2.j2").write_text((folder / "v1.j2").read_text().replace("careful", "meticulous"))
+    (folder / "v2.yaml").write_text((folder / "v1.yaml").read_text().replace("parent: null", "parent: v1"))
+
+
+def test_text_diff_names_what_changed(library: PromptLibrary) -> None:
+    _second_version(library)
+    diff = text_diff(library.get("proactivity", "v1"), library.get("proactivity", "v2"))
+    assert "### template: " in diff and "-You are a careful" in diff and "+You are a meticulous" in diff
+    assert "+parent: v1" in diff
+    assert "### rubric: no change" in diff
+    shipped = text_diff(library.get("empathy", "v1"), library.get("empathy", "v2"))
+    assert "empathy.v2.yaml" in shipped and "+  - Solving the problem well is not empathy" in shipped
+
+
+def test_diff_labels_both_versions_and_measures_the_change(library: PromptLibrary, tmp_path: Path) -> None:
+    _second_version(library)
+
+    def by_version(request: Request) -> str:
+        meticulous = "meticulous" in request.messages[0]["content"]
+        return json.dumps({"proactivity": 1 if meticulous else 0})
+
+    base = RunConfig(inputs=[EXAMPLES], out=tmp_path / "d", library=library, backend="fake", limit=10)
+    fake = FakeBackend(script=by_version)
+    result = compare_versions(library, "proactivity", "v1", "v2", base, GOLD, n_boot=100, backend=fake)
+    (entry,) = result["variables"]
+    assert entry["transitions"]["matrix"] == [[0, entry["n"]], [0, 0]]
+    assert len(entry["flipped"]) == entry["n"] == 10  # c01-c10 are all escalated
+    gold = pd.read_csv(GOLD).query("variable == 'proactivity'").set_index("chat_id")["value"]
+    expected_v1 = (gold.loc[[f["chat_id"] for f in entry["flipped"]]] == 0).mean()
+    assert entry["gold"]["v1"]["percent_agreement"] == pytest.approx(expected_v1)
+    assert entry["gold"]["change"]["percent_agreement"] == pytest.approx(1 - 2 * expected_v1)
+    low, high = entry["gold"]["change_ci95"]["percent_agreement"]
+    assert low <= entry["gold"]["change"]["percent_agreement"] <= high
+    assert set(result["runs"]) == {"v1", "v2"}
+
+
+def test_diff_command_without_transcripts(library: PromptLibrary, tmp_path: Path) -> None:
+    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    result = CliRunner().invoke(app, ["diff", "empathy", "v1", "v2", "--out", str(tmp_path / "d"), *dirs])
+    assert result.exit_code == 0, result.output
+    assert "### rubric:" in result.output
+    assert (tmp_path / "d" / "prompt.diff").is_file() and (tmp_path / "d" / "report.html").is_file()
+    bad = CliRunner().invoke(
+        app, ["diff", "empathy", "v1", "v2", "--out", str(tmp_path / "d"), "--gold", str(GOLD), *dirs]
+    )
+    assert bad.exit_code == 2 and "--gold needs --on" in bad.output
