@@ -66,11 +66,13 @@ def test_second_identical_run_makes_no_model_calls(library: PromptLibrary, tmp_p
 
 def test_changing_one_prompt_reannotates_only_that_task(library: PromptLibrary, tmp_path: Path) -> None:
     run(config(library, tmp_path / "a"), backend=FakeBackend())
-    meta = library.prompts_dir / "empathy" / "v2.yaml"
-    meta.write_text((library.prompts_dir / "empathy" / "v1.yaml").read_text().replace("parent: null", "parent: v1"))
-    (library.prompts_dir / "empathy" / "v2.j2").write_text(
-        (library.prompts_dir / "empathy" / "v1.j2").read_text().replace("careful", "meticulous")
+    folder = library.prompts_dir / "empathy"
+    newest = library.versions("empathy")[-1]
+    following = f"v{int(newest[1:]) + 1}"
+    (folder / f"{following}.yaml").write_text(
+        (folder / f"{newest}.yaml").read_text().replace("parent: v1", f"parent: {newest}")
     )
+    (folder / f"{following}.j2").write_text((folder / f"{newest}.j2").read_text().replace("careful", "meticulous"))
     fake = FakeBackend()
     run(config(library, tmp_path / "b"), backend=fake)
     assert {r.messages[0]["content"].split()[3] for r in fake.requests} == {"meticulous"}
