@@ -431,6 +431,74 @@ def diff(
     typer.echo("wrote " + ", ".join(str(p) for p in [*paths, out / "prompt.diff"]))
 
 
+@app.command()
+def sample(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The coding file to write (.csv).")],
+    per_variable: Annotated[
+        int | None, typer.Option(min=1, help="Items per variable [default: from --confidence and --margin].")
+    ] = None,
+    confidence: Annotated[float, typer.Option(min=0.5, max=0.999, help="Confidence level.")] = 0.95,
+    margin: Annotated[float, typer.Option(min=0.005, max=0.5, help="Margin of error.")] = 0.05,
+    stratify_by: Annotated[
+        str | None, typer.Option(help="Chat metadata field to stratify by, besides the LLM label.")
+    ] = None,
+    variable: Annotated[list[str] | None, typer.Option(help="Only these variables (repeatable).")] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    transcripts: Annotated[list[Path] | None, typer.Option(help="Transcript files, if the run's inputs moved.")] = None,
+    prompts_dir: PromptsDir = None,
+    rubrics_dir: RubricsDir = None,
+) -> None:
+    """A blinded, shuffled sample for human coders, stratified by LLM label; comes back in the gold format."""
+    from annotate.sampling import draw_sample, rubric_text
+    from annotate.store import load_run
+
+    with user_errors():
+        library = _library(prompts_dir, rubrics_dir)
+        coding, info = draw_sample(
+            run_dir, library, per_variable, confidence, margin, stratify_by, variable, seed, transcripts
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        coding.to_csv(out, index=False)
+        _, manifest = load_run(run_dir)
+        instructions = out.with_suffix(".rubric.md")
+        instructions.write_text(rubric_text(library, manifest.get("prompts", {}), set(coding["variable"])))
+        plan = out.with_suffix(".sample.json")
+        plan.write_text(json.dumps(info, indent=2) + "\n")
+    for name, entry in info["variables"].items():
+        typer.echo(f"{name}: {entry['sample']} of {entry['population']} items")
+    typer.echo(f"wrote {out} (blinded, shuffled), {instructions}, {plan}")
+    typer.echo(f"after coding: annotate validate {run_dir} --gold {out} --out reports/...")
+
+
+@app.command()
+def trajectories(
+    run_dir: Annotated[Path, typer.Argument(help="A run with round_sentiment labels.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
+    group_by: Annotated[str | None, typer.Option(help="Chat metadata field: one curve per value.")] = None,
+    bootstrap: Annotated[int, typer.Option(min=0, help="Chat bootstrap resamples for the 95% band.")] = 200,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    transcripts: Annotated[list[Path] | None, typer.Option(help="Transcript files, if the run's inputs moved.")] = None,
+) -> None:
+    """Per-round negative sentiment over each chat's timeline: LOESS curve with a 95% band per group."""
+    from annotate import plots
+    from annotate.errors import RunStoreError
+    from annotate.store import load_run
+    from annotate.validation import run_chats
+
+    with user_errors():
+        labels, manifest = load_run(run_dir)
+        meta = {c.chat_id: dict(c.meta) for c in run_chats(manifest, transcripts)}
+        if group_by and not any(group_by in m for m in meta.values()):
+            raise RunStoreError(f"no chat of {run_dir} has the metadata field '{group_by}'")
+        frame = plots.trajectory_frame(labels[labels["repeat"] == 0], meta, group_by)
+        if frame.empty:
+            raise RunStoreError(f"{run_dir} has no ok negative_sentiment labels (task round_sentiment)")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(plots.trajectories(frame, group_by, n_boot=bootstrap, seed=seed))
+    typer.echo(f"{frame['chat_id'].nunique()} chats, {len(frame)} rounds; wrote {out}")
+
+
 # --------------------------------------------------------------------------------------------- prompts
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -131,7 +132,9 @@ def _smooth(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """
     from statsmodels.nonparametric.smoothers_lowess import lowess
 
-    fitted = lowess(y, x, frac=0.6, it=0, return_sorted=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # degenerate resamples give NaN, dropped from the band
+        fitted = lowess(y, x, frac=0.6, it=0, return_sorted=True)
     xs, ys = fitted[:, 0], fitted[:, 1]
     xs, first = np.unique(xs, return_index=True)
     return np.interp(grid, xs, ys[first], left=np.nan, right=np.nan)

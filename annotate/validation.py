@@ -76,7 +76,7 @@ def validate(
     ok = joined[(joined["_merge"] == "both") & (joined["status"] == "ok")].copy()
     ok["value"] = ok["value"].astype(int)
     extra = labels[labels["status"] == "ok"].merge(truth[KEY], on=KEY, how="left", indicator=True)
-    excerpts = _excerpts(manifest, transcripts, library)
+    excerpts = unit_excerpts(manifest, transcripts, library)
 
     variables = []
     for variable, rows in ok.groupby("variable", sort=True):
@@ -188,7 +188,7 @@ def _by_annotator(
     return result
 
 
-def _excerpts(
+def unit_excerpts(
     manifest: dict[str, Any], transcripts: list[Path] | None, library: PromptLibrary | None
 ) -> dict[tuple[str, str, int | None], dict[str, str]]:
     """What the model saw for each unit, shortened, rebuilt from the run's input files."""
