@@ -41,7 +41,9 @@ def user_errors() -> Iterator[None]:
         err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        err.print("interrupted: everything labelled so far is saved; run the same command again to resume")
+        err.print(
+            "interrupted: everything labelled so far is saved; run the same command again to resume", soft_wrap=True
+        )
         raise typer.Exit(130) from None
 
 
@@ -129,6 +131,9 @@ def run(
         typer.Option(help="Engine reuses the shared prompt prefix: fast, but repeats may differ slightly (README)."),
     ] = True,
     strict: Annotated[bool, typer.Option(help="Fail on the first bad input record instead of skipping it.")] = False,
+    redact: Annotated[
+        bool, typer.Option(help="Mask emails, phone, order, IBAN and card numbers before the model sees text.")
+    ] = False,
     role: Annotated[list[str] | None, typer.Option(help="Map a role name onto customer/ai/agent, e.g. bot=ai.")] = None,
     prompts_dir: PromptsDir = None,
     rubrics_dir: RubricsDir = None,
@@ -173,6 +178,7 @@ def run(
             batch_size=batch_size,
             max_attempts=max_attempts,
             use_cache=cache,
+            redact=redact,
         )
         with _RichProgress() as progress:
             summary = run_pipeline(config, progress=progress)

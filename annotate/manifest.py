@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from annotate import __version__
+from annotate.redact import RULES
 
 if TYPE_CHECKING:
     from annotate.pipeline import RunConfig, RunSummary
@@ -61,6 +62,8 @@ def build_manifest(
             "max_attempts": config.max_attempts,
             "cache": config.use_cache,
             "max_model_len": config.options.max_model_len,
+            "prefix_cache": config.options.prefix_cache,
+            "redact": [name for name, _, _ in RULES] if config.redact else False,
         },
         "fingerprint": fingerprint,
     }

@@ -26,9 +26,10 @@ from annotate.cache import CompletionCache
 from annotate.errors import RunStoreError
 from annotate.manifest import build_manifest
 from annotate.prompts import PromptLibrary, PromptVersion
+from annotate.redact import redact_chat
 from annotate.schema import ParseFailure, parse_output
 from annotate.store import FINAL_STATUSES, RunStore
-from annotate.tasks import Unit, units_for
+from annotate.tasks import Unit, fit_unit, units_for
 from annotate.transcripts import Chat, Speaker, read_transcripts
 
 REASK = (
@@ -59,6 +60,8 @@ class RunConfig:
     """Requests per engine call; each batch is journaled when done."""
     max_attempts: int = 3
     use_cache: bool = True
+    redact: bool = False
+    """Mask emails, phone numbers, order numbers, IBANs and card numbers before text reaches the model."""
 
 
 class Progress(Protocol):
@@ -117,6 +120,8 @@ def run(config: RunConfig, backend: Backend | None = None, progress: Progress | 
     started = time.time()
     read = read_transcripts(config.inputs, config.role_map, strict=config.strict)
     chats = read.chats[: config.limit] if config.limit is not None else read.chats
+    if config.redact:
+        chats = [redact_chat(c) for c in chats]
     tasks = config.tasks or config.library.tasks()
     versions = [config.library.get(t, config.prompt_versions.get(t)) for t in tasks]
     for pv in versions:
@@ -131,6 +136,7 @@ def run(config: RunConfig, backend: Backend | None = None, progress: Progress | 
         "model": identity,
         "sampling": config.sampling.as_dict(),
         "max_chars": config.max_chars,
+        "redact": config.redact,
     }
     store = RunStore(config.out)
     previous_rows = store.open(fingerprint)
@@ -160,7 +166,10 @@ def run(config: RunConfig, backend: Backend | None = None, progress: Progress | 
         jobs: list[Job] = []
         for pv in versions:
             for chat in chats:
-                units = units_for(chat, pv.task, pv.rubric.unit, config.max_chars)
+                units = [
+                    fit_to_context(u, pv, config.options.max_model_len)
+                    for u in units_for(chat, pv.task, pv.rubric.unit, config.max_chars)
+                ]
                 no_handoff += pv.rubric.unit == "post_handoff" and not units
                 jobs.extend(
                     Job(u, pv, rep, max_tokens=pv.meta.max_tokens)
@@ -256,6 +265,22 @@ def _answers(
         tally.completion_tokens += completion.completion_tokens
         cache.put(request.key, completion)
         yield job, completion, False
+
+
+CHARS_PER_TOKEN = 3
+"""A conservative estimate (English runs near 4): a prompt judged to fit does fit."""
+
+
+def fit_to_context(unit: Unit, pv: PromptVersion, max_model_len: int) -> Unit:
+    """Truncate further (same policy) when the whole rendered prompt would not fit the model's context."""
+    budget_tokens = max_model_len - 2 * pv.meta.max_tokens - 32  # room for a re-ask's extra answer
+    static_chars = sum(len(m["content"]) + 16 for m in pv.static_messages)
+    if sum(len(m["content"]) + 16 for m in pv.render(unit)) <= budget_tokens * CHARS_PER_TOKEN:
+        return unit
+    allowed = max(400, budget_tokens * CHARS_PER_TOKEN - static_chars - 400)
+    fitted = fit_unit(unit, allowed)
+    note = f"context limit {max_model_len} tokens"
+    return replace(fitted, truncation=f"{note}: {fitted.truncation}" if fitted.truncation else note)
 
 
 def _settle(

@@ -52,18 +52,18 @@ def units_for(chat: Chat, task: str, kind: UnitKind, max_chars: int) -> list[Uni
         if at is None:
             return []
         before = merge_turns(chat.messages[:at])
-        after = merge_turns(chat.messages[at:])
-        return [_fit(Unit(task, chat.chat_id, None, tuple(before), tuple(after)), max_chars)]
+        after = merge_turns(chat.messages[at:], start=at)
+        return [fit_unit(Unit(task, chat.chat_id, None, tuple(before), tuple(after)), max_chars)]
     rounds = split_rounds(chat)
     if kind == "first_round":
-        return [_fit(Unit(task, chat.chat_id, None, (), rounds[0].turns), max_chars)]
+        return [fit_unit(Unit(task, chat.chat_id, None, (), rounds[0].turns), max_chars)]
     units = []
     for r in rounds:
         earlier = [t for prev in rounds[: r.number - 1] for t in prev.turns]
         opening = [t for t in r.turns if t.speaker != "customer" and t.last < _first_customer(r.turns)]
         target = tuple(t for t in r.turns if t.speaker == "customer")
         if target:
-            units.append(_fit(Unit(task, chat.chat_id, r.number, (*earlier, *opening), target), max_chars))
+            units.append(fit_unit(Unit(task, chat.chat_id, r.number, (*earlier, *opening), target), max_chars))
     return units
 
 
@@ -75,7 +75,8 @@ def _size(turns: tuple[Turn, ...]) -> int:
     return sum(len(t.text) + 16 for t in turns)
 
 
-def _fit(unit: Unit, max_chars: int) -> Unit:
+def fit_unit(unit: Unit, max_chars: int) -> Unit:
+    """Apply the truncation policy for a budget of ``max_chars`` transcript characters."""
     context, target = list(unit.context), unit.target
     if _size(unit.context) + _size(target) <= max_chars:
         return unit
@@ -91,7 +92,8 @@ def _fit(unit: Unit, max_chars: int) -> Unit:
         clipped = sum(len(t.text) > per_turn for t in target)
         target = tuple(_clip(t, per_turn) for t in target)
         notes.append(f"clipped {clipped} target turn(s) to {per_turn} characters")
-    return Unit(unit.task, unit.chat_id, unit.round, tuple(context), target, "; ".join(notes))
+    all_notes = [n for n in (unit.truncation, *notes) if n]
+    return Unit(unit.task, unit.chat_id, unit.round, tuple(context), target, "; ".join(all_notes))
 
 
 def _clip(turn: Turn, limit: int) -> Turn:

@@ -90,9 +90,10 @@ class ReadResult:
     skipped: list[Skip] = field(default_factory=list)
 
 
-def merge_turns(messages: Iterable[Message]) -> list[Turn]:
+def merge_turns(messages: Iterable[Message], start: int = 0) -> list[Turn]:
+    """Merge runs of one speaker; ``start`` is the chat index of the first message given."""
     turns: list[Turn] = []
-    for i, m in enumerate(messages):
+    for i, m in enumerate(messages, start=start):
         if turns and turns[-1].speaker == m.speaker:
             prev = turns[-1]
             turns[-1] = Turn(m.speaker, f"{prev.text}\n{m.text}", prev.first, i)

@@ -6,6 +6,8 @@ It answers from a script (a callable, or a queue of texts) and records every req
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -38,7 +40,9 @@ class FakeBackend:
 
     def complete(self, requests: Sequence[Request]) -> Iterator[Completion]:
         self.calls.append(list(requests))
+        delay = float(os.environ.get("ANNOTATE_FAKE_DELAY", "0"))  # lets crash tests kill a run mid-flight
         for request in requests:
+            time.sleep(delay)
             answer = self.script(request)
             if isinstance(answer, Completion):
                 yield answer

@@ -1,0 +1,136 @@
+"""The bad-input corpus (tests/data/bad): every case is a one-line error naming file, line and field,
+or an explicit skipped row; --strict stops at the first."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from annotate.backends.fake import FakeBackend
+from annotate.errors import InputError
+from annotate.pipeline import RunConfig, run
+from annotate.prompts import PromptLibrary
+from annotate.transcripts import read_transcripts
+
+BAD = Path(__file__).resolve().parent / "data" / "bad"
+
+CORPUS = [
+    ("truncated.jsonl", ["truncated.jsonl:2: not valid JSON"]),
+    (
+        "wrong_types.jsonl",
+        [
+            "wrong_types.jsonl:2: field 'chat_id': missing or not a string/integer",
+            "wrong_types.jsonl:3: field 'messages': expected a list of messages",
+            "wrong_types.jsonl:4: field 'messages[0].role': missing or not a string",
+        ],
+    ),
+    (
+        "missing_fields.jsonl",
+        [
+            "missing_fields.jsonl:2: field 'chat_id'",
+            "missing_fields.jsonl:3: field 'messages[0].role'",
+            "missing_fields.jsonl:4: field 'messages[0].text'",
+        ],
+    ),
+    ("unknown_role.jsonl", ["unknown_role.jsonl:2: field 'messages[1].role': unknown role 'robot'"]),
+    ("empty_chat.jsonl", ["empty_chat.jsonl:2: field 'messages': chat 'e1' has no messages"]),
+    ("only_ai.jsonl", ["only_ai.jsonl:2: field 'messages': chat 'a1' has no customer message"]),
+    ("duplicate_ids.jsonl", ["duplicate_ids.jsonl:2: field 'chat_id': duplicate chat id 'ok1'"]),
+    ("non_utf8.jsonl", ["non_utf8.jsonl:2: not valid UTF-8"]),
+]
+
+
+@pytest.mark.parametrize(("name", "messages"), CORPUS)
+def test_each_bad_file_skips_exactly_the_bad_records(name: str, messages: list[str]) -> None:
+    result = read_transcripts([BAD / name])
+    assert [c.chat_id for c in result.chats] == ["ok1"]
+    reasons = [s.reason for s in result.skipped]
+    assert len(reasons) == len(messages)
+    for reason, expected in zip(reasons, messages, strict=True):
+        assert expected in reason and "\n" not in reason
+
+
+@pytest.mark.parametrize(("name", "messages"), CORPUS)
+def test_strict_mode_fails_on_the_first(name: str, messages: list[str]) -> None:
+    with pytest.raises(InputError) as raised:
+        read_transcripts([BAD / name], strict=True)
+    assert messages[0] in str(raised.value)
+
+
+def test_csv_with_embedded_newlines_and_quotes_reads_intact() -> None:
+    (chat,) = read_transcripts([BAD / "embedded.csv"]).chats
+    assert chat.messages[0].text == 'He said "it\'s broken",\nthen left.'
+    assert chat.messages[1].speaker == "ai" and chat.messages[1].text.startswith('Sorry, "broken" how?')
+
+
+def test_parquet_without_a_required_column_is_one_clean_error() -> None:
+    with pytest.raises(InputError, match=r"missing_column\.parquet: field 'role': missing column"):
+        read_transcripts([BAD / "missing_column.parquet"])
+
+
+def test_the_whole_corpus_in_one_run_loses_no_good_chat(library: PromptLibrary, tmp_path: Path) -> None:
+    files = sorted(p for p in BAD.glob("*.jsonl") if p.name != "duplicate_ids.jsonl")
+    renamed = []
+    for i, path in enumerate(files):  # give each file's good chat its own id
+        target = tmp_path / path.name
+        target.write_bytes(path.read_bytes().replace(b'"ok1"', f'"ok{i}"'.encode()))
+        renamed.append(target)
+    out = tmp_path / "run"
+    run(
+        RunConfig(inputs=renamed, out=out, library=library, backend="fake", tasks=["initial_state"]),
+        backend=FakeBackend(),
+    )
+    labels = pd.read_parquet(out / "labels.parquet")
+    assert sorted(labels.loc[labels["status"] == "ok", "chat_id"].unique()) == sorted(
+        f"ok{i}" for i in range(len(files))
+    )
+    skipped = labels[labels["status"] == "skipped"]
+    assert len(skipped) == sum(len(m) for n, m in CORPUS if n != "duplicate_ids.jsonl")
+    assert skipped["error"].str.len().gt(0).all()
+
+
+def test_a_five_megabyte_message_is_truncated_and_recorded(library: PromptLibrary, tmp_path: Path) -> None:
+    huge = "I am very upset. " * 300_000  # ~5 MB
+    path = tmp_path / "huge.jsonl"
+    path.write_text(
+        json.dumps({"chat_id": "h", "messages": [{"role": "customer", "text": huge}, {"role": "ai", "text": "Sorry."}]})
+        + "\n"
+    )
+    assert path.stat().st_size > 5_000_000
+    fake = FakeBackend()
+    run(
+        RunConfig(inputs=[path], out=tmp_path / "run", library=library, backend="fake", tasks=["initial_state"]),
+        backend=fake,
+    )
+    (request,) = fake.requests
+    assert sum(len(m["content"]) for m in request.messages) < 20_000
+    labels = pd.read_parquet(tmp_path / "run" / "labels.parquet")
+    assert labels["truncation"].str.contains("clipped 1 target turn").all()
+    assert (labels["status"] == "ok").all()
+
+
+def test_a_unit_too_long_for_the_model_context_is_cut_to_fit(library: PromptLibrary, tmp_path: Path) -> None:
+    from annotate.backends.base import BackendOptions
+
+    turns = [{"role": "customer" if i % 2 == 0 else "ai", "text": f"turn {i} " + "word " * 150} for i in range(30)]
+    path = tmp_path / "long.jsonl"
+    path.write_text(json.dumps({"chat_id": "l", "messages": turns}) + "\n")
+    fake = FakeBackend()
+    run(
+        RunConfig(
+            inputs=[path],
+            out=tmp_path / "run",
+            library=library,
+            backend="fake",
+            tasks=["round_sentiment"],
+            options=BackendOptions(max_model_len=2048),
+        ),
+        backend=fake,
+    )
+    longest = max(sum(len(m["content"]) for m in r.messages) for r in fake.requests)
+    assert longest <= (2048 - 24 - 32) * 3
+    labels = pd.read_parquet(tmp_path / "run" / "labels.parquet")
+    assert labels["truncation"].str.startswith("context limit 2048 tokens").any()
