@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from annotate.backends.fake import FakeBackend
+from annotate.pipeline import RunConfig, run
+from annotate.prompts import PromptLibrary
+from annotate.redact import redact_text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Mail me at jana.k@example.org please", "Mail me at [EMAIL] please"),
+        ("Call +49 30 1234 5678 or (030) 555-1234", "Call [PHONE] or [PHONE]"),
+        (
+            "order 20931, order #55102 and Order number: A-77003",
+            "order [ORDER], order #[ORDER] and Order number: [ORDER]",
+        ),
+        ("Refund to DE44 5001 0517 5407 3249 31 please", "Refund to [IBAN] please"),
+        ("card 4111 1111 1111 1111", "card [CARD]"),
+        # what must stay: prices, ranges, dates, times, short codes
+        (
+            "It costs 34.90, takes 3-5 days, due 2026-03-01 or 01.03.2026, pickup code 7731 at 9-13",
+            "It costs 34.90, takes 3-5 days, due 2026-03-01 or 01.03.2026, pickup code 7731 at 9-13",
+        ),
+    ],
+)
+def test_redact_text(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+def test_redacted_text_never_reaches_the_engine(library: PromptLibrary, tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_text(
+        json.dumps(
+            {
+                "chat_id": "r",
+                "messages": [
+                    {"role": "customer", "text": "I'm jana.k@example.org, order 88412, call me on +49 170 1234567."},
+                    {"role": "ai", "text": "Thanks."},
+                ],
+            }
+        )
+        + "\n"
+    )
+    fake = FakeBackend()
+    run(
+        RunConfig(
+            inputs=[path], out=tmp_path / "run", library=library, backend="fake", tasks=["initial_state"], redact=True
+        ),
+        backend=fake,
+    )
+    sent = json.dumps([r.messages for r in fake.requests])
+    assert "jana.k@example.org" not in sent and "88412" not in sent and "1234567" not in sent
+    assert "[EMAIL]" in sent and "order [ORDER]" in sent and "[PHONE]" in sent
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["options"]["redact"] == ["email", "iban", "card", "order", "phone"]
