@@ -64,6 +64,11 @@ def _main(
 
 PromptsDir = Annotated[Path | None, typer.Option(help="Prompt versions folder [default: ./prompts or the project's].")]
 RubricsDir = Annotated[Path | None, typer.Option(help="Rubrics folder [default: ./rubrics or the project's].")]
+Bootstrap = Annotated[int, typer.Option(min=0, help="Chat-level bootstrap resamples for 95% intervals.")]
+Seed = Annotated[int, typer.Option(help="Seed for resampling or sampling.")]
+Transcripts = Annotated[list[Path] | None, typer.Option(help="Transcript files, if the run's inputs have moved.")]
+Roles = Annotated[list[str] | None, typer.Option(help="Map a role name onto customer/ai/agent, e.g. bot=ai.")]
+MaxChars = Annotated[int, typer.Option(help="Transcript characters per unit before truncation.")]
 
 
 def _library(prompts_dir: Path | None, rubrics_dir: Path | None) -> Any:
@@ -118,7 +123,7 @@ def run(
     top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
     seed: Annotated[int, typer.Option()] = 0,
     max_model_len: Annotated[int, typer.Option(help="Context length the engine allocates.")] = 8192,
-    max_chars: Annotated[int, typer.Option(help="Transcript characters per unit before truncation.")] = 12000,
+    max_chars: MaxChars = 12000,
     batch_size: Annotated[int, typer.Option(min=1, help="Requests per engine call.")] = 512,
     max_attempts: Annotated[int, typer.Option(min=1, help="Tries per unit when an answer is invalid.")] = 3,
     concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight (openai backend).")] = 4,
@@ -134,7 +139,7 @@ def run(
     redact: Annotated[
         bool, typer.Option(help="Mask emails, phone, order, IBAN and card numbers before the model sees text.")
     ] = False,
-    role: Annotated[list[str] | None, typer.Option(help="Map a role name onto customer/ai/agent, e.g. bot=ai.")] = None,
+    role: Roles = None,
     prompts_dir: PromptsDir = None,
     rubrics_dir: RubricsDir = None,
 ) -> None:
@@ -261,11 +266,9 @@ def validate(
     gold: Annotated[Path, typer.Option(help="Human labels: chat_id, round, variable, value[, annotator].")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for agreement.json, agreement.csv, report.html.")],
     repeat: Annotated[int, typer.Option(min=0, help="Which repeat of the run to compare.")] = 0,
-    bootstrap: Annotated[int, typer.Option(min=0, help="Chat-level bootstrap resamples for intervals.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
-    transcripts: Annotated[
-        list[Path] | None, typer.Option(help="Transcript files, if the run's inputs have moved.")
-    ] = None,
+    bootstrap: Bootstrap = 1000,
+    seed: Seed = 0,
+    transcripts: Transcripts = None,
     group_by: Annotated[
         str | None, typer.Option(help="Chat metadata field for the sentiment trajectories [default: escalation].")
     ] = None,
@@ -326,8 +329,8 @@ def agree(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for agreement.json, agreement.csv, report.html.")],
     repeat: Annotated[int, typer.Option(min=0, help="Which repeat of each run to compare (several runs).")] = 0,
-    bootstrap: Annotated[int, typer.Option(min=0, help="Chat-level bootstrap resamples for intervals.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    bootstrap: Bootstrap = 1000,
+    seed: Seed = 0,
     prompts_dir: PromptsDir = None,
     rubrics_dir: RubricsDir = None,
 ) -> None:
@@ -384,8 +387,8 @@ def diff(
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N chats.")] = None,
     max_model_len: Annotated[int, typer.Option(help="Context length the engine allocates.")] = 8192,
-    bootstrap: Annotated[int, typer.Option(min=0, help="Chat-level bootstrap resamples.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    bootstrap: Bootstrap = 1000,
+    seed: Seed = 0,
     prefix_cache: Annotated[bool, typer.Option(help="Engine reuses the shared prompt prefix (see run).")] = True,
     prompts_dir: PromptsDir = None,
     rubrics_dir: RubricsDir = None,
@@ -450,8 +453,8 @@ def sample(
         str | None, typer.Option(help="Chat metadata field to stratify by, besides the LLM label.")
     ] = None,
     variable: Annotated[list[str] | None, typer.Option(help="Only these variables (repeatable).")] = None,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
-    transcripts: Annotated[list[Path] | None, typer.Option(help="Transcript files, if the run's inputs moved.")] = None,
+    seed: Seed = 0,
+    transcripts: Transcripts = None,
     prompts_dir: PromptsDir = None,
     rubrics_dir: RubricsDir = None,
 ) -> None:
@@ -482,9 +485,9 @@ def trajectories(
     run_dir: Annotated[Path, typer.Argument(help="A run with round_sentiment labels.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
     group_by: Annotated[str | None, typer.Option(help="Chat metadata field: one curve per value.")] = None,
-    bootstrap: Annotated[int, typer.Option(min=0, help="Chat bootstrap resamples for the 95% band.")] = 200,
-    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
-    transcripts: Annotated[list[Path] | None, typer.Option(help="Transcript files, if the run's inputs moved.")] = None,
+    bootstrap: Bootstrap = 200,
+    seed: Seed = 0,
+    transcripts: Transcripts = None,
 ) -> None:
     """Per-round negative sentiment over each chat's timeline: LOESS curve with a 95% band per group."""
     from annotate import plots
@@ -555,8 +558,8 @@ def prompts_render(
     inputs: Annotated[list[Path], typer.Argument(help="Transcript files.", show_default=False)],
     chat: Annotated[str, typer.Option(help="Chat id to render.")],
     round_number: Annotated[int | None, typer.Option("--round", help="Only this round (per-round tasks).")] = None,
-    max_chars: Annotated[int, typer.Option(help="Transcript characters per unit before truncation.")] = 12000,
-    role: Annotated[list[str] | None, typer.Option(help="Map a role name onto customer/ai/agent, e.g. bot=ai.")] = None,
+    max_chars: MaxChars = 12000,
+    role: Roles = None,
     prompts_dir: PromptsDir = None,
     rubrics_dir: RubricsDir = None,
 ) -> None:
