@@ -543,12 +543,13 @@ def prompts_show(
     """A prompt version: metadata, output schema, and the static messages every unit shares."""
     with user_errors():
         pv = _library(prompts_dir, rubrics_dir).get(task, version)
+        messages = pv.static_messages  # render first: a broken template reports before anything is printed
         typer.echo(f"# {pv.task} {pv.version}  hash {pv.content_hash}  parent {pv.meta.parent or '-'}")
         typer.echo(f"# changelog: {pv.meta.changelog.strip()}")
         typer.echo(f"# unit: {pv.rubric.unit}  variables: {', '.join(pv.rubric.variables)}")
         typer.echo(f"# max_tokens: {pv.meta.max_tokens}  examples: {len(pv.meta.examples)}")
         typer.echo(f"# output schema: {json.dumps(pv.rubric.json_schema)}\n")
-        _echo_messages(pv.static_messages)
+        _echo_messages(messages)
 
 
 @prompts_app.command("render")

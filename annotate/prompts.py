@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import BaseLoader, StrictUndefined, TemplateError, TemplateNotFound
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -151,7 +151,16 @@ def _example_turn(t: ExampleTurn) -> dict[str, str]:
     return {"speaker": t.speaker, "name": SPEAKER_NAMES.get(t.speaker, t.speaker), "text": t.text}
 
 
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
+class _NoFiles(BaseLoader):
+    """Templates are self-contained: include, import and extend never read a file."""
+
+    def get_source(self, environment: Any, template: str) -> Any:
+        raise TemplateNotFound(f"{template} (prompt templates may not include, import or extend files)")
+
+
+_ENV = SandboxedEnvironment(
+    loader=_NoFiles(), undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True
+)
 
 
 class PromptLibrary:

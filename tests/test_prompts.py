@@ -118,3 +118,22 @@ def test_render_matches_shipped_prompt_for_a_real_chat(library: PromptLibrary, t
     user = pv.render(unit)[-1]["content"]
     assert user.startswith("Before the handoff (context only):\n[AI assistant] Hi, how can I help?")
     assert "[Human agent] Hello, I'm sorry the shade arrived cracked. A new one ships today." in user
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "{% include '/etc/passwd' %}",
+        "{% import '/etc/hostname' as h %}",
+        "{{ rubric.__init__.__globals__ }}",
+        "{{ ''.__class__.__base__.__subclasses__() }}",
+        "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+    ],
+)
+def test_user_templates_cannot_read_files_or_reach_python(library: PromptLibrary, attack: str) -> None:
+    template = library.prompts_dir / "empathy" / "v1.j2"
+    template.write_text(template.read_text().replace("Task: {{ rubric.title }}.", attack))
+    with pytest.raises(PromptError) as raised:
+        _ = library.get("empathy", "v1").static_messages
+    message = str(raised.value)
+    assert "v1.j2" in message and "root:" not in message and "uid=" not in message
