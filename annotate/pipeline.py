@@ -30,7 +30,7 @@ from annotate.redact import redact_chat
 from annotate.schema import ParseFailure, parse_output
 from annotate.store import FINAL_STATUSES, RunStore
 from annotate.tasks import Unit, fit_unit, units_for
-from annotate.transcripts import Chat, Speaker, read_transcripts
+from annotate.transcripts import Chat, ReadResult, Speaker, handoff_index, read_transcripts
 
 REASK = (
     "Your previous answer could not be used: {problem}. Answer again with only the JSON object, "
@@ -117,17 +117,10 @@ class _Tally:
 
 
 def run(config: RunConfig, backend: Backend | None = None, progress: Progress | None = None) -> RunSummary:
+    """Label every unit of every selected task, resuming whatever ``config.out`` already holds."""
     started = time.time()
-    read = read_transcripts(config.inputs, config.role_map, strict=config.strict)
-    chats = read.chats[: config.limit] if config.limit is not None else read.chats
-    if config.redact:
-        chats = [redact_chat(c) for c in chats]
-    tasks = config.tasks or config.library.tasks()
-    versions = [config.library.get(t, config.prompt_versions.get(t)) for t in tasks]
-    for pv in versions:
-        _ = pv.meta  # validate metadata and examples before any engine starts
-    config.library.check_locked(versions, record=True)
-
+    read, chats = _read_chats(config)
+    versions = _prompt_versions(config)
     owns_backend = backend is None
     engine = backend or create_backend(config.backend, config.options)
     identity = engine.identity()
@@ -159,24 +152,10 @@ def run(config: RunConfig, backend: Backend | None = None, progress: Progress | 
     store.write_manifest(manifest("running", None))
     done = {_unit_key(r) for r in previous_rows if r["status"] in FINAL_STATUSES}
     tally = _Tally()
-    no_handoff = 0
     try:
         skip_rows = [_skip_row(s.chat_id, s.reason, run_id, config.backend) for s in read.skipped]
         store.append(r for r in skip_rows if _unit_key(r) not in done)
-        jobs: list[Job] = []
-        for pv in versions:
-            for chat in chats:
-                units = [
-                    fit_to_context(u, pv, config.options.max_model_len)
-                    for u in units_for(chat, pv.task, pv.rubric.unit, config.max_chars)
-                ]
-                no_handoff += pv.rubric.unit == "post_handoff" and not units
-                jobs.extend(
-                    Job(u, pv, rep, max_tokens=pv.meta.max_tokens)
-                    for u in units
-                    for rep in range(config.repeats)
-                    if (u.task, u.chat_id, u.round, rep) not in done
-                )
+        jobs = _jobs(chats, versions, config, done)
         if progress:
             progress.start(len(jobs))
         _execute(jobs, engine, identity, config, cache, store, tally, run_id, progress)
@@ -193,12 +172,13 @@ def run(config: RunConfig, backend: Backend | None = None, progress: Progress | 
     counts: dict[str, dict[str, int]] = {}
     for (task, status), n in Counter(zip(table["task"], table["status"], strict=True)).items():
         counts.setdefault(task or "(input)", {})[status] = int(n)
+    has_post_handoff = any(pv.rubric.unit == "post_handoff" for pv in versions)
     summary = RunSummary(
         run_id=run_id,
         out=config.out,
         counts=counts,
         chats=len(chats),
-        chats_without_handoff=no_handoff // max(1, sum(pv.rubric.unit == "post_handoff" for pv in versions)),
+        chats_without_handoff=sum(handoff_index(c) is None for c in chats) if has_post_handoff else 0,
         skipped_records=len(read.skipped),
         model_calls=tally.model_calls,
         cache_hits=tally.cache_hits,
@@ -208,6 +188,39 @@ def run(config: RunConfig, backend: Backend | None = None, progress: Progress | 
     )
     store.write_manifest(manifest("complete", summary))
     return summary
+
+
+def _read_chats(config: RunConfig) -> tuple[ReadResult, list[Chat]]:
+    read = read_transcripts(config.inputs, config.role_map, strict=config.strict)
+    chats = read.chats[: config.limit] if config.limit is not None else read.chats
+    if config.redact:
+        chats = [redact_chat(c) for c in chats]
+    return read, chats
+
+
+def _prompt_versions(config: RunConfig) -> list[PromptVersion]:
+    """The selected prompt versions, checked (metadata, examples, lock) before any engine starts."""
+    tasks = config.tasks or config.library.tasks()
+    versions = [config.library.get(t, config.prompt_versions.get(t)) for t in tasks]
+    for pv in versions:
+        _ = pv.meta
+    config.library.check_locked(versions, record=True)
+    return versions
+
+
+def _jobs(chats: list[Chat], versions: list[PromptVersion], config: RunConfig, done: set[tuple[Any, ...]]) -> list[Job]:
+    """Every unit x repeat not yet finished, grouped by task so consecutive requests share their prefix."""
+    jobs: list[Job] = []
+    for pv in versions:
+        for chat in chats:
+            for unit in units_for(chat, pv.task, pv.rubric.unit, config.max_chars):
+                fitted = fit_to_context(unit, pv, config.options.max_model_len)
+                jobs.extend(
+                    Job(fitted, pv, rep, max_tokens=pv.meta.max_tokens)
+                    for rep in range(config.repeats)
+                    if (unit.task, unit.chat_id, unit.round, rep) not in done
+                )
+    return jobs
 
 
 def _execute(
@@ -402,7 +415,3 @@ def _new_run_id() -> str:
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
-
-
-def chats_by_id(chats: list[Chat]) -> dict[str, Chat]:
-    return {c.chat_id: c for c in chats}

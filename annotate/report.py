@@ -156,6 +156,17 @@ def validation_page(report: dict[str, Any], trajectory_png: bytes | None, group_
             ("intervals", f"95% percentile bootstrap, {report['bootstrap']['resamples']} resamples of whole chats"),
         ],
     )
+    _summary_table(page, report)
+    _prevalence_table(page, report)
+    _ceiling_table(page, report)
+    _unmatched_table(page, report)
+    _validation_figures(page, report, trajectory_png, group_by)
+    _disagreement_browser(page, report)
+    return page
+
+
+def _summary_table(page: Page, report: dict[str, Any]) -> None:
+    """The headline table: every statistic per variable."""
     page.tables.append(
         Table(
             "Agreement by variable",
@@ -199,6 +210,10 @@ def validation_page(report: dict[str, Any], trajectory_png: bytes | None, group_
             left=2,
         )
     )
+
+
+def _prevalence_table(page: Page, report: dict[str, Any]) -> None:
+    """How often each label occurs in gold and LLM output, with per-class precision and recall."""
     page.tables.append(
         Table(
             "Label prevalence (share of items), human vs LLM",
@@ -220,6 +235,10 @@ def validation_page(report: dict[str, Any], trajectory_png: bytes | None, group_
             left=2,
         )
     )
+
+
+def _ceiling_table(page: Page, report: dict[str, Any]) -> None:
+    """With several annotators: the LLM against each, and human against human."""
     ceiling = [
         [v["variable"], "LLM vs " + name, fmt(s["cohen_kappa"]), fmt(s["gwet_ac1"]), fmt(s["percent_agreement"])]
         for v in report["variables"]
@@ -238,6 +257,10 @@ def validation_page(report: dict[str, Any], trajectory_png: bytes | None, group_
                 left=2,
             )
         )
+
+
+def _unmatched_table(page: Page, report: dict[str, Any]) -> None:
+    """Items left out of every statistic, and why."""
     unmatched = report["unmatched"]
     page.tables.append(
         Table(
@@ -260,6 +283,10 @@ def validation_page(report: dict[str, Any], trajectory_png: bytes | None, group_
             left=1,
         )
     )
+
+
+def _validation_figures(page: Page, report: dict[str, Any], trajectory_png: bytes | None, group_by: str | None) -> None:
+    """Interval plot, confusion heatmaps and the sentiment trajectories."""
     if report["variables"]:
         page.figure_sections.append(
             FigureSection(
@@ -294,6 +321,10 @@ def validation_page(report: dict[str, Any], trajectory_png: bytes | None, group_
                 note=f"Each chat's rounds are spread over 0-100%; curves per {group_by or 'run'}.",
             )
         )
+
+
+def _disagreement_browser(page: Page, report: dict[str, Any]) -> None:
+    """Every disagreement with what the model saw, filterable."""
     page.browser = Browser(
         "Disagreements",
         "Each row is an item where the LLM and the human differ, with what the model saw (context shortened to the "
@@ -317,7 +348,6 @@ def validation_page(report: dict[str, Any], trajectory_png: bytes | None, group_
         ],
         context_column=4,
     )
-    return page
 
 
 def _examples(items: list[dict[str, Any]], limit: int = 6) -> str:
