@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # vLLM's CPU wheel pins this torch; on this kind of machine pip finds it on local disk.
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: install install-vllm test test-fast lint demo clean
+.PHONY: install install-vllm test test-fast lint demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ lint:
 
 demo:
 	$(BIN)/annotate run examples/transcripts.jsonl --limit 5 --out runs/demo
+
+# Ratios measured in one run: engine configuration vs a naive loop, and a cached re-run (BACKEND=vllm too).
+BACKEND ?= llamacpp
+CHATS ?= 10
+bench:
+	$(BIN)/python bench/throughput.py --backend $(BACKEND) --chats $(CHATS)
 
 clean:
 	rm -rf runs reports .pytest_cache .mypy_cache .ruff_cache

@@ -250,7 +250,8 @@ def _print_summary(summary: Any) -> None:
         f"chats: {summary.chats} ({summary.chats_without_handoff} without a handoff, so no post-handoff units)",
         f"input records skipped: {summary.skipped_records}",
         f"model calls: {summary.model_calls}, cache hits: {summary.cache_hits}",
-        f"tokens: {summary.prompt_tokens} prompt + {summary.completion_tokens} completion",
+        f"tokens: {summary.prompt_tokens} prompt ({summary.cached_prompt_tokens} reused from the engine's prefix cache)"
+        f" + {summary.completion_tokens} completion",
         f"time: {summary.seconds:.1f} s ({rate:.2f} model calls/s)",
         f"labels: {summary.out / 'labels.parquet'} (and labels.csv, manifest.json)",
     ]

@@ -81,6 +81,8 @@ class RunSummary:
     model_calls: int
     cache_hits: int
     prompt_tokens: int
+    cached_prompt_tokens: int
+    """Prompt tokens the engine reused from its prefix cache (not evaluated again)."""
     completion_tokens: int
     seconds: float
 
@@ -113,6 +115,7 @@ class _Tally:
     model_calls: int = 0
     cache_hits: int = 0
     prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
     completion_tokens: int = 0
 
 
@@ -183,6 +186,7 @@ def run(config: RunConfig, backend: Backend | None = None, progress: Progress | 
         model_calls=tally.model_calls,
         cache_hits=tally.cache_hits,
         prompt_tokens=tally.prompt_tokens,
+        cached_prompt_tokens=tally.cached_prompt_tokens,
         completion_tokens=tally.completion_tokens,
         seconds=time.time() - started,
     )
@@ -275,6 +279,7 @@ def _answers(
     completions = engine.complete([r for _, r in misses])
     for (job, request), completion in zip(misses, completions, strict=True):
         tally.prompt_tokens += completion.prompt_tokens
+        tally.cached_prompt_tokens += completion.cached_tokens
         tally.completion_tokens += completion.completion_tokens
         cache.put(request.key, completion)
         yield job, completion, False

@@ -89,6 +89,9 @@ def main() -> None:
                 "model calls": summary.model_calls,
                 "cache hits": summary.cache_hits,
                 "prompt tokens/label": round(summary.prompt_tokens / labels, 1) if labels else 0,
+                "evaluated/label": round((summary.prompt_tokens - summary.cached_prompt_tokens) / labels, 1)
+                if labels
+                else 0,
             }
         )
     print(pd.DataFrame(rows).to_string(index=False))

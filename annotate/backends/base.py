@@ -39,6 +39,8 @@ class Completion:
     latency_ms: float = 0.0
     error: str | None = None
     """Set when the engine failed for this request (after its own retries)."""
+    cached_tokens: int = 0
+    """Prompt tokens the engine reused from its prefix cache instead of evaluating."""
 
 
 @dataclass(frozen=True)

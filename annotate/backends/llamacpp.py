@@ -114,4 +114,5 @@ def completion_from_openai(result: dict[str, Any], latency_ms: float) -> Complet
         prompt_tokens=int(usage.get("prompt_tokens", 0)),
         completion_tokens=int(usage.get("completion_tokens", 0)),
         latency_ms=latency_ms,
+        cached_tokens=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)),
     )

@@ -110,6 +110,7 @@ class VllmBackend:
                 prompt_tokens=len(out.prompt_token_ids or []),
                 completion_tokens=len(gen.token_ids),
                 latency_ms=per_request_ms,
+                cached_tokens=int(out.num_cached_tokens or 0),
             )
 
     def close(self) -> None:
