@@ -21,6 +21,7 @@ from annotate.gold import consensus, read_gold
 from annotate.pipeline import Progress, RunConfig, run
 from annotate.prompts import PromptLibrary, PromptVersion
 from annotate.store import load_run
+from annotate.validation import unit_excerpts
 
 KEY = ["chat_id", "round", "variable"]
 
@@ -79,8 +80,9 @@ def compare_versions(
         summary = run(config, backend=backend, progress=progress)
         runs[version] = {"dir": str(config.out), "model_calls": summary.model_calls, "cache_hits": summary.cache_hits}
     result["runs"] = runs
-    first, _ = load_run(Path(runs[version_a]["dir"]))
+    first, manifest = load_run(Path(runs[version_a]["dir"]))
     second, _ = load_run(Path(runs[version_b]["dir"]))
+    seen = unit_excerpts(manifest, None, library)
     both = first.merge(second, on=KEY, suffixes=("_a", "_b"))
     both = both[(both["repeat_a"] == 0) & (both["repeat_b"] == 0)]
     ok = both[(both["status_a"] == "ok") & (both["status_b"] == "ok")].copy()
@@ -106,6 +108,9 @@ def compare_versions(
                     version_b: int(r.value_b),
                     f"raw_{version_a}": r.raw_output_a,
                     f"raw_{version_b}": r.raw_output_b,
+                    "target": seen.get((task, r.chat_id, None if pd.isna(r.round) else int(r.round)), {}).get(
+                        "target", ""
+                    ),
                 }
                 for r in rows[rows["value_a"] != rows["value_b"]].itertuples()
             ],

@@ -613,6 +613,7 @@ def diff_page(result: dict[str, Any]) -> Page:
                 f"{f[va]} → {f[vb]}",
                 f[f"raw_{va}"],
                 f[f"raw_{vb}"],
+                f.get("target", ""),
             ],
         }
         for v in result.get("variables", [])
@@ -622,7 +623,7 @@ def diff_page(result: dict[str, Any]) -> Page:
         page.browser = Browser(
             "Flipped units",
             f"Units whose label changed from {va} to {vb}, with both raw outputs.",
-            ["variable", "chat", "round", f"{va} → {vb}", f"raw {va}", f"raw {vb}"],
+            ["variable", "chat", "round", f"{va} → {vb}", f"raw {va}", f"raw {vb}", "what the model rated"],
             flips,
         )
     return page

@@ -109,6 +109,7 @@ def test_diff_labels_both_versions_and_measures_the_change(library: PromptLibrar
     (entry,) = result["variables"]
     assert entry["transitions"]["matrix"] == [[0, entry["n"]], [0, 0]]
     assert len(entry["flipped"]) == entry["n"] == 10  # c01-c10 are all escalated
+    assert all(f["target"].startswith("Human agent:") for f in entry["flipped"])  # what the model rated
     gold = pd.read_csv(GOLD).query("variable == 'proactivity'").set_index("chat_id")["value"]
     expected_v1 = (gold.loc[[f["chat_id"] for f in entry["flipped"]]] == 0).mean()
     assert entry["gold"]["v1"]["percent_agreement"] == pytest.approx(expected_v1)
