@@ -62,8 +62,8 @@ def _main(
     pass
 
 
-PromptsDir = Annotated[Path | None, typer.Option(help="Prompt versions folder [default: ./prompts or the project's].")]
-RubricsDir = Annotated[Path | None, typer.Option(help="Rubrics folder [default: ./rubrics or the project's].")]
+PromptsDir = Annotated[Path | None, typer.Option(help="Prompt versions folder (default: ./prompts or the project's).")]
+RubricsDir = Annotated[Path | None, typer.Option(help="Rubrics folder (default: ./rubrics or the project's).")]
 Bootstrap = Annotated[int, typer.Option(min=0, help="Chat-level bootstrap resamples for 95% intervals.")]
 Seed = Annotated[int, typer.Option(help="Seed for resampling or sampling.")]
 Transcripts = Annotated[list[Path] | None, typer.Option(help="Transcript files, if the run's inputs have moved.")]
@@ -101,17 +101,17 @@ def run(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (created, or resumed if it exists).")],
     task: Annotated[
-        list[str] | None, typer.Option("--task", "-t", help="Task to run (repeatable) [default: all].")
+        list[str] | None, typer.Option("--task", "-t", help="Task to run (repeatable) (default: all).")
     ] = None,
     prompt_version: Annotated[
         list[str] | None,
-        typer.Option(help="Version for the selected tasks (v2) or one task (empathy=v2) [default: newest]."),
+        typer.Option(help="Version for the selected tasks (v2) or one task (empathy=v2) (default: newest)."),
     ] = None,
     backend: Annotated[
         str, typer.Option("--backend", "-b", help="llamacpp, vllm, openai (or fake, for tests).")
     ] = "llamacpp",
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model path or name [default: the embedded model].")
+        str | None, typer.Option("--model", "-m", help="Model path or name (default: the embedded model).")
     ] = None,
     base_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")
@@ -127,8 +127,8 @@ def run(
     batch_size: Annotated[int, typer.Option(min=1, help="Requests per engine call.")] = 512,
     max_attempts: Annotated[int, typer.Option(min=1, help="Tries per unit when an answer is invalid.")] = 3,
     concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight (openai backend).")] = 4,
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (llamacpp) [default: all cores].")] = None,
-    dtype: Annotated[str | None, typer.Option(help="vLLM dtype [default: float32 on CPU, auto on GPU].")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (llamacpp) (default: all cores).")] = None,
+    dtype: Annotated[str | None, typer.Option(help="vLLM dtype (default: float32 on CPU, auto on GPU).")] = None,
     tensor_parallel_size: Annotated[int, typer.Option(min=1, help="vLLM: GPUs per model.")] = 1,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse cached answers.")] = True,
     prefix_cache: Annotated[
@@ -271,7 +271,7 @@ def validate(
     seed: Seed = 0,
     transcripts: Transcripts = None,
     group_by: Annotated[
-        str | None, typer.Option(help="Chat metadata field for the sentiment trajectories [default: escalation].")
+        str | None, typer.Option(help="Chat metadata field for the sentiment trajectories (default: escalation).")
     ] = None,
     prompts_dir: PromptsDir = None,
     rubrics_dir: RubricsDir = None,
@@ -394,8 +394,7 @@ def diff(
     prompts_dir: PromptsDir = None,
     rubrics_dir: RubricsDir = None,
 ) -> None:
-    """What changed between two prompt versions, and which labels flipped (with --on) and what that did to
-    agreement with gold (with --gold)."""
+    """What changed between two prompt versions; with --on which labels flipped, with --gold the effect on agreement."""
     from annotate import report
     from annotate.backends import BackendOptions
     from annotate.diff import compare_versions
@@ -446,7 +445,7 @@ def sample(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="The coding file to write (.csv).")],
     per_variable: Annotated[
-        int | None, typer.Option(min=1, help="Items per variable [default: from --confidence and --margin].")
+        int | None, typer.Option(min=1, help="Items per variable (default: from --confidence and --margin).")
     ] = None,
     confidence: Annotated[float, typer.Option(min=0.5, max=0.999, help="Confidence level.")] = 0.95,
     margin: Annotated[float, typer.Option(min=0.005, max=0.5, help="Margin of error.")] = 0.05,
@@ -537,7 +536,7 @@ def prompts_list(prompts_dir: PromptsDir = None, rubrics_dir: RubricsDir = None)
 @prompts_app.command("show")
 def prompts_show(
     task: Annotated[str, typer.Argument(help="Task name.")],
-    version: Annotated[str | None, typer.Argument(help="Version [default: newest].")] = None,
+    version: Annotated[str | None, typer.Argument(help="Version (default: newest).")] = None,
     prompts_dir: PromptsDir = None,
     rubrics_dir: RubricsDir = None,
 ) -> None:
