@@ -424,6 +424,11 @@ def diff(
         paths = report.write_outputs(out, result, report.diff_table(result), report.diff_page(result))
         (out / "prompt.diff").write_text(result["text_diff"])
     typer.echo(result["text_diff"] if not on else result["text_diff"].split("\n")[0] + " ...")
+    for version, r in result.get("runs", {}).items():
+        typer.echo(
+            f"{version}: {r['model_calls']} model calls, {r['cache_hits']} cache hits, "
+            f"{r['evaluated_prompt_tokens']} of {r['prompt_tokens']} prompt tokens evaluated, {r['seconds']} s"
+        )
     for v in result.get("variables", []):
         line = (
             f"{v['variable']}: {len(v['flipped'])} of {v['n']} units flipped, "
@@ -548,7 +553,10 @@ def prompts_show(
         typer.echo(f"# changelog: {pv.meta.changelog.strip()}")
         typer.echo(f"# unit: {pv.rubric.unit}  variables: {', '.join(pv.rubric.variables)}")
         typer.echo(f"# max_tokens: {pv.meta.max_tokens}  examples: {len(pv.meta.examples)}")
-        typer.echo(f"# output schema: {json.dumps(pv.rubric.json_schema)}\n")
+        if pv.rubric.unit == "chat_rounds":
+            typer.echo(f"# output schema for a chat of 3 rounds: {json.dumps(pv.rubric.rounds_schema([1, 2, 3]))}\n")
+        else:
+            typer.echo(f"# output schema: {json.dumps(pv.rubric.json_schema)}\n")
         _echo_messages(messages)
 
 
@@ -577,7 +585,7 @@ def prompts_render(
         units = [
             u
             for u in units_for(chats[chat], task, pv.rubric.unit, max_chars)
-            if round_number is None or u.round == round_number
+            if round_number is None or u.round == round_number or round_number in u.rated_rounds
         ]
         if not units:
             typer.echo(f"chat '{chat}' has no {task} unit (post-handoff tasks need a handoff)")

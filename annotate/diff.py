@@ -78,7 +78,15 @@ def compare_versions(
     for version in (version_a, version_b):
         config = replace(base, tasks=[task], prompt_versions={task: version}, out=base.out / "runs" / version)
         summary = run(config, backend=backend, progress=progress)
-        runs[version] = {"dir": str(config.out), "model_calls": summary.model_calls, "cache_hits": summary.cache_hits}
+        runs[version] = {
+            "dir": str(config.out),
+            "model_calls": summary.model_calls,
+            "cache_hits": summary.cache_hits,
+            "prompt_tokens": summary.prompt_tokens,
+            "evaluated_prompt_tokens": summary.prompt_tokens - summary.cached_prompt_tokens,
+            "completion_tokens": summary.completion_tokens,
+            "seconds": round(summary.seconds, 1),
+        }
     result["runs"] = runs
     first, manifest = load_run(Path(runs[version_a]["dir"]))
     second, _ = load_run(Path(runs[version_b]["dir"]))

@@ -27,7 +27,7 @@ from annotate.errors import RunStoreError
 from annotate.manifest import build_manifest
 from annotate.prompts import PromptLibrary, PromptVersion
 from annotate.redact import redact_chat
-from annotate.schema import ParseFailure, parse_output
+from annotate.schema import ParseFailure
 from annotate.store import FINAL_STATUSES, RunStore
 from annotate.tasks import Unit, fit_unit, units_for
 from annotate.transcripts import Chat, ReadResult, Speaker, handoff_index, read_transcripts
@@ -99,7 +99,7 @@ class Job:
 
     def request(self, model_identity: Mapping[str, Any], sampling: Sampling) -> Request:
         messages = [*self.prompt.render(self.unit), *self.followup]
-        schema = self.prompt.rubric.json_schema
+        schema = self.prompt.schema_for(self.unit)
         key = hashlib.sha256(
             json.dumps(
                 [messages, schema, self.max_tokens, dict(model_identity), sampling.as_dict(), self.repeat],
@@ -219,10 +219,11 @@ def _jobs(chats: list[Chat], versions: list[PromptVersion], config: RunConfig, d
         for chat in chats:
             for unit in units_for(chat, pv.task, pv.rubric.unit, config.max_chars):
                 fitted = fit_to_context(unit, pv, config.options.max_model_len)
+                rounds = unit.rated_rounds or (unit.round,)
                 jobs.extend(
-                    Job(fitted, pv, rep, max_tokens=pv.meta.max_tokens)
+                    Job(fitted, pv, rep, max_tokens=pv.max_tokens_for(fitted))
                     for rep in range(config.repeats)
-                    if (unit.task, unit.chat_id, unit.round, rep) not in done
+                    if any((unit.task, unit.chat_id, r, rep) not in done for r in rounds)
                 )
     return jobs
 
@@ -291,7 +292,7 @@ CHARS_PER_TOKEN = 3
 
 def fit_to_context(unit: Unit, pv: PromptVersion, max_model_len: int) -> Unit:
     """Truncate further (same policy) when the whole rendered prompt would not fit the model's context."""
-    budget_tokens = max_model_len - 2 * pv.meta.max_tokens - 32  # room for a re-ask's extra answer
+    budget_tokens = max_model_len - 2 * pv.max_tokens_for(unit) - 32  # room for a re-ask's extra answer
     static_chars = sum(len(m["content"]) + 16 for m in pv.static_messages)
     if sum(len(m["content"]) + 16 for m in pv.render(unit)) <= budget_tokens * CHARS_PER_TOKEN:
         return unit
@@ -315,7 +316,7 @@ def _settle(
             job, completion, cached, config, run_id, "length", f"cut off at {job.max_tokens} tokens", None
         ), None
     try:
-        values = parse_output(job.prompt.rubric, completion.text)
+        values = job.prompt.parse(job.unit, completion.text)
     except ParseFailure as failure:
         if can_retry:
             followup = [
@@ -335,16 +336,17 @@ def _rows(
     run_id: str,
     status: str,
     error: str,
-    values: dict[str, int] | None,
+    values: dict[int | None, dict[str, int]] | None,
 ) -> list[dict[str, Any]]:
+    """One row per label: per variable, and for ``chat_rounds`` units per rated round too."""
     pv, unit = job.prompt, job.unit
     return [
         {
             "chat_id": unit.chat_id,
-            "round": unit.round,
+            "round": round_number,
             "task": pv.task,
             "variable": variable,
-            "value": None if values is None else values[variable],
+            "value": None if values is None else values[round_number][variable],
             "status": status,
             "error": error,
             "repeat": job.repeat,
@@ -362,6 +364,7 @@ def _rows(
             "truncation": unit.truncation,
             "run_id": run_id,
         }
+        for round_number in unit.rated_rounds or (unit.round,)
         for variable in pv.rubric.variables
     ]
 

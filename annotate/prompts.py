@@ -27,8 +27,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from annotate.errors import PromptError
-from annotate.schema import Rubric, _yaml_problem, load_rubric, parse_output
-from annotate.tasks import SPEAKER_NAMES, Unit
+from annotate.schema import Rubric, _yaml_problem, load_rubric, parse_output, parse_rounds_output
+from annotate.tasks import SPEAKER_NAMES, Unit, group_rounds
 
 VERSION_RE = re.compile(r"^v(\d+)$")
 
@@ -45,7 +45,9 @@ class FewShotExample(BaseModel):
     model_config = ConfigDict(extra="forbid")
     round: int | None = None
     context: list[ExampleTurn] = Field(default_factory=list)
-    target: list[ExampleTurn]
+    target: list[ExampleTurn] = Field(default_factory=list)
+    rounds: list[list[ExampleTurn]] = Field(default_factory=list)
+    """``chat_rounds`` tasks: the whole example chat, one list of turns per round (instead of ``target``)."""
     output: dict[str, int]
     note: str = ""
     """Why this answer; for people reading the prompt, never sent to the model."""
@@ -58,7 +60,7 @@ class VersionMeta(BaseModel):
     changelog: str
     """What changed relative to the parent, and why."""
     max_tokens: int = 32
-    """Output token budget for one answer."""
+    """Output token budget for one answer; for ``chat_rounds`` tasks, per rated round."""
     rubric: str | None = None
     """Rubric file in the rubrics folder [default: ``<task>.yaml``]. A version that changes the rubric names a
     new file (e.g. ``empathy.v2.yaml``), so that earlier versions keep theirs and stay reproducible."""
@@ -96,7 +98,13 @@ class PromptVersion:
             raise PromptError(f"{self.meta_path}: field '{'.'.join(map(str, err['loc']))}': {err['msg']}") from None
         for i, ex in enumerate(meta.examples):
             try:
-                parse_output(self.rubric, json.dumps(ex.output))
+                if self.rubric.unit == "chat_rounds":
+                    rated = [n for n, turns in enumerate(ex.rounds, 1) if any(t.speaker == "customer" for t in turns)]
+                    if not rated:
+                        raise ValueError("a chat_rounds example needs 'rounds' with customer turns")
+                    parse_rounds_output(self.rubric, json.dumps(ex.output), rated)
+                else:
+                    parse_output(self.rubric, json.dumps(ex.output))
             except Exception as e:
                 raise PromptError(f"{self.meta_path}: field 'examples[{i}].output': {e}") from None
         return meta
@@ -132,11 +140,15 @@ class PromptVersion:
         """System message and few-shot pairs: identical for every unit of the task."""
         messages = [{"role": "system", "content": self._render_block("system", {})}]
         for ex in self.meta.examples:
-            unit = {
+            unit: dict[str, Any] = {
                 "round": ex.round,
                 "context": [_example_turn(t) for t in ex.context],
                 "target": [_example_turn(t) for t in ex.target],
             }
+            if ex.rounds:
+                unit["target"] = [_example_turn(t) for turns in ex.rounds for t in turns]
+                numbers = tuple(n for n, turns in enumerate(ex.rounds, 1) for _ in turns)
+                unit["rounds"] = group_rounds(unit["target"], numbers)
             messages.append({"role": "user", "content": self._render_block("user", {"unit": unit})})
             messages.append({"role": "assistant", "content": json.dumps(ex.output, separators=(",", ":"))})
         return messages
@@ -145,6 +157,27 @@ class PromptVersion:
         """The exact chat messages the model sees for one unit."""
         user = self._render_block("user", {"unit": unit.as_template_data()})
         return [*self.static_messages, {"role": "user", "content": user}]
+
+    def schema_for(self, unit: Unit) -> dict[str, Any]:
+        """The JSON schema that constrains the answer for ``unit``."""
+        if self.rubric.unit == "chat_rounds":
+            return self.rubric.rounds_schema(unit.rated_rounds)
+        return self.rubric.json_schema
+
+    def max_tokens_for(self, unit: Unit) -> int:
+        if self.rubric.unit == "chat_rounds":
+            return self.meta.max_tokens * max(1, len(unit.rated_rounds)) + 4
+        return self.meta.max_tokens
+
+    def parse(self, unit: Unit, text: str) -> dict[int | None, dict[str, int]]:
+        """The answer for ``unit`` as round -> {variable: value} (round None for one label set per unit).
+
+        Raises ParseFailure when the text is not the JSON the schema asks for.
+        """
+        if self.rubric.unit == "chat_rounds":
+            by_round = parse_rounds_output(self.rubric, text, unit.rated_rounds)
+            return {n: by_round[n] for n in unit.rated_rounds}
+        return {unit.round: parse_output(self.rubric, text)}
 
 
 def _example_turn(t: ExampleTurn) -> dict[str, str]:

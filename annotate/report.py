@@ -565,7 +565,12 @@ def diff_page(result: dict[str, Any]) -> Page:
             for v, i in info.items()
         ]
         + [
-            (f"run {v}", f"{r['dir']} ({r['model_calls']} model calls, {r['cache_hits']} from cache)")
+            (
+                f"run {v}",
+                f"{r['dir']} ({r['model_calls']} model calls, {r['cache_hits']} from cache, "
+                f"{r.get('evaluated_prompt_tokens', '?')} of {r.get('prompt_tokens', '?')} prompt tokens evaluated, "
+                f"{r.get('seconds', '?')} s)",
+            )
             for v, r in result.get("runs", {}).items()
         ],
     )

@@ -7,16 +7,17 @@ that parses the LLM's answer and the JSON schema that constrains decoding are bo
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from annotate.errors import PromptError
 
-UnitKind = Literal["post_handoff", "first_round", "round"]
+UnitKind = Literal["post_handoff", "first_round", "round", "chat_rounds"]
 
 
 class ScalePoint(BaseModel):
@@ -56,6 +57,12 @@ class Rubric(BaseModel):
     """What to answer when the text gives little to go on."""
     edge_cases: list[str] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _one_variable_per_round(self) -> Rubric:
+        if self.unit == "chat_rounds" and len(self.variables) != 1:
+            raise ValueError("a chat_rounds rubric rates one variable per round (answers map round -> value)")
+        return self
+
     @cached_property
     def output_model(self) -> type[BaseModel]:
         fields: dict[str, Any] = {
@@ -80,6 +87,28 @@ class Rubric(BaseModel):
             "additionalProperties": False,
         }
 
+    def rounds_schema(self, rounds: Sequence[int]) -> dict[str, Any]:
+        """``chat_rounds`` answers: one key per rated round, in order, each the variable's allowed values."""
+        (var,) = self.variables.values()
+        return {
+            "type": "object",
+            "properties": {round_key(n): {"type": "integer", "enum": sorted(var.values)} for n in rounds},
+            "required": [round_key(n) for n in rounds],
+            "additionalProperties": False,
+        }
+
+    def rounds_model(self, rounds: Sequence[int]) -> type[BaseModel]:
+        (var,) = self.variables.values()
+        fields: dict[str, Any] = {round_key(n): (Literal[tuple(sorted(var.values))], ...) for n in rounds}
+        return create_model(
+            f"{self.task.title().replace('_', '')}Rounds", __config__=ConfigDict(extra="forbid", strict=True), **fields
+        )
+
+
+def round_key(number: int) -> str:
+    """The answer's key for one round of a ``chat_rounds`` unit."""
+    return f"round_{number}"
+
 
 class ParseFailure(Exception):
     """The model's text is not the JSON the rubric asks for; ``kind`` is the failure row's status."""
@@ -92,12 +121,23 @@ class ParseFailure(Exception):
 
 def parse_output(rubric: Rubric, text: str) -> dict[str, int]:
     """Parse and check one answer; raise ParseFailure with a message fit to quote back to the model."""
+    return _parse(rubric.output_model, text)
+
+
+def parse_rounds_output(rubric: Rubric, text: str, rounds: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Parse a ``chat_rounds`` answer into round -> {variable: value}."""
+    values = _parse(rubric.rounds_model(rounds), text)
+    (name,) = rubric.variables
+    return {n: {name: values[round_key(n)]} for n in rounds}
+
+
+def _parse(model: type[BaseModel], text: str) -> dict[str, int]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ParseFailure("parse_error", f"not valid JSON ({e.msg})") from None
     try:
-        parsed = rubric.output_model.model_validate(data)
+        parsed = model.model_validate(data)
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(map(str, err['loc'])) or 'answer'}: {err['msg']}" for err in e.errors(include_url=False)

@@ -5,6 +5,8 @@
 * ``first_round`` (initial state): the first round only.
 * ``round`` (per-round sentiment): one unit per round; the customer's turn in that round is the
   target and everything before it is context.
+* ``chat_rounds`` (per-round sentiment, one request per chat): one unit per chat whose target is the
+  whole chat, grouped by round; the answer carries one label per round that has a customer turn.
 
 Truncation policy (recorded on every affected row): when a unit's transcript is longer than
 ``max_chars``, the oldest context turns are dropped first; if the target alone is still too long,
@@ -13,10 +15,10 @@ each target turn keeps its head and tail around a ``[...]`` marker.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from annotate.schema import UnitKind
+from annotate.schema import UnitKind, round_key
 from annotate.transcripts import Chat, Turn, handoff_index, merge_turns, split_rounds
 
 SPEAKER_NAMES = {"customer": "Customer", "ai": "AI assistant", "agent": "Human agent"}
@@ -35,6 +37,15 @@ class Unit:
     target: tuple[Turn, ...]
     truncation: str = ""
     """Empty when nothing was cut; otherwise what the truncation policy did."""
+    turn_rounds: tuple[int, ...] = ()
+    """``chat_rounds`` units only: the round of each target turn."""
+
+    @property
+    def rated_rounds(self) -> tuple[int, ...]:
+        """``chat_rounds`` units only: the rounds to label, those with a customer turn."""
+        if not self.turn_rounds:
+            return ()
+        return tuple(sorted({r for r, t in zip(self.turn_rounds, self.target, strict=True) if t.speaker == "customer"}))
 
     def as_template_data(self) -> dict[str, Any]:
         """What a prompt template sees: plain data, never template code."""
@@ -42,7 +53,26 @@ class Unit:
         def turns(ts: tuple[Turn, ...]) -> list[dict[str, str]]:
             return [{"speaker": t.speaker, "name": SPEAKER_NAMES[t.speaker], "text": t.text} for t in ts]
 
-        return {"round": self.round, "context": turns(self.context), "target": turns(self.target)}
+        data: dict[str, Any] = {"round": self.round, "context": turns(self.context), "target": turns(self.target)}
+        if self.turn_rounds:
+            data["rounds"] = group_rounds(data["target"], self.turn_rounds)
+        return data
+
+
+def group_rounds(turns: list[dict[str, str]], turn_rounds: tuple[int, ...]) -> list[dict[str, Any]]:
+    """Turns grouped by round for templates: ``[{"number", "key", "rated", "turns"}]``."""
+    rounds: dict[int, list[dict[str, str]]] = {}
+    for turn, number in zip(turns, turn_rounds, strict=True):
+        rounds.setdefault(number, []).append(turn)
+    return [
+        {
+            "number": n,
+            "key": round_key(n),
+            "rated": any(t["speaker"] == "customer" for t in ts),
+            "turns": ts,
+        }
+        for n, ts in rounds.items()
+    ]
 
 
 def units_for(chat: Chat, task: str, kind: UnitKind, max_chars: int) -> list[Unit]:
@@ -55,6 +85,10 @@ def units_for(chat: Chat, task: str, kind: UnitKind, max_chars: int) -> list[Uni
         after = merge_turns(chat.messages[at:], start=at)
         return [fit_unit(Unit(task, chat.chat_id, None, tuple(before), tuple(after)), max_chars)]
     rounds = split_rounds(chat)
+    if kind == "chat_rounds":
+        turns = tuple(t for r in rounds for t in r.turns)
+        numbers = tuple(r.number for r in rounds for _ in r.turns)
+        return [fit_unit(Unit(task, chat.chat_id, None, (), turns, turn_rounds=numbers), max_chars)]
     if kind == "first_round":
         return [fit_unit(Unit(task, chat.chat_id, None, (), rounds[0].turns), max_chars)]
     units = []
@@ -87,13 +121,35 @@ def fit_unit(unit: Unit, max_chars: int) -> Unit:
         dropped += 1
     if dropped:
         notes.append(f"dropped {dropped} oldest context turn(s)")
-    if _size(target) > max_chars:
+    if _size(target) > max_chars and unit.turn_rounds:
+        target, note = _clip_whole_chat(target, max_chars)
+        notes.append(note)
+    elif _size(target) > max_chars:
         per_turn = max(200, max_chars // max(1, len(target)) - 16)
         clipped = sum(len(t.text) > per_turn for t in target)
         target = tuple(_clip(t, per_turn) for t in target)
         notes.append(f"clipped {clipped} target turn(s) to {per_turn} characters")
     all_notes = [n for n in (unit.truncation, *notes) if n]
-    return Unit(unit.task, unit.chat_id, unit.round, tuple(context), target, "; ".join(all_notes))
+    return replace(unit, context=tuple(context), target=target, truncation="; ".join(all_notes))
+
+
+def _clip_whole_chat(target: tuple[Turn, ...], max_chars: int) -> tuple[tuple[Turn, ...], str]:
+    """A whole chat is all target: clip the shop's turns first (they are not rated), then the customer's."""
+    customer = [t for t in target if t.speaker == "customer"]
+    shop = len(target) - len(customer)
+    shop_limit = max(MIN_CLIP, (max_chars - _size(tuple(customer))) // max(1, shop) - 16)
+    clipped = tuple(t if t.speaker == "customer" else _clip(t, shop_limit) for t in target)
+    note = f"clipped shop turns to {shop_limit} characters"
+    if _size(clipped) > max_chars:
+        shop_size = _size(tuple(t for t in clipped if t.speaker != "customer"))
+        customer_limit = max(MIN_CLIP, (max_chars - shop_size) // max(1, len(customer)) - 16)
+        clipped = tuple(_clip(t, customer_limit) if t.speaker == "customer" else t for t in clipped)
+        note += f" and customer turns to {customer_limit}"
+    return clipped, note
+
+
+MIN_CLIP = 60
+"""Shortest clipped turn of a whole-chat unit: head and tail of about 25 characters each."""
 
 
 def _clip(turn: Turn, limit: int) -> Turn:

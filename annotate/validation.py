@@ -202,6 +202,8 @@ def unit_excerpts(
             kind = library.get(task, entry["version"]).rubric.unit
         except Exception:
             continue
+        if kind == "chat_rounds":
+            kind = "round"  # each label rated one round: show that round's customer turn
         for chat in chats:
             for unit in units_for(chat, task, kind, max_chars):
                 found[(task, unit.chat_id, unit.round)] = {

@@ -112,7 +112,10 @@ def test_a_five_megabyte_message_is_truncated_and_recorded(library: PromptLibrar
     assert (labels["status"] == "ok").all()
 
 
-def test_a_unit_too_long_for_the_model_context_is_cut_to_fit(library: PromptLibrary, tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", ["v1", "v2"])  # one request per round; one per chat
+def test_a_unit_too_long_for_the_model_context_is_cut_to_fit(
+    library: PromptLibrary, tmp_path: Path, version: str
+) -> None:
     from annotate.backends.base import BackendOptions
 
     turns = [{"role": "customer" if i % 2 == 0 else "ai", "text": f"turn {i} " + "word " * 150} for i in range(30)]
@@ -126,6 +129,7 @@ def test_a_unit_too_long_for_the_model_context_is_cut_to_fit(library: PromptLibr
             library=library,
             backend="fake",
             tasks=["round_sentiment"],
+            prompt_versions={"round_sentiment": version},
             options=BackendOptions(max_model_len=2048),
         ),
         backend=fake,
