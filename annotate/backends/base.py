@@ -27,6 +27,8 @@ class Request:
     schema: dict[str, Any]
     max_tokens: int
     sampling: Sampling
+    group: str = ""
+    """The chat the request belongs to: the Ray executor keeps a chat's requests on one worker."""
 
 
 @dataclass

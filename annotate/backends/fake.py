@@ -5,6 +5,7 @@ It answers from a script (a callable, or a queue of texts) and records every req
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -22,12 +23,34 @@ def lowest_values(request: Request) -> str:
     return json.dumps({name: min(spec["enum"]) for name, spec in props.items()})
 
 
+def values_from_content(request: Request) -> str:
+    """A deterministic answer that differs between prompts: each value picked by a hash of the messages."""
+    digest = hashlib.sha256(json.dumps(request.messages, sort_keys=True).encode()).digest()
+    props = request.schema["properties"]
+    return json.dumps(
+        {
+            name: sorted(spec["enum"])[digest[i % len(digest)] % len(spec["enum"])]
+            for i, (name, spec) in enumerate(props.items())
+        }
+    )
+
+
+def engine_failure(request: Request) -> str:
+    """The engine itself fails (as a crashed worker would)."""
+    raise RuntimeError("scripted engine failure")
+
+
+SCRIPTS: dict[str, Script] = {"lowest": lowest_values, "by_content": values_from_content, "fail": engine_failure}
+"""Scripts by name, for runs whose options must cross a process boundary (the CLI, Ray workers)."""
+
+
 class FakeBackend:
     name = "fake"
 
     def __init__(self, options: BackendOptions | None = None, script: Script | None = None) -> None:
         self.options = options or BackendOptions()
-        self.script: Script = script or self.options.extra.get("script") or lowest_values
+        named = self.options.extra.get("script") or lowest_values
+        self.script: Script = script or (SCRIPTS[named] if isinstance(named, str) else named)
         self.calls: list[list[Request]] = []
         """Each call to complete(), with its requests: lets tests count engine calls."""
 

@@ -42,9 +42,12 @@ class OpenAIBackend:
         self.api_key = options.extra.get("api_key", "")
         self.timeout = float(options.extra.get("timeout", 600))
         self.attempts = int(options.extra.get("attempts", 5))
+        self.extra_body: dict[str, Any] = dict(options.extra.get("extra_body", {}))
+        """Server-specific fields added to every request, e.g. llama.cpp's ``{"cache_prompt": false}``."""
 
     def identity(self) -> dict[str, Any]:
-        return {"engine": "openai-compatible", "name": self.options.model, "base_url": self.base_url}
+        identity = {"engine": "openai-compatible", "name": self.options.model, "base_url": self.base_url}
+        return {**identity, "extra_body": self.extra_body} if self.extra_body else identity
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         data = json.dumps(body).encode()
@@ -74,6 +77,7 @@ class OpenAIBackend:
                 "type": "json_schema",
                 "json_schema": {"name": "answer", "schema": request.schema, "strict": True},
             },
+            **self.extra_body,
         }
         post = retry(
             retry=retry_if_exception(_is_transient),

@@ -43,11 +43,15 @@ class VllmBackend:
             self.model = ""  # converted lazily: the conversion needs torch, which --help must not import
             self._identity = {**embedded.identity(), "converted": "GGUF dequantised to float32 safetensors"}
         self.dtype = options.extra.get("dtype", "float32" if self.on_cpu else "auto")
+        # The prefix cache shares whole blocks only; the CPU build's default block of 128 tokens loses ~64 tokens
+        # of every prompt's shared prefix. 32 is the smallest size the CPU kernels accept at full speed.
+        self.block_size: int | None = options.extra.get("block_size", CPU_BLOCK_SIZE if self.on_cpu else None)
         self._llm: Any = None
 
     def identity(self) -> dict[str, Any]:
         engine = "vllm-cpu" if self.on_cpu else "vllm"
-        return {"engine": engine, "dtype": self.dtype, "prefix_cache": self.options.prefix_cache, **self._identity}
+        identity = {"engine": engine, "dtype": self.dtype, "prefix_cache": self.options.prefix_cache, **self._identity}
+        return {**identity, "block_size": self.block_size} if self.block_size else identity
 
     def _start(self) -> Any:
         if self._llm is not None:
@@ -72,18 +76,21 @@ class VllmBackend:
             enforce_eager=bool(self.options.extra.get("enforce_eager", self.on_cpu)),
             tensor_parallel_size=int(self.options.extra.get("tensor_parallel_size", 1)),
             revision=self.options.extra.get("revision"),
+            block_size=self.block_size,
             # Whitespace-free JSON is an engine setting: the per-request flag is not read by the xgrammar backend.
             structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
         )
         return self._llm
 
     def complete(self, requests: Sequence[Request]) -> Iterator[Completion]:
-        if not requests:
-            return
+        """The whole batch in one engine call (vLLM shares a cached prefix among requests of the same step)."""
+        if requests:
+            yield from self._generate(self._start(), list(requests))
+
+    def _generate(self, llm: Any, requests: list[Request]) -> list[Completion]:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
-        llm = self._start()
         params = [
             SamplingParams(
                 temperature=r.sampling.temperature,
@@ -97,24 +104,27 @@ class VllmBackend:
         started = time.perf_counter()
         try:
             outputs = llm.chat([r.messages for r in requests], params, use_tqdm=False)
-        except Exception as e:  # an engine failure fails the whole batch; the run can resume later
-            for _ in requests:
-                yield Completion("", "error", error=f"{type(e).__name__}: {e}")
-            return
+        except Exception as e:  # an engine failure fails the whole call; the run can resume later
+            return [Completion("", "error", error=f"{type(e).__name__}: {e}") for _ in requests]
         per_request_ms = (time.perf_counter() - started) * 1000 / len(requests)
-        for out in outputs:
-            gen = out.outputs[0]
-            yield Completion(
-                text=gen.text,
-                finish_reason=gen.finish_reason or "stop",
+        return [
+            Completion(
+                text=out.outputs[0].text,
+                finish_reason=out.outputs[0].finish_reason or "stop",
                 prompt_tokens=len(out.prompt_token_ids or []),
-                completion_tokens=len(gen.token_ids),
+                completion_tokens=len(out.outputs[0].token_ids),
                 latency_ms=per_request_ms,
                 cached_tokens=int(out.num_cached_tokens or 0),
             )
+            for out in outputs
+        ]
 
     def close(self) -> None:
         self._llm = None
+
+
+CPU_BLOCK_SIZE = 32
+"""KV-cache block on CPU: measured with 60 requests of the bench, 45.1 s at vLLM's default 128 and 35.8 s at 32."""
 
 
 def _local_fingerprint(path: Path) -> dict[str, Any]:
