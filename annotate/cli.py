@@ -248,7 +248,8 @@ class _RichProgress:
         return self
 
     def start(self, total: int) -> None:
-        self._progress.update(self._task, total=total)
+        """A new run (diff runs two): count from zero again."""
+        self._progress.reset(self._task, total=total)
 
     def advance(self, n: int = 1) -> None:
         self._progress.advance(self._task, n)

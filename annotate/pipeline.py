@@ -232,11 +232,10 @@ def _jobs(chats: list[Chat], versions: list[PromptVersion], config: RunConfig, d
         for chat in chats:
             for unit in units_for(chat, pv.task, pv.rubric.unit, config.max_chars):
                 fitted = fit_to_context(unit, pv, config.options.max_model_len)
-                rounds = unit.rated_rounds or (unit.round,)
                 jobs.extend(
                     Job(fitted, pv, rep, max_tokens=pv.max_tokens_for(fitted))
                     for rep in range(config.repeats)
-                    if any((unit.task, unit.chat_id, r, rep) not in done for r in rounds)
+                    if any((unit.task, unit.chat_id, r, rep) not in done for r in unit.label_rounds)
                 )
     return jobs
 
@@ -377,7 +376,7 @@ def _rows(
             "truncation": unit.truncation,
             "run_id": run_id,
         }
-        for round_number in unit.rated_rounds or (unit.round,)
+        for round_number in unit.label_rounds
         for variable in pv.rubric.variables
     ]
 

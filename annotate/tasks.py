@@ -47,6 +47,11 @@ class Unit:
             return ()
         return tuple(sorted({r for r, t in zip(self.turn_rounds, self.target, strict=True) if t.speaker == "customer"}))
 
+    @property
+    def label_rounds(self) -> tuple[int | None, ...]:
+        """The ``round`` of each set of labels this unit yields: its rated rounds, or its own round."""
+        return self.rated_rounds or (self.round,)
+
     def as_template_data(self) -> dict[str, Any]:
         """What a prompt template sees: plain data, never template code."""
 

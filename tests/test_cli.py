@@ -27,7 +27,7 @@ def test_help_lists_commands_and_imports_no_engine() -> None:
         "import sys; from typer.testing import CliRunner; from annotate.cli import app; "
         "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0; "
         "r = CliRunner().invoke(app, ['run', '--help']); assert r.exit_code == 0; "
-        "print(sorted(m for m in ('vllm', 'torch', 'xllamacpp', 'transformers') if m in sys.modules))"
+        "print(sorted(m for m in ('vllm', 'torch', 'xllamacpp', 'transformers', 'ray') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
@@ -108,6 +108,8 @@ def test_user_errors_in_options(library: PromptLibrary, tmp_path: Path) -> None:
     assert openai.exit_code == 1 and "needs --base-url" in openai.output
     version = runner.invoke(app, [*base, "-b", "fake", "--prompt-version", "empathy=v7"])
     assert version.exit_code == 1 and "no prompt version 'v7'" in version.output
+    ray = runner.invoke(app, [*base, "-b", "fake", "--ray-address", "auto"])
+    assert ray.exit_code == 2 and "--ray-address needs --ray-workers" in ray.output
 
 
 def test_resume_with_other_settings_is_refused(library: PromptLibrary, tmp_path: Path) -> None:
