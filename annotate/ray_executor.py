@@ -5,7 +5,7 @@ completion cache, settles answers and writes the journal, labels and manifest. O
 moves: :class:`RayEnginePool` is a Backend whose ``complete`` cuts the requests of one batch into
 chunks of whole chats (in order, so that a chunk's requests share their prompt prefix) and hands the
 chunks to whichever worker is free. Each worker is an actor that holds one engine for the whole run
-(a vLLM engine takes a minute to start). So a Ray run resumes like any run, from its journal, and a
+(a vLLM engine takes tens of seconds to start). So a Ray run resumes like any run, from its journal, and a
 run started on one machine can be resumed on Ray and the other way round.
 
 On a GPU cluster: one worker per GPU (``gpus_per_worker=1``) running ``--backend vllm``; for a model
