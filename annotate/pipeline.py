@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from annotate import embedded
 from annotate.backends import Backend, BackendOptions, Completion, Request, Sampling, create_backend
 from annotate.cache import CompletionCache
-from annotate.errors import RunStoreError
+from annotate.errors import PromptError, RunStoreError
 from annotate.manifest import build_manifest
 from annotate.prompts import PromptLibrary, PromptVersion
 from annotate.redact import redact_chat
@@ -217,10 +217,24 @@ def _read_chats(config: RunConfig) -> tuple[ReadResult, list[Chat]]:
 
 def _prompt_versions(config: RunConfig) -> list[PromptVersion]:
     """The selected prompt versions, checked (metadata, examples, lock) before any engine starts."""
-    tasks = config.tasks or config.library.tasks()
+    tasks = config.tasks or config.library.default_tasks()
+    for task, version in config.prompt_versions.items():
+        config.library.get(task, version)
+        if task not in tasks:
+            raise PromptError(
+                f"a prompt version is chosen for '{task}', which this run does not label (add --task {task})"
+            )
     versions = [config.library.get(t, config.prompt_versions.get(t)) for t in tasks]
+    rated_by: dict[str, str] = {}
     for pv in versions:
         _ = pv.meta
+        for variable in pv.rubric.variables:
+            if variable in rated_by:
+                raise PromptError(
+                    f"tasks '{rated_by[variable]}' and '{pv.task}' both rate '{variable}': run one of them "
+                    "(compare the two in separate runs with annotate agree or validate)"
+                )
+            rated_by[variable] = pv.task
     config.library.check_locked(versions, record=True)
     return versions
 

@@ -112,7 +112,8 @@ class PromptVersion:
     @cached_property
     def content_hash(self) -> str:
         h = hashlib.sha256()
-        for part in (self.template_source, self.meta_source, self.rubric_path.read_text(encoding="utf-8")):
+        rubric_files = [self.rubric_path, *(self.rubric_path.parent / name for name in self.rubric.combines)]
+        for part in (self.template_source, self.meta_source, *(f.read_text(encoding="utf-8") for f in rubric_files)):
             h.update(hashlib.sha256(part.encode("utf-8")).digest())
         return h.hexdigest()[:16]
 
@@ -205,6 +206,12 @@ class PromptLibrary:
 
     def tasks(self) -> list[str]:
         return sorted(p.stem for p in self.rubrics_dir.glob("*.yaml") if (self.prompts_dir / p.stem).is_dir())
+
+    def default_tasks(self) -> list[str]:
+        """The tasks a run labels when none are named: every task, except one whose variables another task
+        already rates together with more (``empathy`` is left out when ``agent_behaviour`` rates it too)."""
+        variables = {t: set(self.get(t).rubric.variables) for t in self.tasks()}
+        return [t for t, own in variables.items() if not any(own < other for other in variables.values())]
 
     def versions(self, task: str) -> list[str]:
         folder = self.prompts_dir / task

@@ -154,6 +154,10 @@ def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     for task in sorted(set(prompts_a) & set(prompts_b)):
         if prompts_a[task]["hash"] != prompts_b[task]["hash"]:
             found.append(f"{task} prompt: {prompts_a[task]['version']} vs {prompts_b[task]['version']}")
+    if set(prompts_a) != set(prompts_b):
+        only_a = ", ".join(sorted(set(prompts_a) - set(prompts_b))) or "-"
+        only_b = ", ".join(sorted(set(prompts_b) - set(prompts_a))) or "-"
+        found.append(f"tasks: {only_a} vs {only_b}")
     return found or ["same configuration (a replication)"]
 
 

@@ -50,7 +50,14 @@ class Rubric(BaseModel):
     """Which part of a chat one label describes (see tasks.py)."""
     measures: str
     """What the task measures and whose behaviour is judged."""
-    variables: dict[str, Variable]
+    variables: dict[str, Variable] = Field(default_factory=dict)
+    """The variables one answer carries; for a rubric that ``combines`` others, filled from its parts."""
+    combines: list[str] = Field(default_factory=list)
+    """Rubric files (in the same folder) whose constructs this task rates together in one request. Their
+    variables, rules and edge cases are used as written there, so that rating them jointly or one by one
+    measures the same definitions."""
+    parts: list[Rubric] = Field(default_factory=list)
+    """The rubrics named in ``combines``, loaded; never written in a rubric file."""
     decision_rules: list[str] = Field(default_factory=list)
     """Rules that separate look-alike behaviour."""
     thin_evidence: str
@@ -61,6 +68,8 @@ class Rubric(BaseModel):
     def _one_variable_per_round(self) -> Rubric:
         if self.unit == "chat_rounds" and len(self.variables) != 1:
             raise ValueError("a chat_rounds rubric rates one variable per round (answers map round -> value)")
+        if not self.variables:
+            raise ValueError("a rubric needs 'variables', or 'combines' naming the rubrics it rates together")
         return self
 
     @cached_property
@@ -154,6 +163,8 @@ def load_rubric(path: Path, task: str | None = None) -> Rubric:
         raise PromptError(f"{path}: no such rubric") from None
     except yaml.YAMLError as e:
         raise PromptError(f"{path}: not valid YAML ({_yaml_problem(e)})") from None
+    if isinstance(data, dict) and data.get("combines"):
+        data = {**data, **_combined(path, data)}
     try:
         rubric = Rubric.model_validate(data)
     except ValidationError as e:
@@ -163,6 +174,35 @@ def load_rubric(path: Path, task: str | None = None) -> Rubric:
     if rubric.task != expected:
         raise PromptError(f"{path}: field 'task': '{rubric.task}' does not match the task '{expected}'")
     return rubric
+
+
+def _combined(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """The ``parts`` and merged ``variables`` of a rubric that rates several rubrics' constructs at once."""
+    for field in ("parts", "variables"):
+        if field in data:
+            raise PromptError(f"{path}: field '{field}': not allowed with 'combines' (it comes from the parts)")
+    try:
+        parts = [load_rubric(path.parent / str(name), _task_of(path.parent / str(name))) for name in data["combines"]]
+    except PromptError as e:
+        raise PromptError(f"{path}: field 'combines': {e}") from None
+    variables: dict[str, Any] = {}
+    for name, part in zip(data["combines"], parts, strict=True):
+        if part.combines:
+            raise PromptError(f"{path}: field 'combines': {name} combines other rubrics itself")
+        if part.unit != data.get("unit"):
+            raise PromptError(
+                f"{path}: field 'combines': {name} rates unit '{part.unit}', this rubric '{data.get('unit')}'"
+            )
+        for variable in part.variables:
+            if variable in variables:
+                raise PromptError(f"{path}: field 'combines': variable '{variable}' appears in two parts")
+        variables.update({k: v.model_dump() for k, v in part.variables.items()})
+    return {"parts": [p.model_dump() for p in parts], "variables": variables}
+
+
+def _task_of(path: Path) -> str:
+    """A part's task is its file name up to the first dot (``empathy.v2.yaml`` describes ``empathy``)."""
+    return path.name.split(".")[0]
 
 
 def _yaml_problem(e: yaml.YAMLError) -> str:

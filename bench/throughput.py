@@ -1,19 +1,22 @@
 """Throughput of the engine configuration against a naive loop, measured in one run (ratios, not seconds).
 
-The same chats (the first N examples, all six tasks) are labelled through the real pipeline in four ways:
+The same chats (the first N examples, all seven variables) are labelled through the real pipeline in four ways:
 
-* naive             — one request per engine call, no prompt-prefix reuse, no answer cache, and
-                      round_sentiment asked once per round (v1): the loop one writes first;
-* engine, per round — the engine configuration (batches, prefix reuse, requests ordered by task)
-                      with the naive loop's prompts: what the engine alone gains;
-* engine            — the default configuration: also round_sentiment's newest version, which asks
-                      once per chat for every round's label;
-* cached            — the default configuration again: every answer from the completion cache.
+* naive                — one request per engine call, no prompt-prefix reuse, no answer cache, one task
+                         per construct (empathy, information seeking, solution provision, proactivity,
+                         initial state) and round_sentiment asked once per round (v1): the loop one
+                         writes first;
+* engine, same prompts — the engine configuration (batches, prefix reuse, requests ordered by task)
+                         with the naive loop's prompts: what the engine alone gains;
+* engine               — the default configuration: also the default tasks and versions, which ask once
+                         per chat for the four post-handoff constructs (agent_behaviour) and for every
+                         round's sentiment (round_sentiment v2);
+* cached               — the default configuration again: every answer from the completion cache.
 
 Each timed mode gets a fresh engine, started and warmed up before it is timed (start-up is printed apart),
 so that no mode finds prompt prefixes that an earlier mode left in the engine's cache. Prints wall time,
 labels/s, prompt tokens per label, peak memory, the speed-up ratios, and how far the labels agree:
-naive vs engine (same prompts, so near 1), and round_sentiment per round vs per chat.
+naive vs engine (same prompts, so near 1), and per variable the naive prompts vs the default ones.
 
 Backends: llamacpp and vllm in-process; openai against a llama.cpp HTTP server that this script starts
 on 127.0.0.1 (naive: one request at a time with the server's prompt cache off; engine: 4 in flight).
@@ -42,15 +45,24 @@ from annotate.pipeline import RunConfig, RunSummary, run
 from annotate.prompts import PromptLibrary
 
 ROOT = Path(__file__).resolve().parent.parent
-PER_ROUND = "v1"
-"""round_sentiment's one-request-per-round version: what the naive loop asks."""
+NAIVE_TASKS = [
+    "empathy",
+    "information_seeking",
+    "solution_provision",
+    "proactivity",
+    "initial_state",
+    "round_sentiment",
+]
+NAIVE_VERSIONS = {"round_sentiment": "v1"}
+"""One task per construct, and round_sentiment's one-request-per-round version: what the naive loop asks."""
+SAME_PROMPTS = "engine, same prompts"
 
 
 @dataclass(frozen=True)
 class Mode:
     name: str
     naive: bool
-    round_version: str
+    naive_prompts: bool
     use_cache: bool
 
 
@@ -113,19 +125,18 @@ def main() -> None:
     )
     os.environ["ANNOTATE_MODELS_DIR"] = models  # the model is assembled once and shared by every run
     library = PromptLibrary(ROOT / "prompts", ROOT / "rubrics")
-    default_round = library.versions("round_sentiment")[-1]
     modes = [
-        Mode("naive", naive=True, round_version=PER_ROUND, use_cache=False),
-        Mode("engine, per round", naive=False, round_version=PER_ROUND, use_cache=False),
-        Mode("engine", naive=False, round_version=default_round, use_cache=True),
-        Mode("cached", naive=False, round_version=default_round, use_cache=True),
+        Mode("naive", naive=True, naive_prompts=True, use_cache=False),
+        Mode(SAME_PROMPTS, naive=False, naive_prompts=True, use_cache=False),
+        Mode("engine", naive=False, naive_prompts=False, use_cache=True),
+        Mode("cached", naive=False, naive_prompts=False, use_cache=True),
     ]
-    if default_round == PER_ROUND:
-        modes.pop(1)
     work = Path(tempfile.mkdtemp(prefix="annotate-bench-"))
+    naive_prompts = ", ".join(f"{t} {NAIVE_VERSIONS.get(t, library.versions(t)[-1])}" for t in NAIVE_TASKS)
+    default_prompts = ", ".join(f"{t} {library.versions(t)[-1]}" for t in library.default_tasks())
     print(
-        f"backend {args.backend}, first {args.chats} example chats, all six tasks "
-        f"(round_sentiment: naive {PER_ROUND}, default {default_round}); work dir {work}",
+        f"backend {args.backend}, first {args.chats} example chats; work dir {work}\n"
+        f"naive prompts: {naive_prompts}\ndefault prompts: {default_prompts}",
         flush=True,
     )
     results: dict[str, tuple[RunSummary, float]] = {}
@@ -146,7 +157,8 @@ def main() -> None:
                 out=work / mode.name.replace(", ", "-").replace(" ", "-"),
                 library=library,
                 backend=args.backend,
-                prompt_versions={"round_sentiment": mode.round_version},
+                tasks=NAIVE_TASKS if mode.naive_prompts else None,
+                prompt_versions=NAIVE_VERSIONS if mode.naive_prompts else {},
                 limit=args.chats,
                 options=options,
                 batch_size=1 if mode.naive else 512,
@@ -181,27 +193,39 @@ def main() -> None:
         )
     print(pd.DataFrame(rows).to_string(index=False))
     print(f"peak memory: {memory_naive:.0f} MiB after naive, {peak_mib():.0f} MiB overall")
-    seconds = {name: s for name, (_, s) in results.items()}
-    if "engine, per round" in seconds:
-        print(f"engine vs naive, same prompts: {seconds['naive'] / seconds['engine, per round']:.2f}x faster")
-    print(f"engine (default configuration) vs naive: {seconds['naive'] / seconds['engine']:.2f}x faster")
+    timed = {name: s for name, (_, s) in results.items()}
+    print(f"engine vs naive, same prompts: {timed['naive'] / timed[SAME_PROMPTS]:.2f}x faster")
+    print(f"engine (default configuration) vs naive: {timed['naive'] / timed['engine']:.2f}x faster")
     print(
-        f"cached re-run vs engine: {seconds['engine'] / seconds['cached']:.1f}x faster, "
+        f"cached re-run vs engine: {timed['engine'] / timed['cached']:.1f}x faster, "
         f"{results['cached'][0].model_calls} model calls"
     )
 
     tables = {name: pd.read_parquet(summary.out / "labels.parquet") for name, (summary, _) in results.items()}
-    same_prompts = "engine, per round" if "engine, per round" in tables else "engine"
-    n, same, kappa = compare(tables["naive"], tables[same_prompts])
-    print(f"naive vs {same_prompts} labels: {n} compared, {same:.3f} identical, Cohen kappa {kappa:.3f}")
-    if same_prompts != "engine":
-        rounds = {k: t[t["task"] == "round_sentiment"] for k, t in tables.items()}
-        n, same, kappa = compare(rounds["engine, per round"], rounds["engine"])
-        print(
-            f"round_sentiment per round ({PER_ROUND}) vs per chat ({default_round}): "
-            f"{n} compared, {same:.3f} identical, Cohen kappa {kappa:.3f}"
+    n, same, kappa = compare(tables["naive"], tables[SAME_PROMPTS])
+    print(f"naive vs {SAME_PROMPTS} labels: {n} compared, {same:.3f} identical, Cohen kappa {kappa:.3f}")
+    print("naive prompts vs default prompts, both on the engine:")
+    print(prompt_effect(tables[SAME_PROMPTS], tables["engine"]).to_string(index=False))
+
+
+def prompt_effect(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+    """Per variable: which prompt labelled it in each run, and how far the two runs' labels agree."""
+    rows = []
+    for variable in sorted(set(before["variable"]) & set(after["variable"])):
+        a, b = before[before["variable"] == variable], after[after["variable"] == variable]
+        n, same, kappa = compare(a, b)
+        rows.append(
+            {
+                "variable": variable,
+                "naive prompts": f"{a['task'].iloc[0]} {a['prompt_version'].iloc[0]}",
+                "default prompts": f"{b['task'].iloc[0]} {b['prompt_version'].iloc[0]}",
+                "n": n,
+                "identical": round(same, 3),
+                "kappa": "-" if kappa != kappa else round(kappa, 3),
+            }
         )
+    return pd.DataFrame(rows)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -56,7 +56,7 @@ def comparable(out: Path) -> pd.DataFrame:
 def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(
     library: PromptLibrary, tmp_path: Path
 ) -> None:
-    env = {**os.environ, "ANNOTATE_FAKE_DELAY": "0.1"}
+    env = {**os.environ, "ANNOTATE_FAKE_DELAY": "0.25"}
     reference = tmp_path / "reference"
     separate_cache = {**env, "ANNOTATE_CACHE_DIR": str(tmp_path / "reference-cache")}  # else the resumes are free
     subprocess.run(cli(library, reference), env=separate_cache, check=True, capture_output=True, cwd=ROOT)
@@ -85,7 +85,7 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(
 
 def test_ctrl_c_stops_cleanly_with_a_resume_hint(library: PromptLibrary, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    env = {**os.environ, "ANNOTATE_FAKE_DELAY": "0.05"}
+    env = {**os.environ, "ANNOTATE_FAKE_DELAY": "0.12"}
     proc = subprocess.Popen(
         cli(library, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
     )

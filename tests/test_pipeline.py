@@ -20,23 +20,34 @@ def config(library: PromptLibrary, out: Path, **kw: object) -> RunConfig:
     return RunConfig(inputs=[EXAMPLES], out=out, library=library, backend="fake", limit=4, **kw)  # type: ignore[arg-type]
 
 
-def test_run_labels_all_six_tasks_with_full_provenance(library: PromptLibrary, tmp_path: Path) -> None:
+def test_run_labels_all_seven_variables_with_full_provenance(library: PromptLibrary, tmp_path: Path) -> None:
     fake = FakeBackend()
     summary = run(config(library, tmp_path / "run"), backend=fake)
     labels = pd.read_parquet(tmp_path / "run" / "labels.parquet")
     assert list(labels.columns) == LABEL_COLUMNS
-    assert set(labels["task"]) == set(library.tasks())
+    assert set(labels["task"]) == {"agent_behaviour", "initial_state", "round_sentiment"}
+    assert set(labels["variable"]) == {
+        "empathy",
+        "information_seeking",
+        "solution_provision",
+        "proactivity",
+        "initial_sentiment",
+        "initial_urgency",
+        "negative_sentiment",
+    }
     assert (labels["status"] == "ok").all()
-    # 4 escalated chats x 4 post-handoff tasks + 4 first rounds (2 variables) + every round
-    assert summary.counts["empathy"] == {"ok": 4}
+    # 4 escalated chats x 4 post-handoff variables in one request each + 4 first rounds (2 variables)
+    assert summary.counts["agent_behaviour"] == {"ok": 16}
     assert summary.counts["initial_state"] == {"ok": 8}
+    assert sum(r.messages[0]["content"].startswith("You are") for r in fake.requests) == len(fake.requests)
+    assert len([r for r in fake.requests if "four constructs" in r.messages[0]["content"]]) == 4
     for column in ["prompt_version", "prompt_hash", "model", "backend", "sampling", "run_id", "raw_output"]:
         assert labels[column].astype(str).str.len().gt(0).all(), column
     assert json.loads(labels["sampling"][0])["temperature"] == 0.0
     assert labels["run_id"].nunique() == 1
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["status"] == "complete"
-    assert manifest["prompts"]["empathy"]["hash"] == library.get("empathy").content_hash
+    assert manifest["prompts"]["agent_behaviour"]["hash"] == library.get("agent_behaviour").content_hash
     assert manifest["inputs"][0]["sha256"] and manifest["model"]["engine"] == "fake"
     assert manifest["summary"]["model_calls"] == len(fake.requests)
     csv = pd.read_csv(tmp_path / "run" / "labels.csv")
@@ -49,7 +60,7 @@ def test_engine_gets_whole_batches_ordered_by_task(library: PromptLibrary, tmp_p
     assert len(fake.calls) == 1
     system_prompts = [r.messages[0]["content"] for r in fake.requests]
     changes = sum(a != b for a, b in itertools.pairwise(system_prompts))
-    assert changes == len(library.tasks()) - 1
+    assert changes == len(library.default_tasks()) - 1
 
 
 def test_second_identical_run_makes_no_model_calls(library: PromptLibrary, tmp_path: Path) -> None:
@@ -66,11 +77,11 @@ def test_second_identical_run_makes_no_model_calls(library: PromptLibrary, tmp_p
 
 def test_changing_one_prompt_reannotates_only_that_task(library: PromptLibrary, tmp_path: Path) -> None:
     run(config(library, tmp_path / "a"), backend=FakeBackend())
-    folder = library.prompts_dir / "empathy"
-    newest = library.versions("empathy")[-1]
+    folder = library.prompts_dir / "agent_behaviour"
+    newest = library.versions("agent_behaviour")[-1]
     following = f"v{int(newest[1:]) + 1}"
     (folder / f"{following}.yaml").write_text(
-        (folder / f"{newest}.yaml").read_text().replace("parent: v1", f"parent: {newest}")
+        (folder / f"{newest}.yaml").read_text().replace("parent: null", f"parent: {newest}")
     )
     (folder / f"{following}.j2").write_text((folder / f"{newest}.j2").read_text().replace("careful", "meticulous"))
     fake = FakeBackend()

@@ -12,8 +12,9 @@ from annotate.transcripts import read_transcripts
 from tests.conftest import ESCALATED, EXAMPLES, msgs, write_jsonl
 
 
-def test_library_lists_six_tasks_with_versions(library: PromptLibrary) -> None:
+def test_library_lists_seven_tasks_with_versions(library: PromptLibrary) -> None:
     assert library.tasks() == [
+        "agent_behaviour",
         "empathy",
         "information_seeking",
         "initial_state",
