@@ -101,7 +101,12 @@ def run(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (created, or resumed if it exists).")],
     task: Annotated[
-        list[str] | None, typer.Option("--task", "-t", help="Task to run (repeatable) (default: all).")
+        list[str] | None,
+        typer.Option(
+            "--task",
+            "-t",
+            help="Task to run (repeatable) (default: every task, except one whose variables another task rates too).",
+        ),
     ] = None,
     prompt_version: Annotated[
         list[str] | None,
@@ -400,10 +405,10 @@ def agree(
 
 @app.command()
 def diff(
-    task: Annotated[str, typer.Argument(help="Task name.")],
-    version_a: Annotated[str, typer.Argument(help="The earlier version, e.g. v1.")],
-    version_b: Annotated[str, typer.Argument(help="The later version, e.g. v2.")],
+    first: Annotated[str, typer.Argument(help="A task (then two versions), or the first task set.")],
+    second: Annotated[str, typer.Argument(help="The earlier version (e.g. v1), or the second task set.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the report (and the two runs).")],
+    third: Annotated[str | None, typer.Argument(help="The later version (e.g. v2); none for two task sets.")] = None,
     on: Annotated[list[Path] | None, typer.Option(help="Transcripts to label with both versions.")] = None,
     gold: Annotated[Path | None, typer.Option(help="Human labels, to show the change in agreement.")] = None,
     backend: Annotated[str, typer.Option("--backend", "-b", help="llamacpp, vllm, openai.")] = "llamacpp",
@@ -417,16 +422,26 @@ def diff(
     prompts_dir: PromptsDir = None,
     rubrics_dir: RubricsDir = None,
 ) -> None:
-    """What changed between two prompt versions; with --on which labels flipped, with --gold the effect on agreement."""
+    """What changed between two prompts; with --on which labels flipped, with --gold the effect on agreement.
+
+    Two versions of one task: `annotate diff empathy v1 v2`. Two task sets that rate the same variables,
+    each `task[=version],...`: `annotate diff empathy,information_seeking,solution_provision,proactivity
+    agent_behaviour` (one request per construct against one for all four).
+    """
     from annotate import report
     from annotate.backends import BackendOptions
-    from annotate.diff import compare_versions
+    from annotate.diff import Side, compare, task_set
     from annotate.pipeline import RunConfig
 
     if gold is not None and not on:
         raise typer.BadParameter("--gold needs --on: the transcripts both versions should label", param_hint="--gold")
     with user_errors():
         library = _library(prompts_dir, rubrics_dir)
+        if third is None:
+            sides, title = (task_set(library, first), task_set(library, second)), None
+        else:
+            versions = library.get(first, second), library.get(first, third)
+            sides, title = (Side(second, versions[:1]), Side(third, versions[1:])), first
         base = None
         if on:
             base = RunConfig(
@@ -441,9 +456,9 @@ def diff(
             )
         if on:
             with _RichProgress() as progress:
-                result = compare_versions(library, task, version_a, version_b, base, gold, bootstrap, seed, progress)
+                result = compare(library, *sides, base, gold, bootstrap, seed, progress, title=title)
         else:
-            result = compare_versions(library, task, version_a, version_b, None)
+            result = compare(library, *sides, None, title=title)
         paths = report.write_outputs(out, result, report.diff_table(result), report.diff_page(result))
         (out / "prompt.diff").write_text(result["text_diff"])
     typer.echo(result["text_diff"] if not on else result["text_diff"].split("\n")[0] + " ...")
@@ -455,13 +470,13 @@ def diff(
     for v in result.get("variables", []):
         line = (
             f"{v['variable']}: {len(v['flipped'])} of {v['n']} units flipped, "
-            f"kappa between versions {report.fmt(v['between_versions']['cohen_kappa'])}"
+            f"kappa between {'versions' if third else 'task sets'} {report.fmt(v['between_versions']['cohen_kappa'])}"
         )
         g = v.get("gold")
         if g and g.get("n"):
             line += (
-                f"; kappa with gold {report.fmt(g[version_a]['cohen_kappa'])} -> "
-                f"{report.fmt(g[version_b]['cohen_kappa'])} (change {report.fmt(g['change']['cohen_kappa'])}, "
+                f"; kappa with gold {report.fmt(g[sides[0].name]['cohen_kappa'])} -> "
+                f"{report.fmt(g[sides[1].name]['cohen_kappa'])} (change {report.fmt(g['change']['cohen_kappa'])}, "
                 f"95% CI {report.fmt_ci(g['change_ci95'].get('cohen_kappa'))})"
             )
         typer.echo(line)

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from annotate.backends import fake
+from annotate.backends.base import Request
 from annotate.backends.fake import FakeBackend
 from annotate.cli import app
 from annotate.errors import PromptError
 from annotate.pipeline import RunConfig, run
 from annotate.prompts import PromptLibrary
 from annotate.replication import agree_runs
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, ROOT
+
+GOLD = ROOT / "examples" / "gold.csv"
 
 SEPARATE = ["empathy", "information_seeking", "solution_provision", "proactivity"]
 
@@ -95,3 +100,37 @@ def test_joint_and_separate_runs_label_the_same_items(library: PromptLibrary, tm
     assert sorted(v["variable"] for v in report["variables"]) == sorted(SEPARATE)
     (difference,) = report["differences"].values()
     assert difference == ["tasks: agent_behaviour vs empathy, information_seeking, proactivity, solution_provision"]
+
+
+def test_diff_of_two_task_sets_shows_flips_and_the_gold_change(
+    library: PromptLibrary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def joint_answers_highest(request: Request) -> str:
+        pick = max if "four constructs" in request.messages[0]["content"] else min
+        properties = request.schema["properties"]
+        return json.dumps({name: pick(spec["enum"]) for name, spec in properties.items()})
+
+    monkeypatch.setattr(fake, "lowest_values", joint_answers_highest)  # what `-b fake` answers with
+    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    out = tmp_path / "d"
+    args = ["diff", ",".join(SEPARATE), "agent_behaviour", "--on", str(EXAMPLES), "--limit", "4", "-b", "fake"]
+    result = CliRunner().invoke(app, [*args, "--gold", str(GOLD), "--out", str(out), "--bootstrap", "50", *dirs])
+    assert result.exit_code == 0, result.output
+    assert "### system messages:" in result.output
+    separate_name = "+".join(SEPARATE)
+    assert f"{separate_name}: 16 model calls" in result.output and "agent_behaviour: 4 model calls" in result.output
+    for variable in SEPARATE:
+        assert f"{variable}: 4 of 4 units flipped, kappa between task sets" in result.output
+    report = json.loads((out / "agreement.json").read_text())
+    proactivity = next(v for v in report["variables"] if v["variable"] == "proactivity")
+    assert proactivity["transitions"]["matrix"] == [[0, 4], [0, 0]]
+    assert proactivity["flipped"][0]["target"].startswith("Human agent:")
+    assert proactivity["gold"]["change"]["percent_agreement"] is not None
+    assert set(report["runs"]) == {separate_name, "agent_behaviour"}
+
+
+def test_diff_of_task_sets_without_a_shared_variable_is_refused(library: PromptLibrary, tmp_path: Path) -> None:
+    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    result = CliRunner().invoke(app, ["diff", "empathy", "initial_state", "--out", str(tmp_path / "d"), *dirs])
+    assert result.exit_code == 1
+    assert "'empathy' and 'initial_state' rate no variable in common" in result.output
