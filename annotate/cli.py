@@ -556,24 +556,30 @@ def trajectories(
 
 @prompts_app.command("list")
 def prompts_list(prompts_dir: PromptsDir = None, rubrics_dir: RubricsDir = None) -> None:
-    """Every task with its prompt versions, content hashes, unit and number of few-shot examples."""
+    """Every task with its prompt versions, content hashes, unit and number of few-shot examples.
+
+    `*` marks the versions a run uses when no --task is given."""
     with user_errors():
         library = _library(prompts_dir, rubrics_dir)
+        defaults = library.default_tasks()
         table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold")
         for name in ("task", "version", "parent", "hash", "unit", "examples"):
             table.add_column(name, no_wrap=True)
         for task_name in library.tasks():
-            for version in library.versions(task_name):
+            versions = library.versions(task_name)
+            for version in versions:
                 pv = library.get(task_name, version)
+                by_default = task_name in defaults and version == versions[-1]
                 table.add_row(
                     task_name,
-                    version,
+                    version + (" *" if by_default else ""),
                     pv.meta.parent or "-",
                     pv.content_hash,
                     pv.rubric.unit,
                     str(len(pv.meta.examples)),
                 )
     out.print(table)
+    out.print("* run by default (without --task)")
 
 
 @prompts_app.command("show")

@@ -122,6 +122,8 @@ def test_resume_with_other_settings_is_refused(library: PromptLibrary, tmp_path:
 def test_prompts_list_show_render(library: PromptLibrary) -> None:
     listed = runner.invoke(app, ["prompts", "list", *dirs(library)])
     assert listed.exit_code == 0 and "round_sentiment" in listed.output
+    marked = {line.split()[0] for line in listed.output.splitlines() if line.split()[1:2] and "*" in line.split()[2]}
+    assert marked == {"agent_behaviour", "initial_state", "round_sentiment"}
     shown = runner.invoke(app, ["prompts", "show", "empathy", "v1", *dirs(library)])
     assert shown.exit_code == 0
     assert "=== system ===" in shown.output and '"enum": [1, 2, 3]' in shown.output
