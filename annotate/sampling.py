@@ -130,8 +130,8 @@ def rubric_text(library: PromptLibrary, manifest_prompts: dict[str, Any], variab
         "",
     ]
     for task, entry in manifest_prompts.items():
-        rubric = library.get(task, entry["version"]).rubric
-        for name, var in rubric.variables.items():
+        combined = library.get(task, entry["version"]).rubric
+        for rubric, name, var in ((r, n, v) for r in combined.parts or [combined] for n, v in r.variables.items()):
             if name not in variables:
                 continue
             parts += [f"## {name} ({rubric.title})", "", rubric.measures.strip(), "", var.description, ""]

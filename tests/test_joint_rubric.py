@@ -134,3 +134,12 @@ def test_diff_of_task_sets_without_a_shared_variable_is_refused(library: PromptL
     result = CliRunner().invoke(app, ["diff", "empathy", "initial_state", "--out", str(tmp_path / "d"), *dirs])
     assert result.exit_code == 1
     assert "'empathy' and 'initial_state' rate no variable in common" in result.output
+
+
+def test_coding_instructions_for_a_joint_run_give_each_construct_its_own_rubric(library: PromptLibrary) -> None:
+    from annotate.sampling import rubric_text
+
+    text = rubric_text(library, {"agent_behaviour": {"version": "v1"}}, {"empathy", "proactivity"})
+    assert "## empathy (Empathy of the human agent after the handoff)" in text
+    assert "## proactivity (Proactivity of the human agent after the handoff)" in text
+    assert "Standard closing offers" in text and "Two or more case-specific questions" not in text
