@@ -405,10 +405,16 @@ def agree(
 
 @app.command()
 def diff(
-    first: Annotated[str, typer.Argument(help="A task (then two versions), or the first task set.")],
-    second: Annotated[str, typer.Argument(help="The earlier version (e.g. v1), or the second task set.")],
+    first: Annotated[
+        str, typer.Argument(metavar="TASK|TASKS_A", help="A task (then two versions), or the first task set.")
+    ],
+    second: Annotated[
+        str, typer.Argument(metavar="VERSION_A|TASKS_B", help="The earlier version (e.g. v1), or the second task set.")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the report (and the two runs).")],
-    third: Annotated[str | None, typer.Argument(help="The later version (e.g. v2); none for two task sets.")] = None,
+    third: Annotated[
+        str | None, typer.Argument(metavar="VERSION_B", help="The later version (e.g. v2); none for two task sets.")
+    ] = None,
     on: Annotated[list[Path] | None, typer.Option(help="Transcripts to label with both versions.")] = None,
     gold: Annotated[Path | None, typer.Option(help="Human labels, to show the change in agreement.")] = None,
     backend: Annotated[str, typer.Option("--backend", "-b", help="llamacpp, vllm, openai.")] = "llamacpp",
