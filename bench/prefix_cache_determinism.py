@@ -11,10 +11,11 @@ import argparse
 import time
 from pathlib import Path
 
-from annotate.backends import BackendOptions, Request, Sampling, create_backend
-from annotate.prompts import PromptLibrary
-from annotate.tasks import units_for
-from annotate.transcripts import read_transcripts
+from annotate.config import BackendOptions, Sampling
+from annotate.engines import Request, create_backend
+from annotate.ingest.readers import read_transcripts
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.units import units_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -39,10 +39,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from annotate.agreement import cohen_kappa, percent_agreement
-from annotate.backends import Backend, BackendOptions, Request, Sampling, create_backend
-from annotate.pipeline import RunConfig, RunSummary, run
-from annotate.prompts import PromptLibrary
+from annotate.analysis.statistics import cohen_kappa, percent_agreement
+from annotate.config import BackendOptions, RunConfig, RunSummary, Sampling
+from annotate.engines import Backend, Request, create_backend
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.pipeline import run
 
 ROOT = Path(__file__).resolve().parent.parent
 NAIVE_TASKS = [
@@ -155,7 +156,7 @@ def main() -> None:
             config = RunConfig(
                 inputs=[ROOT / "examples" / "transcripts.jsonl"],
                 out=work / mode.name.replace(", ", "-").replace(" ", "-"),
-                library=library,
+                prompts=library.paths,
                 backend=args.backend,
                 tasks=NAIVE_TASKS if mode.naive_prompts else None,
                 prompt_versions=NAIVE_VERSIONS if mode.naive_prompts else {},

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from annotate.prompts import PromptLibrary
+from annotate.labelling.library import PromptLibrary
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "transcripts.jsonl"

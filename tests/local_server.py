@@ -12,7 +12,7 @@ import sys
 
 import xllamacpp
 
-from annotate import embedded
+from annotate.engines import embedded
 
 
 def main() -> None:

@@ -8,14 +8,15 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 from typer.testing import CliRunner
 
-from annotate.backends.base import Request, Sampling
-from annotate.backends.fake import FakeBackend, lowest_values
+from annotate.analysis.agree import agree_repeats, agree_runs
+from annotate.analysis.diff import compare_versions, text_diff
 from annotate.cli import app
-from annotate.diff import compare_versions, text_diff
+from annotate.config import RunConfig, Sampling
+from annotate.engines.base import Request
+from annotate.engines.fake import FakeBackend, lowest_values
 from annotate.errors import RunStoreError
-from annotate.pipeline import RunConfig, run
-from annotate.prompts import PromptLibrary
-from annotate.replication import agree_repeats, agree_runs
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.pipeline import run
 from tests.conftest import EXAMPLES
 
 GOLD = Path(__file__).resolve().parent.parent / "examples" / "gold.csv"
@@ -29,17 +30,18 @@ def varied(request: Request) -> str:
 
 
 def make_run(library: PromptLibrary, out: Path, script=varied, **kw) -> Path:  # type: ignore[no-untyped-def]
-    config = RunConfig(inputs=[EXAMPLES], out=out, library=library, backend="fake", limit=10, **kw)
+    config = RunConfig(inputs=[EXAMPLES], out=out, prompts=library.paths, backend="fake", limit=10, **kw)
     run(config, backend=FakeBackend(script=script))
     return out
 
 
 def test_repeats_of_a_deterministic_engine_agree_perfectly(library: PromptLibrary, tmp_path: Path) -> None:
     result = agree_repeats(make_run(library, tmp_path / "r", repeats=3), library)
-    assert result["coders"] == ["repeat 0", "repeat 1", "repeat 2"]
-    sentiment = next(v for v in result["variables"] if v["variable"] == "negative_sentiment")
-    assert sentiment["identical_share"] == 1.0 and sentiment["mean_pairwise_kappa"] == 1.0
-    assert sentiment["units"] > 10 and sentiment["items_left_out"] == 0
+    assert result.coders == ["repeat 0", "repeat 1", "repeat 2"]
+    sentiment = next(v for v in result.variables if v.variable == "negative_sentiment")
+    assert sentiment.repeats is not None
+    assert sentiment.repeats.identical_share == 1.0 and sentiment.repeats.mean_pairwise_kappa == 1.0
+    assert sentiment.repeats.units > 10 and sentiment.items_left_out == 0
 
 
 def test_one_repeat_is_refused(library: PromptLibrary, tmp_path: Path) -> None:
@@ -50,7 +52,7 @@ def test_one_repeat_is_refused(library: PromptLibrary, tmp_path: Path) -> None:
 def test_runs_are_compared_pairwise_and_differences_named(library: PromptLibrary, tmp_path: Path) -> None:
     a = make_run(library, tmp_path / "a")
     b = make_run(library, tmp_path / "b", script=lowest_values, sampling=Sampling(top_p=0.9))
-    result = agree_runs([a, b], library, n_boot=100)
+    result = agree_runs([a, b], library, n_boot=100).as_json()
     assert result["differences"]["a vs b"] == [
         "sampling: {'temperature': 0.0, 'top_p': 1.0, 'seed': 0} vs {'temperature': 0.0, 'top_p': 0.9, 'seed': 0}"
     ]
@@ -61,8 +63,8 @@ def test_runs_are_compared_pairwise_and_differences_named(library: PromptLibrary
     assert pair["percent_agreement"] == pytest.approx((la.to_numpy() == lb.to_numpy()).mean())
     expected = cohen_kappa_score(la, lb, labels=[1, 2, 3])
     assert (pair["cohen_kappa"] is None and pd.isna(expected)) or pair["cohen_kappa"] == pytest.approx(expected)
-    three = agree_runs([a, b, make_run(library, tmp_path / "c")], library, n_boot=0)
-    assert "all_runs" in three["variables"][0] and len(three["variables"][0]["pairs"]) == 3
+    three = agree_runs([a, b, make_run(library, tmp_path / "c")], library, n_boot=0).as_json()
+    assert three["variables"][0]["all_runs"] is not None and len(three["variables"][0]["pairs"]) == 3
 
 
 def test_agree_command(library: PromptLibrary, tmp_path: Path) -> None:
@@ -103,16 +105,16 @@ def test_diff_labels_both_versions_and_measures_the_change(library: PromptLibrar
         meticulous = "meticulous" in request.messages[0]["content"]
         return json.dumps({"proactivity": 1 if meticulous else 0})
 
-    base = RunConfig(inputs=[EXAMPLES], out=tmp_path / "d", library=library, backend="fake", limit=10)
+    base = RunConfig(inputs=[EXAMPLES], out=tmp_path / "d", prompts=library.paths, backend="fake", limit=10)
     fake = FakeBackend(script=by_version)
-    result = compare_versions(library, "proactivity", "v1", "v2", base, GOLD, n_boot=100, backend=fake)
+    result = compare_versions(library, "proactivity", "v1", "v2", base, GOLD, n_boot=100, backend=fake).as_json()
     (entry,) = result["variables"]
-    assert entry["transitions"]["matrix"] == [[0, entry["n"]], [0, 0]]
+    assert entry["transitions"] == [[0, entry["n"]], [0, 0]]
     assert len(entry["flipped"]) == entry["n"] == 10  # c01-c10 are all escalated
     assert all(f["target"].startswith("Human agent:") for f in entry["flipped"])  # what the model rated
     gold = pd.read_csv(GOLD).query("variable == 'proactivity'").set_index("chat_id")["value"]
     expected_v1 = (gold.loc[[f["chat_id"] for f in entry["flipped"]]] == 0).mean()
-    assert entry["gold"]["v1"]["percent_agreement"] == pytest.approx(expected_v1)
+    assert entry["gold"]["by_side"]["v1"]["percent_agreement"] == pytest.approx(expected_v1)
     assert entry["gold"]["change"]["percent_agreement"] == pytest.approx(1 - 2 * expected_v1)
     low, high = entry["gold"]["change_ci95"]["percent_agreement"]
     assert low <= entry["gold"]["change"]["percent_agreement"] <= high

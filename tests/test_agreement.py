@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from annotate import agreement as ag
+from annotate.analysis import statistics as ag
 
 nan = math.nan
 
@@ -57,9 +57,26 @@ def test_pair_statistics(a: list[int], b: list[int], cats: list[int], expected: 
         assert close(stats[name], value), (name, stats[name], value)
 
 
+def ac1(a: list[int], b: list[int], cats: list[int]) -> float:
+    return ag.ac1_from_counts(ag.confusion_counts(a, b, cats))
+
+
 def test_ac1_matches_the_irrcac_reference_value() -> None:
     # irrCAC 0.4.4 (the Python port of Gwet's R package) printed AC1 = 0.87673 for this data.
-    assert round(ag.gwet_ac1(AC1_A, AC1_B, [1, 2, 3, 4, 5]), 5) == 0.87673
+    assert round(ac1(AC1_A, AC1_B, [1, 2, 3, 4, 5]), 5) == 0.87673
+
+
+def test_ac1_equals_irrcac_on_random_data() -> None:
+    irrcac = pytest.importorskip("irrCAC.raw", reason="irrCAC is a dev dependency (make install)")
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        a = rng.integers(1, 5, size=30)
+        b = np.where(rng.random(30) < 0.5, a, rng.integers(1, 5, size=30))
+        reference = irrcac.CAC(pd.DataFrame({"a": a, "b": b}), categories=[1, 2, 3, 4]).gwet()
+        ours = ac1(a.tolist(), b.tolist(), [1, 2, 3, 4])
+        assert abs(ours - reference["est"]["coefficient_value"]) < 1e-5  # irrCAC rounds to 5 decimals
 
 
 def test_ac1_stays_informative_when_one_label_dominates() -> None:
@@ -67,7 +84,7 @@ def test_ac1_stays_informative_when_one_label_dominates() -> None:
     a = [0] * 48 + [1, 0]
     b = [0] * 48 + [0, 1]
     assert ag.cohen_kappa(a, b, [0, 1]) < 0
-    assert ag.gwet_ac1(a, b, [0, 1]) > 0.9
+    assert ac1(a, b, [0, 1]) > 0.9
 
 
 def test_weighted_kappa_penalises_far_disagreements_less_than_unweighted() -> None:
@@ -119,17 +136,35 @@ def test_fast_kappa_equals_scikit_learn(weights: str | None) -> None:
         assert close(
             ag.kappa_from_counts(counts, weights), cohen_kappa_score(a, b, labels=[1, 2, 3, 4, 5], weights=weights)
         )
-        assert close(ag.ac1_from_counts(counts), ag.gwet_ac1(a.tolist(), b.tolist(), [1, 2, 3, 4, 5]))
 
 
 def test_confusion_prevalence_and_per_class() -> None:
     human = [1, 1, 2, 3]
     llm = [1, 2, 2, 3]
-    assert ag.confusion(human, llm, [1, 2, 3]) == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
+    counts = ag.confusion_counts(human, llm, [1, 2, 3])
+    assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
     assert ag.prevalence(llm, [1, 2, 3]) == {1: 0.25, 2: 0.5, 3: 0.25}
-    classes = ag.per_class(human, llm, [1, 2, 3])
+    classes = ag.per_class_from_counts(counts, [1, 2, 3])
     assert classes[1] == {"precision": 1.0, "recall": 0.5, "support": 2}
     assert classes[2]["precision"] == 0.5
+
+
+def test_counts_based_statistics_equal_scikit_learn() -> None:
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    rng = np.random.default_rng(11)
+    cats = [1, 2, 3, 4, 5]
+    for _ in range(30):
+        a = rng.integers(1, 6, size=25)
+        b = np.where(rng.random(25) < 0.5, a, rng.integers(1, 4, size=25))
+        counts = ag.confusion_counts(a, b, cats)
+        assert counts.tolist() == confusion_matrix(a, b, labels=cats).tolist()
+        precision, recall, _, support = precision_recall_fscore_support(a, b, labels=cats, zero_division=np.nan)
+        ours = ag.per_class_from_counts(counts, cats)
+        for k, p, r, s in zip(cats, precision, recall, support, strict=True):
+            assert close(ours[k]["precision"], float(p)) and close(ours[k]["recall"], float(r))
+            assert ours[k]["support"] == s
+        assert close(ag.agreement_from_counts(counts), float(np.mean(a == b)))
 
 
 def test_cluster_bootstrap_resamples_whole_chats_reproducibly() -> None:

@@ -9,11 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from annotate.backends.fake import FakeBackend
+from annotate.config import RunConfig
+from annotate.engines.fake import FakeBackend
 from annotate.errors import InputError
-from annotate.pipeline import RunConfig, run
-from annotate.prompts import PromptLibrary
-from annotate.transcripts import read_transcripts
+from annotate.ingest.readers import read_transcripts
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.pipeline import run
 
 BAD = Path(__file__).resolve().parent / "data" / "bad"
 
@@ -80,7 +81,7 @@ def test_the_whole_corpus_in_one_run_loses_no_good_chat(library: PromptLibrary, 
         renamed.append(target)
     out = tmp_path / "run"
     run(
-        RunConfig(inputs=renamed, out=out, library=library, backend="fake", tasks=["initial_state"]),
+        RunConfig(inputs=renamed, out=out, prompts=library.paths, backend="fake", tasks=["initial_state"]),
         backend=FakeBackend(),
     )
     labels = pd.read_parquet(out / "labels.parquet")
@@ -102,7 +103,7 @@ def test_a_five_megabyte_message_is_truncated_and_recorded(library: PromptLibrar
     assert path.stat().st_size > 5_000_000
     fake = FakeBackend()
     run(
-        RunConfig(inputs=[path], out=tmp_path / "run", library=library, backend="fake", tasks=["initial_state"]),
+        RunConfig(inputs=[path], out=tmp_path / "run", prompts=library.paths, backend="fake", tasks=["initial_state"]),
         backend=fake,
     )
     (request,) = fake.requests
@@ -116,7 +117,7 @@ def test_a_five_megabyte_message_is_truncated_and_recorded(library: PromptLibrar
 def test_a_unit_too_long_for_the_model_context_is_cut_to_fit(
     library: PromptLibrary, tmp_path: Path, version: str
 ) -> None:
-    from annotate.backends.base import BackendOptions
+    from annotate.config import BackendOptions
 
     turns = [{"role": "customer" if i % 2 == 0 else "ai", "text": f"turn {i} " + "word " * 150} for i in range(30)]
     path = tmp_path / "long.jsonl"
@@ -126,7 +127,7 @@ def test_a_unit_too_long_for_the_model_context_is_cut_to_fit(
         RunConfig(
             inputs=[path],
             out=tmp_path / "run",
-            library=library,
+            prompts=library.paths,
             backend="fake",
             tasks=["round_sentiment"],
             prompt_versions={"round_sentiment": version},

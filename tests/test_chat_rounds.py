@@ -8,14 +8,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from annotate.backends.base import Request
-from annotate.backends.fake import FakeBackend
+from annotate.config import RunConfig
+from annotate.engines.base import Request
+from annotate.engines.fake import FakeBackend
 from annotate.errors import PromptError
-from annotate.pipeline import RunConfig, run
-from annotate.prompts import PromptLibrary
-from annotate.schema import ParseFailure, load_rubric, parse_rounds_output
-from annotate.tasks import units_for
-from annotate.transcripts import read_transcripts, split_rounds
+from annotate.ingest.readers import read_transcripts
+from annotate.ingest.segmentation import split_rounds
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.pipeline import run
+from annotate.labelling.rubrics import ParseFailure, load_rubric, parse_rounds_output
+from annotate.labelling.units import units_for
 from tests.conftest import ESCALATED, EXAMPLES, write_jsonl
 
 
@@ -24,7 +26,7 @@ def per_version(library: PromptLibrary, out: Path, version: str, **kw: object) -
     return RunConfig(
         inputs=[EXAMPLES],
         out=out,
-        library=library,
+        prompts=library.paths,
         backend="fake",
         tasks=["round_sentiment"],
         prompt_versions={"round_sentiment": version},

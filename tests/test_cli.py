@@ -9,7 +9,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from annotate.cli import app
-from annotate.prompts import PromptLibrary
+from annotate.labelling.library import PromptLibrary
 from tests.conftest import EXAMPLES, write_jsonl
 
 runner = CliRunner()

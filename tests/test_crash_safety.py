@@ -17,12 +17,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from annotate.backends.base import BackendOptions
-from annotate.backends.fake import lowest_values
-from annotate.backends.openai import OpenAIBackend
-from annotate.pipeline import RunConfig, run
-from annotate.prompts import PromptLibrary
-from annotate.store import LABEL_KEY
+from annotate.config import BackendOptions, RunConfig
+from annotate.engines.fake import lowest_values
+from annotate.engines.openai import OpenAIBackend
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.pipeline import run
+from annotate.labelling.rows import LABEL_KEY
 from tests.conftest import EXAMPLES, ROOT
 
 
@@ -108,7 +108,8 @@ class _Scripted(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         schema = body["response_format"]["json_schema"]["schema"]
-        from annotate.backends.base import Request, Sampling
+        from annotate.config import Sampling
+        from annotate.engines.base import Request
 
         text = lowest_values(Request("", body["messages"], schema, 8, Sampling()))
         payload = json.dumps(
@@ -157,7 +158,13 @@ def test_a_server_that_dies_mid_run_is_retried_reported_and_resumed(
 
     backend._post = dying  # type: ignore[method-assign]
     config = RunConfig(
-        inputs=[EXAMPLES], out=out, library=library, backend="openai", options=options, tasks=["initial_state"], limit=8
+        inputs=[EXAMPLES],
+        out=out,
+        prompts=library.paths,
+        backend="openai",
+        options=options,
+        tasks=["initial_state"],
+        limit=8,
     )
     run(config, backend=backend)
     first = pd.read_parquet(out / "labels.parquet")
@@ -178,7 +185,7 @@ def test_a_server_that_dies_mid_run_is_retried_reported_and_resumed(
 def test_a_crash_traceback_shows_no_transcript_text(library: PromptLibrary, tmp_path: Path) -> None:
     child = f"""
 import sys
-from annotate.backends import fake
+from annotate.engines import fake
 def explode(self, requests):
     secret = requests[0].messages[-1]["content"]  # a local holding transcript text
     raise RuntimeError("engine fell over")

@@ -9,14 +9,15 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from annotate.backends import fake
-from annotate.backends.base import Request
-from annotate.backends.fake import FakeBackend
+from annotate.analysis.agree import agree_runs
 from annotate.cli import app
+from annotate.config import RunConfig
+from annotate.engines import fake
+from annotate.engines.base import Request
+from annotate.engines.fake import FakeBackend
 from annotate.errors import PromptError
-from annotate.pipeline import RunConfig, run
-from annotate.prompts import PromptLibrary
-from annotate.replication import agree_runs
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.pipeline import run
 from tests.conftest import EXAMPLES, ROOT
 
 GOLD = ROOT / "examples" / "gold.csv"
@@ -25,7 +26,7 @@ SEPARATE = ["empathy", "information_seeking", "solution_provision", "proactivity
 
 
 def config(library: PromptLibrary, out: Path, **kw: object) -> RunConfig:
-    return RunConfig(inputs=[EXAMPLES], out=out, library=library, backend="fake", limit=6, **kw)  # type: ignore[arg-type]
+    return RunConfig(inputs=[EXAMPLES], out=out, prompts=library.paths, backend="fake", limit=6, **kw)  # type: ignore[arg-type]
 
 
 def test_joint_rubric_uses_the_parts_definitions_as_written(library: PromptLibrary) -> None:
@@ -96,7 +97,7 @@ def test_joint_and_separate_runs_label_the_same_items(library: PromptLibrary, tm
     b = pd.read_parquet(tmp_path / "separate" / "labels.parquet").sort_values(key)
     assert a[key].to_numpy().tolist() == b[key].to_numpy().tolist()
     assert (a["status"] == "ok").all() and (a["prompt_version"] == "v1").all()
-    report = agree_runs([tmp_path / "joint", tmp_path / "separate"], library, n_boot=50)
+    report = agree_runs([tmp_path / "joint", tmp_path / "separate"], library, n_boot=50).as_json()
     assert sorted(v["variable"] for v in report["variables"]) == sorted(SEPARATE)
     (difference,) = report["differences"].values()
     assert difference == ["tasks: agent_behaviour vs empathy, information_seeking, proactivity, solution_provision"]
@@ -123,7 +124,7 @@ def test_diff_of_two_task_sets_shows_flips_and_the_gold_change(
         assert f"{variable}: 4 of 4 units flipped, kappa between task sets" in result.output
     report = json.loads((out / "agreement.json").read_text())
     proactivity = next(v for v in report["variables"] if v["variable"] == "proactivity")
-    assert proactivity["transitions"]["matrix"] == [[0, 4], [0, 0]]
+    assert proactivity["transitions"] == [[0, 4], [0, 0]]
     assert proactivity["flipped"][0]["target"].startswith("Human agent:")
     assert proactivity["gold"]["change"]["percent_agreement"] is not None
     assert set(report["runs"]) == {separate_name, "agent_behaviour"}
@@ -137,7 +138,7 @@ def test_diff_of_task_sets_without_a_shared_variable_is_refused(library: PromptL
 
 
 def test_coding_instructions_for_a_joint_run_give_each_construct_its_own_rubric(library: PromptLibrary) -> None:
-    from annotate.sampling import rubric_text
+    from annotate.analysis.sample import rubric_text
 
     text = rubric_text(library, {"agent_behaviour": {"version": "v1"}}, {"empathy", "proactivity"})
     assert "## empathy (Empathy of the human agent after the handoff)" in text

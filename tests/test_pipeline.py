@@ -7,17 +7,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from annotate.backends.base import Completion, Request
-from annotate.backends.fake import FakeBackend, lowest_values
+from annotate.config import RunConfig
+from annotate.engines.base import Completion, Request
+from annotate.engines.fake import FakeBackend, lowest_values
 from annotate.errors import RunStoreError
-from annotate.pipeline import RunConfig, run
-from annotate.prompts import PromptLibrary
-from annotate.store import LABEL_COLUMNS
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.pipeline import run
+from annotate.labelling.rows import LABEL_COLUMNS
 from tests.conftest import EXAMPLES, NOT_ESCALATED, write_jsonl
 
 
 def config(library: PromptLibrary, out: Path, **kw: object) -> RunConfig:
-    return RunConfig(inputs=[EXAMPLES], out=out, library=library, backend="fake", limit=4, **kw)  # type: ignore[arg-type]
+    return RunConfig(inputs=[EXAMPLES], out=out, prompts=library.paths, backend="fake", limit=4, **kw)  # type: ignore[arg-type]
 
 
 def test_run_labels_all_seven_variables_with_full_provenance(library: PromptLibrary, tmp_path: Path) -> None:
@@ -184,7 +185,7 @@ def test_resume_repairs_a_torn_journal_line(library: PromptLibrary, tmp_path: Pa
 
 
 def test_resume_with_another_configuration_is_refused(library: PromptLibrary, tmp_path: Path) -> None:
-    from annotate.backends.base import Sampling
+    from annotate.config import Sampling
 
     run(config(library, tmp_path / "run", tasks=["empathy"]), backend=FakeBackend())
     with pytest.raises(RunStoreError, match="sampling differ"):
@@ -196,7 +197,7 @@ def test_resume_with_another_configuration_is_refused(library: PromptLibrary, tm
 
 def test_bad_input_records_become_skipped_rows(library: PromptLibrary, tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "in.jsonl", ['{"chat_id": "broken"', NOT_ESCALATED])
-    cfg = RunConfig(inputs=[path], out=tmp_path / "run", library=library, backend="fake", tasks=["empathy"])
+    cfg = RunConfig(inputs=[path], out=tmp_path / "run", prompts=library.paths, backend="fake", tasks=["empathy"])
     summary = run(cfg, backend=FakeBackend())
     labels = pd.read_parquet(tmp_path / "run" / "labels.parquet")
     skipped = labels[labels["status"] == "skipped"]

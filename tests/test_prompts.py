@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from annotate.errors import PromptError
-from annotate.prompts import PromptLibrary
-from annotate.tasks import units_for
-from annotate.transcripts import read_transcripts
+from annotate.ingest.readers import read_transcripts
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.units import units_for
 from tests.conftest import ESCALATED, EXAMPLES, msgs, write_jsonl
 
 

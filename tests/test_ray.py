@@ -10,10 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from annotate.backends.base import BackendOptions, Request, Sampling
-from annotate.pipeline import RunConfig, run
-from annotate.prompts import PromptLibrary
-from annotate.ray_executor import RayOptions, chunk_by_group
+from annotate.config import BackendOptions, RayOptions, RunConfig, Sampling
+from annotate.engines.base import Request
+from annotate.engines.ray_pool import chunk_by_group
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.pipeline import run
 from tests.conftest import EXAMPLES
 
 LABEL = ["chat_id", "round", "task", "variable", "value", "status", "prompt_hash", "raw_output"]
@@ -47,7 +48,7 @@ def fake_config(library: PromptLibrary, out: Path, ray: RayOptions | None, limit
     return RunConfig(
         inputs=[EXAMPLES],
         out=out,
-        library=library,
+        prompts=library.paths,
         backend="fake",
         limit=limit,
         options=BackendOptions(extra={"script": "by_content"}),

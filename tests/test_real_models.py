@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from annotate import embedded
-from annotate.prompts import PromptLibrary
+from annotate.engines import embedded
+from annotate.labelling.library import PromptLibrary
 from tests.conftest import EXAMPLES, ROOT
 
 TWO_CHATS = ["c01", "c23"]  # one escalated, one resolved by the AI

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from annotate.backends.fake import FakeBackend
-from annotate.pipeline import RunConfig, run
-from annotate.prompts import PromptLibrary
-from annotate.redact import redact_text
+from annotate.config import RunConfig
+from annotate.engines.fake import FakeBackend
+from annotate.ingest.redaction import redact_text
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.pipeline import run
 
 
 @pytest.mark.parametrize(
@@ -50,7 +51,12 @@ def test_redacted_text_never_reaches_the_engine(library: PromptLibrary, tmp_path
     fake = FakeBackend()
     run(
         RunConfig(
-            inputs=[path], out=tmp_path / "run", library=library, backend="fake", tasks=["initial_state"], redact=True
+            inputs=[path],
+            out=tmp_path / "run",
+            prompts=library.paths,
+            backend="fake",
+            tasks=["initial_state"],
+            redact=True,
         ),
         backend=fake,
     )

@@ -6,12 +6,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from annotate.backends.fake import FakeBackend
+from annotate.analysis.gold import read_gold
+from annotate.analysis.sample import allocate, draw_sample, sample_size
 from annotate.cli import app
-from annotate.gold import read_gold
-from annotate.pipeline import RunConfig, run
-from annotate.prompts import PromptLibrary
-from annotate.sampling import allocate, draw_sample, sample_size
+from annotate.config import RunConfig
+from annotate.engines.fake import FakeBackend
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.pipeline import run
 from tests.conftest import EXAMPLES
 from tests.test_agree_diff import varied
 
@@ -39,7 +40,9 @@ def test_allocation_is_proportional_and_covers_every_stratum() -> None:
 @pytest.fixture
 def labelled(library: PromptLibrary, tmp_path: Path) -> Path:
     out = tmp_path / "run"
-    run(RunConfig(inputs=[EXAMPLES], out=out, library=library, backend="fake"), backend=FakeBackend(script=varied))
+    run(
+        RunConfig(inputs=[EXAMPLES], out=out, prompts=library.paths, backend="fake"), backend=FakeBackend(script=varied)
+    )
     return out
 
 

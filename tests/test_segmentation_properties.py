@@ -7,8 +7,9 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from annotate.tasks import units_for
-from annotate.transcripts import Chat, Message, handoff_index, merge_turns, split_rounds
+from annotate.ingest.model import Chat, Message
+from annotate.ingest.segmentation import handoff_index, merge_turns, split_rounds
+from annotate.labelling.units import units_for
 
 speakers = st.sampled_from(["customer", "ai", "agent"])
 texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30)

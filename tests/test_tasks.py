@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from annotate.tasks import CLIP_MARKER, units_for
-from annotate.transcripts import read_transcripts
+from annotate.ingest.readers import read_transcripts
+from annotate.labelling.units import CLIP_MARKER, units_for
 from tests.conftest import ESCALATED, NOT_ESCALATED, msgs, write_jsonl
 
 

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from annotate.errors import InputError
-from annotate.transcripts import handoff_index, parse_role_map, read_transcripts, split_rounds
+from annotate.ingest.readers import parse_role_map, read_transcripts
+from annotate.ingest.segmentation import handoff_index, split_rounds
 from tests.conftest import ESCALATED, EXAMPLES, NOT_ESCALATED, msgs, write_jsonl
 
 

@@ -9,14 +9,15 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 from typer.testing import CliRunner
 
-from annotate.backends.base import Request
-from annotate.backends.fake import FakeBackend
+from annotate.analysis.gold import consensus, read_gold
+from annotate.analysis.validate import validate
 from annotate.cli import app
+from annotate.config import RunConfig
+from annotate.engines.base import Request
+from annotate.engines.fake import FakeBackend
 from annotate.errors import InputError
-from annotate.gold import consensus, read_gold
-from annotate.pipeline import RunConfig, run
-from annotate.prompts import PromptLibrary
-from annotate.validation import validate
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.pipeline import run
 from tests.conftest import EXAMPLES
 
 GOLD = Path(__file__).resolve().parent.parent / "examples" / "gold.csv"
@@ -51,14 +52,14 @@ def gold_script(flip: set[str]):
 def scripted_run(library: PromptLibrary, tmp_path: Path) -> Path:
     out = tmp_path / "run"
     config = RunConfig(
-        inputs=[EXAMPLES], out=out, library=library, backend="fake", limit=8, tasks=["empathy", "initial_state"]
+        inputs=[EXAMPLES], out=out, prompts=library.paths, backend="fake", limit=8, tasks=["empathy", "initial_state"]
     )
     run(config, backend=FakeBackend(script=gold_script({"c02", "c05"})))
     return out
 
 
 def test_validate_matches_an_independent_computation(scripted_run: Path, library: PromptLibrary) -> None:
-    result = validate(scripted_run, GOLD, library, n_boot=200)
+    result = validate(scripted_run, GOLD, library, n_boot=200).as_json()
     by_name = {v["variable"]: v for v in result["variables"]}
     assert set(by_name) == {"empathy", "initial_sentiment", "initial_urgency"}
     labels = pd.read_parquet(scripted_run / "labels.parquet")
@@ -68,7 +69,7 @@ def test_validate_matches_an_independent_computation(scripted_run: Path, library
     assert by_name["empathy"]["cohen_kappa"] == pytest.approx(expected)
     assert by_name["empathy"]["n"] == 8 and by_name["empathy"]["chats"] == 8
     assert by_name["empathy"]["percent_agreement"] == pytest.approx((joined["value_x"] == joined["value_y"]).mean())
-    assert sum(map(sum, by_name["empathy"]["confusion"]["matrix"])) == 8
+    assert sum(map(sum, by_name["empathy"]["confusion"])) == 8
     low, high = by_name["empathy"]["ci95"]["cohen_kappa"]
     assert low <= by_name["empathy"]["cohen_kappa"] <= high
     # only the flipped chats disagree, and every disagreement carries what the model saw
@@ -84,11 +85,17 @@ def test_failed_labels_are_listed_not_compared(library: PromptLibrary, tmp_path:
     out = tmp_path / "run"
     run(
         RunConfig(
-            inputs=[EXAMPLES], out=out, library=library, backend="fake", limit=3, tasks=["empathy"], max_attempts=1
+            inputs=[EXAMPLES],
+            out=out,
+            prompts=library.paths,
+            backend="fake",
+            limit=3,
+            tasks=["empathy"],
+            max_attempts=1,
         ),
         backend=FakeBackend(script=lambda r: "nonsense"),
     )
-    result = validate(out, GOLD, library, n_boot=0)
+    result = validate(out, GOLD, library, n_boot=0).as_json()
     assert result["variables"] == []
     assert [f["status"] for f in result["unmatched"]["failed_labels"]] == ["parse_error"] * 3
 
@@ -105,9 +112,9 @@ def test_several_annotators_give_consensus_and_a_human_ceiling(
     agreed = consensus(both)
     assert len(agreed) == len(gold)
     # c01 empathy: a says 1, b says 1 -> 1; initial_sentiment: a 2, b 1 -> tie -> lower median 1
-    pick = agreed.set_index(["chat_id", "variable"])["value"]
-    assert pick[("c01", "initial_sentiment")] == 1
-    result = validate(scripted_run, path, library, n_boot=0)
+    pick = agreed[(agreed["chat_id"] == "c01") & (agreed["variable"] == "initial_sentiment")]["value"]
+    assert pick.tolist() == [1]
+    result = validate(scripted_run, path, library, n_boot=0).as_json()
     empathy = next(v for v in result["variables"] if v["variable"] == "empathy")
     assert set(empathy["by_annotator"]["llm_vs"]) == {"a", "b"}
     assert empathy["by_annotator"]["human_pairs"]["a vs b"]["n"] == 8

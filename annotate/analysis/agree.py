@@ -1,0 +1,166 @@
+"""``annotate agree``: agreement of the LLM with itself (repeats) and across runs (models, backends, prompts).
+
+Only items with an ``ok`` label from every coder are compared; how many were left out is reported.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from annotate.analysis import statistics as st
+from annotate.analysis.results import (
+    AgreementResult,
+    Bootstrap,
+    MultiCoderStatistics,
+    PairAgreement,
+    RunDescription,
+    VariableAgreement,
+)
+from annotate.errors import RunStoreError
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.runs import VariableInfo, load_run, variable_info
+
+
+def agree(
+    run_dirs: list[Path], library: PromptLibrary | None = None, repeat: int = 0, n_boot: int = 1000, seed: int = 0
+) -> AgreementResult:
+    """One run: across its repeats; several runs: pairwise across runs."""
+    if len(run_dirs) == 1:
+        return agree_repeats(run_dirs[0], library)
+    return agree_runs(run_dirs, library, repeat, n_boot, seed)
+
+
+def agree_repeats(run_dir: Path, library: PromptLibrary | None = None) -> AgreementResult:
+    labels, manifest = load_run(run_dir)
+    labels = labels[labels["status"] != "skipped"]
+    repeats = sorted(int(r) for r in labels["repeat"].dropna().unique())
+    if len(repeats) < 2:
+        raise RunStoreError(f"{run_dir} has one repeat: run it with --repeats N (N >= 2), or compare several runs")
+    info = variable_info(labels, manifest, library)
+    variables = []
+    for variable, rows in labels.groupby("variable", sort=True):
+        meta = info[str(variable)]
+        wide, dropped = _wide(rows, "repeat", repeats)
+        variables.append(
+            _entry(
+                str(variable),
+                meta,
+                dropped,
+                repeats=MultiCoderStatistics.model_validate(
+                    st.multi_coder_statistics(wide.to_numpy(int), meta.categories, meta.scale)
+                ),
+            )
+        )
+    return AgreementResult(
+        mode="repeats",
+        runs=[RunDescription.of(run_dir, manifest)],
+        coders=[f"repeat {r}" for r in repeats],
+        variables=variables,
+    )
+
+
+def agree_runs(
+    run_dirs: list[Path], library: PromptLibrary | None = None, repeat: int = 0, n_boot: int = 1000, seed: int = 0
+) -> AgreementResult:
+    if len(run_dirs) < 2:
+        raise RunStoreError("give two or more run directories, or one run made with --repeats")
+    loaded = [load_run(d) for d in run_dirs]
+    names = _coder_names(run_dirs)
+    frames = []
+    info: dict[str, VariableInfo] = {}
+    for name, (labels, manifest) in zip(names, loaded, strict=True):
+        rows = labels[(labels["status"] != "skipped") & (labels["repeat"] == repeat)].assign(coder=name)
+        frames.append(rows)
+        info = {**variable_info(rows, manifest, library), **info}
+    everything = pd.concat(frames, ignore_index=True)
+    variables = []
+    for variable, rows in everything.groupby("variable", sort=True):
+        meta = info[str(variable)]
+        wide, dropped = _wide(rows, "coder", names)
+        pairs = {f"{a} vs {b}": _pair(wide, a, b, meta, n_boot, seed) for a, b in combinations(names, 2)}
+        all_runs = None
+        if len(names) > 2:
+            stats = st.multi_coder_statistics(wide.to_numpy(int), meta.categories, meta.scale)
+            all_runs = MultiCoderStatistics.model_validate(stats)
+        variables.append(_entry(str(variable), meta, dropped, pairs=pairs, all_runs=all_runs))
+    return AgreementResult(
+        mode="runs",
+        runs=[RunDescription.of(d, m) for d, (_, m) in zip(run_dirs, loaded, strict=True)],
+        coders=names,
+        repeat=repeat,
+        bootstrap=Bootstrap(resamples=n_boot, seed=seed),
+        differences={
+            f"{names[i]} vs {names[j]}": differences(loaded[i][1], loaded[j][1])
+            for i, j in combinations(range(len(names)), 2)
+        },
+        variables=variables,
+    )
+
+
+def _entry(variable: str, meta: VariableInfo, dropped: int, **stats: Any) -> VariableAgreement:
+    return VariableAgreement(
+        variable=variable,
+        task=meta.task,
+        scale=meta.scale,
+        categories=meta.categories,
+        items_left_out=dropped,
+        **stats,
+    )
+
+
+def _pair(wide: pd.DataFrame, first: str, second: str, meta: VariableInfo, n_boot: int, seed: int) -> PairAgreement:
+    a, b = wide[first].astype(int).tolist(), wide[second].astype(int).tolist()
+    chats = [c for c, _ in wide.index]
+    point = st.pair_statistics(a, b, meta.categories, meta.scale)
+    return PairAgreement.model_validate(
+        point
+        | {
+            "ci95": st.pair_bootstrap(a, b, chats, meta.categories, meta.scale, n_boot, seed),
+            "confusion": st.confusion_counts(a, b, meta.categories).tolist(),
+        }
+    )
+
+
+def _wide(rows: pd.DataFrame, coder_column: str, coders: list[Any]) -> tuple[pd.DataFrame, int]:
+    """Items x coders of ok labels; items lacking an ok label from any coder are dropped and counted."""
+    ok = rows[rows["status"] == "ok"]
+    wide = ok.pivot_table(
+        index=["chat_id", "round"], columns=coder_column, values="value", aggfunc="first", dropna=False
+    )
+    wide = wide.reindex(columns=coders)
+    total = rows.drop_duplicates(["chat_id", "round"]).shape[0]
+    complete = wide.dropna()
+    return complete, int(total - len(complete))
+
+
+def _coder_names(run_dirs: list[Path]) -> list[str]:
+    names = [d.name or str(d) for d in run_dirs]
+    if len(set(names)) < len(names):
+        names = [str(d) for d in run_dirs]
+    return names
+
+
+def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The configuration that differs between two runs, named from their manifests."""
+    found = []
+    if a.get("backend") != b.get("backend"):
+        found.append(f"backend: {a.get('backend')} vs {b.get('backend')}")
+    model_a, model_b = a.get("model", {}), b.get("model", {})
+    for key in sorted(set(model_a) | set(model_b)):
+        if model_a.get(key) != model_b.get(key) and key not in ("license", "source"):
+            found.append(f"model {key}: {model_a.get(key)} vs {model_b.get(key)}")
+    if a.get("sampling") != b.get("sampling"):
+        found.append(f"sampling: {a.get('sampling')} vs {b.get('sampling')}")
+    prompts_a, prompts_b = a.get("prompts", {}), b.get("prompts", {})
+    for task in sorted(set(prompts_a) & set(prompts_b)):
+        if prompts_a[task]["hash"] != prompts_b[task]["hash"]:
+            found.append(f"{task} prompt: {prompts_a[task]['version']} vs {prompts_b[task]['version']}")
+    if set(prompts_a) != set(prompts_b):
+        only_a = ", ".join(sorted(set(prompts_a) - set(prompts_b))) or "-"
+        only_b = ", ".join(sorted(set(prompts_b) - set(prompts_a))) or "-"
+        found.append(f"tasks: {only_a} vs {only_b}")
+    return found or ["same configuration (a replication)"]

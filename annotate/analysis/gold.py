@@ -1,0 +1,96 @@
+"""Human gold labels: ``chat_id``, ``round`` (empty for chat-level variables), ``variable``, ``value``,
+optional ``annotator``. CSV or Parquet; extra columns are ignored."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from annotate.errors import InputError
+
+GOLD_COLUMNS = ["chat_id", "round", "variable", "value", "annotator"]
+
+
+def read_gold(path: Path) -> pd.DataFrame:
+    """One row per (chat_id, round, variable, annotator); errors name the file, line and field."""
+    if not path.is_file():
+        raise InputError(str(path), None, None, "no such file")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            raw = pd.read_parquet(path)
+            first_line = 1
+        else:
+            raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+            first_line = 2
+    except (UnicodeDecodeError, ValueError, OSError) as e:
+        raise InputError(str(path), None, None, f"cannot read gold labels: {e}") from None
+    for column in ("chat_id", "variable", "value"):
+        if column not in raw.columns:
+            raise InputError(str(path), None, column, "missing column (gold needs chat_id, round, variable, value)")
+    rows = []
+    for i, rec in enumerate(raw.to_dict("records")):
+        line = i + first_line
+        rows.append(
+            {
+                "chat_id": _required(rec, "chat_id", path, line),
+                "round": _round(rec.get("round"), path, line),
+                "variable": _required(rec, "variable", path, line),
+                "value": _integer(rec.get("value"), path, line, "value"),
+                "annotator": str(rec.get("annotator") or "gold").strip() or "gold",
+            }
+        )
+    gold = pd.DataFrame(rows, columns=GOLD_COLUMNS)
+    gold["round"] = gold["round"].astype("Int64")
+    duplicated = gold.duplicated(["chat_id", "round", "variable", "annotator"], keep=False)
+    if duplicated.any():
+        first = int(np.flatnonzero(duplicated.to_numpy())[1]) + first_line
+        raise InputError(str(path), first, "value", "the same annotator labels this item twice")
+    return gold
+
+
+def consensus(gold: pd.DataFrame) -> pd.DataFrame:
+    """One label per item: the majority; a tie goes to the lower median of all annotators' labels."""
+
+    def pick(values: pd.Series) -> int:
+        counts = values.value_counts()
+        top = counts[counts == counts.max()].index
+        if len(top) == 1:
+            return int(top[0])
+        return int(np.floor(np.median(values.to_numpy())))
+
+    keys = ["chat_id", "round", "variable"]
+    grouped = gold.groupby(keys, dropna=False, sort=False)["value"]
+    return grouped.agg(pick).reset_index()
+
+
+def _required(rec: dict[str, Any], field: str, path: Path, line: int) -> str:
+    value = rec.get(field)
+    if value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip():
+        raise InputError(str(path), line, field, "empty")
+    return str(value).strip()
+
+
+def _round(value: Any, path: Path, line: int) -> int | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
+        return None
+    return _integer(value, path, line, "round")
+
+
+def _integer(value: Any, path: Path, line: int, field: str) -> int:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise InputError(str(path), line, field, f"not a whole number: '{value}'") from None
+    if not number.is_integer():
+        raise InputError(str(path), line, field, f"not a whole number: '{value}'")
+    return int(number)
+
+
+def read_truth(path: Path) -> pd.DataFrame:
+    """The reference label per item: the only annotator's, or the consensus of several."""
+    gold = read_gold(path)
+    return consensus(gold) if gold["annotator"].nunique() > 1 else gold[["chat_id", "round", "variable", "value"]]

@@ -1,0 +1,79 @@
+"""Per-round negative sentiment over each chat's timeline: LOESS curves with 95% chat-bootstrap bands.
+
+The numbers only; report/plots.py draws them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from annotate.analysis.statistics import cluster_resamples
+
+GRID = np.linspace(0, 100, 41)
+"""Positions (percent of a chat's rounds) at which curves and bands are read off."""
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    group: str
+    chats: int
+    curve: np.ndarray
+    """LOESS fit on GRID (NaN outside the data's range)."""
+    band: tuple[np.ndarray, np.ndarray] | None
+    """2.5 and 97.5 percentiles over chat resamples; None with too few usable resamples."""
+    position: np.ndarray
+    value: np.ndarray
+    """The labels themselves, for the scatter."""
+
+
+def trajectory_frame(labels: pd.DataFrame, meta: dict[str, dict[str, Any]], group_by: str | None) -> pd.DataFrame:
+    """Per-round negative sentiment placed on each chat's 0-100% timeline, with its group."""
+    rows = labels[(labels["variable"] == "negative_sentiment") & (labels["status"] == "ok")].copy()
+    if rows.empty:
+        return rows
+    rows["round"] = rows["round"].astype(int)
+    last = rows.groupby("chat_id")["round"].transform("max")
+    rows["position"] = np.where(last > 1, (rows["round"] - 1) / (last - 1).clip(lower=1) * 100, 0.0)
+    rows["group"] = [str(meta.get(c, {}).get(group_by, "all")) if group_by else "all" for c in rows["chat_id"]]
+    return rows[["chat_id", "round", "position", "value", "group"]]
+
+
+def trajectories(frame: pd.DataFrame, n_boot: int = 200, seed: int = 0) -> list[Trajectory]:
+    """One curve per group; groups with fewer than three distinct positions have none."""
+    found = []
+    for group, rows in sorted(frame.groupby("group"), key=lambda g: str(g[0])):
+        x, y = rows["position"].to_numpy(float), rows["value"].to_numpy(float)
+        if len(np.unique(x)) < 3:
+            continue
+        chats = rows["chat_id"].to_numpy()
+        draws = [
+            smooth(x[picked], y[picked])
+            for picked in cluster_resamples(chats, n_boot, seed)
+            if len(np.unique(x[picked])) >= 3
+        ]
+        band = None
+        if len(draws) >= 20:
+            low, high = np.nanpercentile(np.asarray(draws), [2.5, 97.5], axis=0)
+            band = (low, high)
+        found.append(Trajectory(str(group), len(np.unique(chats)), smooth(x, y), band, x, y))
+    return found
+
+
+def smooth(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """LOESS fitted at the data, then read off on GRID (NaN outside the data's range).
+
+    No robustness iterations (``it=0``): with many tied ordinal values they down-weight whole levels.
+    """
+    from statsmodels.nonparametric.smoothers_lowess import lowess
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # degenerate resamples give NaN, dropped from the band
+        fitted = lowess(y, x, frac=0.6, it=0, return_sorted=True)
+    xs, ys = fitted[:, 0], fitted[:, 1]
+    xs, first = np.unique(xs, return_index=True)
+    return np.interp(GRID, xs, ys[first], left=np.nan, right=np.nan)

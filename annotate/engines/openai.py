@@ -1,0 +1,103 @@
+"""Any OpenAI-compatible chat server (``vllm serve``, llama.cpp's server, ...), with bounded concurrency.
+
+Uses ``response_format: json_schema``; transient failures (connection refused, 429, 5xx) are retried
+with exponential backoff, then reported as a ``backend_error`` completion.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+
+from annotate.config import BackendOptions
+from annotate.engines.base import Completion, Request
+from annotate.engines.openai_format import completion_from_openai
+from annotate.errors import BackendError
+
+
+class TransientHTTPError(Exception):
+    pass
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, (TransientHTTPError, urllib.error.URLError, ConnectionError, TimeoutError))
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def __init__(self, options: BackendOptions) -> None:
+        if not options.base_url:
+            raise BackendError("the openai backend needs --base-url, e.g. http://127.0.0.1:8000/v1")
+        if not options.model:
+            raise BackendError("the openai backend needs --model: the model name the server serves")
+        self.options = options
+        self.base_url = options.base_url.rstrip("/")
+        self.api_key = options.extra.get("api_key", "")
+        self.timeout = float(options.extra.get("timeout", 600))
+        self.attempts = int(options.extra.get("attempts", 5))
+        self.extra_body: dict[str, Any] = dict(options.extra.get("extra_body", {}))
+        """Server-specific fields added to every request, e.g. llama.cpp's ``{"cache_prompt": false}``."""
+
+    def identity(self) -> dict[str, Any]:
+        identity = {"engine": "openai-compatible", "name": self.options.model, "base_url": self.base_url}
+        return {**identity, "extra_body": self.extra_body} if self.extra_body else identity
+
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        data = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        req = urllib.request.Request(f"{self.base_url}/chat/completions", data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                parsed: dict[str, Any] = json.loads(resp.read())
+                return parsed
+        except urllib.error.HTTPError as e:
+            text = e.read().decode("utf-8", "replace")[:500]
+            if e.code == 429 or e.code >= 500:
+                raise TransientHTTPError(f"HTTP {e.code}: {text}") from None
+            return {"error": {"message": f"HTTP {e.code}: {text}"}}
+
+    def _one(self, request: Request) -> Completion:
+        body = {
+            "model": self.options.model,
+            "messages": request.messages,
+            "max_tokens": request.max_tokens,
+            "temperature": request.sampling.temperature,
+            "top_p": request.sampling.top_p,
+            "seed": request.sampling.seed,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": request.schema, "strict": True},
+            },
+            **self.extra_body,
+        }
+        post = retry(
+            retry=retry_if_exception(_is_transient),
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential(multiplier=0.5, max=30),
+            reraise=True,
+        )(self._post)
+        started = time.perf_counter()
+        try:
+            result = post(body)
+        except Exception as e:
+            return Completion(
+                "", "error", latency_ms=(time.perf_counter() - started) * 1000, error=f"{type(e).__name__}: {e}"
+            )
+        return completion_from_openai(result, (time.perf_counter() - started) * 1000)
+
+    def complete(self, requests: Sequence[Request]) -> Iterator[Completion]:
+        with ThreadPoolExecutor(max_workers=max(1, self.options.concurrency)) as pool:
+            yield from pool.map(self._one, requests)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,1 @@
+"""Transcripts in: reading files, cutting chats into turns, rounds and the handoff, masking personal data."""

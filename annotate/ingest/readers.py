@@ -1,0 +1,256 @@
+"""Read transcripts from JSONL, CSV or Parquet into chats; bad records become skips (or errors with --strict).
+
+Two input shapes are accepted:
+
+* nested JSONL, one chat per line: ``{"chat_id", "messages": [{"role", "text", "ts"?}], "meta"?}``
+* a flat message table (CSV, Parquet or JSONL) with columns ``chat_id``, ``seq`` or ``ts``,
+  ``role``, ``text``; any other column is kept as chat metadata.
+
+Role names are mapped onto three speakers: the customer, the AI agent and the human agent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from annotate.config import SPEAKERS, Speaker
+from annotate.errors import InputError
+from annotate.ingest.model import Chat, Message, ReadResult, Skip
+
+DEFAULT_ROLE_MAP: dict[str, Speaker] = {
+    **dict.fromkeys(["customer", "user", "buyer", "client", "shopper"], "customer"),
+    **dict.fromkeys(["ai", "bot", "assistant", "chatbot", "virtual_agent", "ai_agent"], "ai"),
+    **dict.fromkeys(["agent", "human", "worker", "staff", "operator", "human_agent", "csr"], "agent"),
+}
+
+
+class _Collector:
+    """Gathers chats, turning record-level problems into skips (or raising them when strict)."""
+
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+        self.result = ReadResult()
+        self.seen: dict[str, str] = {}
+
+    def problem(self, err: InputError, chat_id: str | None) -> None:
+        if self.strict:
+            raise err
+        self.result.skipped.append(Skip(chat_id or f"{err.path}:{err.line}", str(err)))
+
+    def add(self, chat: Chat, path: str, line: int | None) -> None:
+        if chat.chat_id in self.seen:
+            self.problem(
+                InputError(
+                    path, line, "chat_id", f"duplicate chat id '{chat.chat_id}' (first at {self.seen[chat.chat_id]})"
+                ),
+                f"{chat.chat_id}@{path}:{line}",
+            )
+            return
+        self.seen[chat.chat_id] = chat.source
+        self.result.chats.append(chat)
+
+
+def read_transcripts(
+    paths: Iterable[str | Path], role_map: Mapping[str, Speaker] | None = None, strict: bool = False
+) -> ReadResult:
+    """Read every file; bad records become skips (or the first one raises, with ``strict``)."""
+    roles = {k.lower(): v for k, v in (role_map or DEFAULT_ROLE_MAP).items()}
+    collector = _Collector(strict)
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise InputError(str(path), None, None, "no such file")
+        suffix = path.suffix.lower()
+        if suffix in (".jsonl", ".json", ".ndjson"):
+            _read_jsonl(path, roles, collector)
+        elif suffix in (".csv", ".parquet", ".pq"):
+            _read_table(path, _load_table(path), roles, collector, row_offset=2 if suffix == ".csv" else 1)
+        else:
+            raise InputError(str(path), None, None, f"unknown file type '{suffix}' (use .jsonl, .csv or .parquet)")
+    return collector.result
+
+
+def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line, record)``; a line that is not UTF-8 or not JSON yields an InputError instead."""
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield lineno, InputError(str(path), lineno, None, f"not valid UTF-8 (byte {e.start})")
+                continue
+            if not text.strip():
+                continue
+            try:
+                yield lineno, json.loads(text)
+            except json.JSONDecodeError as e:
+                yield lineno, InputError(str(path), lineno, None, f"not valid JSON ({e.msg} at column {e.colno})")
+
+
+def _read_jsonl(path: Path, roles: Mapping[str, Speaker], collector: _Collector) -> None:
+    flat_rows: list[dict[str, Any]] = []
+    for lineno, record in _json_lines(path):
+        if isinstance(record, InputError):
+            collector.problem(record, None)
+        elif not isinstance(record, dict):
+            collector.problem(InputError(str(path), lineno, None, "expected a JSON object"), None)
+        elif "messages" in record:
+            chat = _nested_chat(record, path, lineno, roles, collector)
+            if chat is not None:
+                collector.add(chat, str(path), lineno)
+        else:
+            flat_rows.append({**record, "_line": lineno})
+    if flat_rows:
+        import pandas as pd
+
+        _read_table(path, pd.DataFrame(flat_rows), roles, collector, row_offset=0)
+
+
+def _chat_id(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if value.is_integer():
+            value = int(value)
+    if isinstance(value, (str, int)) and str(value).strip():
+        return str(value)
+    return None
+
+
+def _nested_chat(
+    record: dict[str, Any], path: Path, lineno: int, roles: Mapping[str, Speaker], collector: _Collector
+) -> Chat | None:
+    chat_id = _chat_id(record.get("chat_id"))
+    if chat_id is None:
+        collector.problem(InputError(str(path), lineno, "chat_id", "missing or not a string/integer"), None)
+        return None
+    raw_messages = record["messages"]
+    if not isinstance(raw_messages, list):
+        collector.problem(InputError(str(path), lineno, "messages", "expected a list of messages"), chat_id)
+        return None
+    meta = record.get("meta") or {}
+    if not isinstance(meta, dict):
+        collector.problem(InputError(str(path), lineno, "meta", "expected an object"), chat_id)
+        return None
+    messages = []
+    for i, m in enumerate(raw_messages):
+        try:
+            messages.append(_message(m, roles, path, lineno, f"messages[{i}]"))
+        except InputError as err:
+            collector.problem(err, chat_id)
+            return None
+    return _finish_chat(chat_id, messages, meta, path, lineno, collector)
+
+
+def _message(m: Any, roles: Mapping[str, Speaker], path: Path, line: int | None, where: str) -> Message:
+    if not isinstance(m, dict):
+        raise InputError(str(path), line, where, "expected an object with 'role' and 'text'")
+    role = m.get("role")
+    if not isinstance(role, str) or not role.strip():
+        raise InputError(str(path), line, f"{where}.role", "missing or not a string")
+    speaker = roles.get(role.strip().lower())
+    if speaker is None:
+        known = ", ".join(sorted(roles))
+        raise InputError(
+            str(path), line, f"{where}.role", f"unknown role '{role}' (known: {known}; map it with --role)"
+        )
+    text = m.get("text")
+    if not isinstance(text, str):
+        raise InputError(str(path), line, f"{where}.text", "missing or not a string")
+    ts = m.get("ts")
+    return Message(speaker, text, None if ts is None or (isinstance(ts, float) and math.isnan(ts)) else str(ts))
+
+
+def _finish_chat(
+    chat_id: str, messages: list[Message], meta: dict[str, Any], path: Path, line: int | None, collector: _Collector
+) -> Chat | None:
+    if not messages:
+        collector.problem(InputError(str(path), line, "messages", f"chat '{chat_id}' has no messages"), chat_id)
+        return None
+    if not any(m.speaker == "customer" for m in messages):
+        collector.problem(InputError(str(path), line, "messages", f"chat '{chat_id}' has no customer message"), chat_id)
+        return None
+    return Chat(chat_id, tuple(messages), meta, source=f"{path}:{line}" if line is not None else str(path))
+
+
+def _load_table(path: Path) -> Any:
+    import pandas as pd
+
+    try:
+        if path.suffix.lower() == ".csv":
+            return pd.read_csv(
+                path, dtype={"chat_id": str, "role": str, "text": str}, keep_default_na=False, encoding="utf-8"
+            )
+        return pd.read_parquet(path)
+    except UnicodeDecodeError as e:
+        raise InputError(str(path), None, None, f"not valid UTF-8 (byte {e.start})") from None
+    except (ValueError, OSError) as e:
+        raise InputError(str(path), None, None, f"cannot read table: {e}") from None
+
+
+def _read_table(path: Path, df: Any, roles: Mapping[str, Speaker], collector: _Collector, row_offset: int) -> None:
+    """Group a flat message table into chats; ``row_offset`` turns a 0-based row into the file's line/row."""
+    missing = [c for c in ("chat_id", "role", "text") if c not in df.columns]
+    if missing:
+        raise InputError(
+            str(path), None, missing[0], f"missing column (columns are: {', '.join(map(str, df.columns))})"
+        )
+    order = "seq" if "seq" in df.columns else "ts" if "ts" in df.columns else None
+    if order is None:
+        raise InputError(str(path), None, "seq", "a flat message table needs a 'seq' or 'ts' column to order messages")
+    line_of = (lambda i, row: int(row["_line"])) if "_line" in df.columns else (lambda i, row: i + row_offset)
+    extra = [c for c in df.columns if c not in ("chat_id", "role", "text", "seq", "ts", "_line")]
+    groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for i, row in enumerate(df.to_dict("records")):
+        chat_id = _chat_id(row.get("chat_id"))
+        if chat_id is None:
+            collector.problem(InputError(str(path), line_of(i, row), "chat_id", "missing or empty"), None)
+            continue
+        groups.setdefault(chat_id, []).append((line_of(i, row), row))
+    for chat_id, rows in groups.items():
+        rows.sort(key=lambda lr: _sort_key(lr[1].get(order)))
+        messages = []
+        first_line = min(line for line, _ in rows)
+        try:
+            for line, row in rows:
+                messages.append(_message(row, roles, path, line, "row"))
+        except InputError as err:
+            collector.problem(err, chat_id)
+            continue
+        meta = {c: _plain(rows[0][1][c]) for c in extra}
+        chat = _finish_chat(chat_id, messages, meta, path, first_line, collector)
+        if chat is not None:
+            collector.add(chat, str(path), first_line)
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    try:
+        return (0, float(value))
+    except (TypeError, ValueError):
+        return (1, str(value))
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars and NaN to plain JSON-able Python values."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def parse_role_map(pairs: Iterable[str]) -> dict[str, Speaker]:
+    """``["bot=ai", "csr=agent"]`` on top of the default mapping."""
+    mapping = dict(DEFAULT_ROLE_MAP)
+    for pair in pairs:
+        name, sep, speaker = pair.partition("=")
+        if not sep or speaker.strip() not in SPEAKERS or not name.strip():
+            raise ValueError(f"--role expects NAME=SPEAKER with SPEAKER one of {', '.join(SPEAKERS)}, got '{pair}'")
+        mapping[name.strip().lower()] = speaker.strip()  # type: ignore[assignment]
+    return mapping

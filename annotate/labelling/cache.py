@@ -1,0 +1,66 @@
+"""Content-addressed completion cache (SQLite), shared by every run on this machine.
+
+The key hashes the rendered messages, schema, token budget, model identity, sampling parameters and
+repeat index, so a second identical run makes no model calls, and changing one task's prompt
+re-annotates that task only. Only engine answers are stored, never engine errors.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from annotate.engines.base import Completion
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS completions (
+    key TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    finish_reason TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    latency_ms REAL NOT NULL
+)
+"""
+
+
+class CompletionCache:
+    def __init__(self, path: Path | None) -> None:
+        """``path=None`` gives a cache that remembers nothing (``--no-cache``)."""
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=60)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(_SCHEMA)
+
+    def get(self, key: str) -> Completion | None:
+        if self._db is None:
+            return None
+        row = self._db.execute(
+            "SELECT text, finish_reason, prompt_tokens, completion_tokens, latency_ms FROM completions WHERE key=?",
+            (key,),
+        ).fetchone()
+        return None if row is None else Completion(*row)
+
+    def put(self, key: str, completion: Completion) -> None:
+        if self._db is None or completion.error is not None:
+            return
+        self._db.execute(
+            "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                key,
+                completion.text,
+                completion.finish_reason,
+                completion.prompt_tokens,
+                completion.completion_tokens,
+                completion.latency_ms,
+            ),
+        )
+        self._db.commit()
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -1,0 +1,152 @@
+"""The prompt library: finding, loading and checking prompt versions, their content hashes, and the lock file.
+
+Every check happens when a version is loaded (metadata fields, the rubric, every few-shot answer against
+the rubric), so that a broken prompt is reported before any engine starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from annotate.config import PromptPaths
+from annotate.errors import PromptError
+from annotate.labelling.prompts import FewShotExample, PromptVersion, VersionMeta
+from annotate.labelling.rubrics import (
+    ParseFailure,
+    Rubric,
+    load_rubric,
+    parse_output,
+    parse_rounds_output,
+    yaml_problem,
+)
+
+VERSION_RE = re.compile(r"^v(\d+)$")
+
+
+class PromptLibrary:
+    """The prompt versions under ``prompts_dir`` and the rubrics under ``rubrics_dir``."""
+
+    def __init__(self, prompts_dir: Path, rubrics_dir: Path, read_only: bool = False) -> None:
+        self.prompts_dir = prompts_dir
+        self.rubrics_dir = rubrics_dir
+        self.read_only = read_only
+        """The package's own prompts: the lock file is checked, never written."""
+
+    @classmethod
+    def from_paths(cls, paths: PromptPaths) -> PromptLibrary:
+        return cls(paths.prompts_dir, paths.rubrics_dir, read_only=paths.packaged)
+
+    @property
+    def paths(self) -> PromptPaths:
+        return PromptPaths(self.prompts_dir, self.rubrics_dir)
+
+    def tasks(self) -> list[str]:
+        return sorted(p.stem for p in self.rubrics_dir.glob("*.yaml") if (self.prompts_dir / p.stem).is_dir())
+
+    def default_tasks(self) -> list[str]:
+        """The tasks a run labels when none are named: every task, except one whose variables another task
+        already rates together with more (``empathy`` is left out when ``agent_behaviour`` rates it too)."""
+        variables = {t: set(self.get(t).rubric.variables) for t in self.tasks()}
+        return [t for t, own in variables.items() if not any(own < other for other in variables.values())]
+
+    def versions(self, task: str) -> list[str]:
+        folder = self.prompts_dir / task
+        found = [p.stem for p in folder.glob("v*.j2") if VERSION_RE.match(p.stem)]
+        return sorted(found, key=lambda v: int(v[1:]))
+
+    def get(self, task: str, version: str | None = None) -> PromptVersion:
+        if task not in self.tasks():
+            known = ", ".join(self.tasks()) or f"none: {self.rubrics_dir} has no rubric with a prompt folder"
+            raise PromptError(f"unknown task '{task}' (known: {known})")
+        versions = self.versions(task)
+        if not versions:
+            raise PromptError(f"{self.prompts_dir / task}: no prompt versions (expected v1.j2 and v1.yaml)")
+        version = version or versions[-1]
+        if version not in versions:
+            raise PromptError(f"task '{task}' has no prompt version '{version}' (versions: {', '.join(versions)})")
+        return self._load(task, version)
+
+    def _load(self, task: str, version: str) -> PromptVersion:
+        template_path = self.prompts_dir / task / f"{version}.j2"
+        meta_path = self.prompts_dir / task / f"{version}.yaml"
+        if not meta_path.is_file():
+            raise PromptError(f"{meta_path}: missing (every version needs its .j2 and .yaml)")
+        meta_source = meta_path.read_text(encoding="utf-8")
+        meta = _read_meta(meta_path, meta_source)
+        rubric_path = self.rubrics_dir / (meta.rubric or f"{task}.yaml")
+        rubric = load_rubric(rubric_path, task)
+        _check_examples(meta_path, meta.examples, rubric)
+        template_source = template_path.read_text(encoding="utf-8")
+        rubric_files = [rubric_path, *(rubric_path.parent / name for name in rubric.combines)]
+        digest = hashlib.sha256()
+        for part in (template_source, meta_source, *(f.read_text(encoding="utf-8") for f in rubric_files)):
+            digest.update(hashlib.sha256(part.encode("utf-8")).digest())
+        return PromptVersion(
+            task=task,
+            version=version,
+            template_path=template_path,
+            meta_path=meta_path,
+            rubric_path=rubric_path,
+            template_source=template_source,
+            meta_source=meta_source,
+            meta=meta,
+            rubric=rubric,
+            content_hash=digest.hexdigest()[:16],
+        )
+
+    def check_locked(self, versions: list[PromptVersion], record: bool) -> None:
+        """Refuse a version whose content changed after a run used it; record first uses.
+
+        The lock file ``prompts/versions.lock.json`` is meant to be committed next to the prompts.
+        """
+        lock_path = self.prompts_dir / "versions.lock.json"
+        lock: dict[str, str] = json.loads(lock_path.read_text()) if lock_path.is_file() else {}
+        changed = False
+        for pv in versions:
+            key = f"{pv.task}/{pv.version}"
+            if key in lock and lock[key] != pv.content_hash:
+                raise PromptError(
+                    f"prompt {key} changed after a run used it (locked hash {lock[key]}, now {pv.content_hash}): "
+                    f"save the change as a new version, or remove '{key}' from {lock_path} if no run matters"
+                )
+            if key not in lock:
+                lock[key] = pv.content_hash
+                changed = True
+        if changed and record and not self.read_only:
+            lock_path.write_text(json.dumps(dict(sorted(lock.items())), indent=2) + "\n")
+
+
+def _read_meta(path: Path, source: str) -> VersionMeta:
+    try:
+        return VersionMeta.model_validate(yaml.safe_load(source))
+    except yaml.YAMLError as e:
+        raise PromptError(f"{path}: not valid YAML ({yaml_problem(e)})") from None
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        raise PromptError(f"{path}: field '{'.'.join(map(str, err['loc']))}': {err['msg']}") from None
+
+
+def _check_examples(path: Path, examples: list[FewShotExample], rubric: Rubric) -> None:
+    """Every few-shot answer must be one the rubric's schema accepts, or the prompt teaches a wrong format."""
+    for i, example in enumerate(examples):
+        try:
+            _check_example(example, rubric)
+        except (ParseFailure, ValueError) as e:
+            raise PromptError(f"{path}: field 'examples[{i}].output': {e}") from None
+
+
+def _check_example(example: FewShotExample, rubric: Rubric) -> Any:
+    text = json.dumps(example.output)
+    if rubric.unit != "chat_rounds":
+        return parse_output(rubric, text)
+    rated = [n for n, turns in enumerate(example.rounds, 1) if any(t.speaker == "customer" for t in turns)]
+    if not rated:
+        raise ValueError("a chat_rounds example needs 'rounds' with customer turns")
+    return parse_rounds_output(rubric, text, rated)

@@ -1,0 +1,36 @@
+"""``annotate prompts render``: exactly what the model sees for one chat's units, without running anything."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from annotate.config import Speaker
+from annotate.errors import InputError
+from annotate.ingest.readers import read_transcripts
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.prompts import PromptVersion
+from annotate.labelling.units import Unit, units_for
+
+
+def rendered_units(
+    library: PromptLibrary,
+    task: str,
+    version: str | None,
+    inputs: list[Path],
+    chat_id: str,
+    round_number: int | None = None,
+    max_chars: int = 12000,
+    role_map: Mapping[str, Speaker] | None = None,
+) -> tuple[PromptVersion, list[tuple[Unit, list[dict[str, str]]]]]:
+    """The prompt version and, for each unit of the chat (or only ``round_number``), its messages."""
+    pv = library.get(task, version)
+    chats = {c.chat_id: c for c in read_transcripts(inputs, role_map).chats}
+    if chat_id not in chats:
+        raise InputError(", ".join(map(str, inputs)), None, "chat_id", f"no chat '{chat_id}'")
+    units = [
+        u
+        for u in units_for(chats[chat_id], task, pv.rubric.unit, max_chars)
+        if round_number is None or u.round == round_number or round_number in u.rated_rounds
+    ]
+    return pv, [(u, pv.render(u)) for u in units]

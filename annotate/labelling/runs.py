@@ -1,0 +1,113 @@
+"""Reading a finished (or interrupted) run directory back: labels, manifest, the chats it read, what the model saw.
+
+Every command after ``run`` (validate, agree, diff, sample, trajectories) starts here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from annotate.errors import AnnotateError, RunStoreError
+from annotate.ingest.model import Chat
+from annotate.ingest.readers import read_transcripts
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.rubrics import UnitKind
+from annotate.labelling.store import RunStore
+from annotate.labelling.units import SPEAKER_NAMES, units_for
+
+Excerpts = dict[tuple[str, str, int | None], dict[str, str]]
+"""(task, chat_id, round) -> {"context", "target"}: what the model saw, shortened."""
+
+
+def load_run(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Labels and manifest of a run directory; an interrupted run's labels are rebuilt from its journal."""
+    store = RunStore(path)
+    manifest = store.read_manifest()
+    if manifest is None:
+        raise RunStoreError(f"{path}: not a run directory (no manifest.json)")
+    labels_path = path / "labels.parquet"
+    if labels_path.is_file():
+        labels = pd.read_parquet(labels_path)
+    elif store.journal_path.is_file():
+        labels = store.write_tables()
+    else:
+        raise RunStoreError(f"{path}: the run has no labels yet")
+    return labels, manifest
+
+
+@dataclass(frozen=True)
+class VariableInfo:
+    """A variable's task, scale and allowed values, from the rubric the run's prompt used."""
+
+    task: str
+    scale: str
+    categories: list[int]
+    labels: dict[int, str]
+
+
+def variable_info(
+    labels: pd.DataFrame, manifest: dict[str, Any], library: PromptLibrary | None
+) -> dict[str, VariableInfo]:
+    """Scale and allowed values of every variable in a run; without its rubric, the values seen (nominal)."""
+    info: dict[str, VariableInfo] = {}
+    for task, entry in manifest.get("prompts", {}).items():
+        rubric = _rubric(library, task, entry["version"])
+        if rubric is None:
+            continue
+        for name, var in rubric.variables.items():
+            info[name] = VariableInfo(task, var.scale, sorted(var.values), {k: v.label for k, v in var.values.items()})
+    for name, group in labels[labels["status"] == "ok"].groupby("variable"):
+        if name not in info:
+            info[str(name)] = VariableInfo(str(group["task"].iloc[0]), "nominal", sorted(group["value"].unique()), {})
+    return info
+
+
+def _rubric(library: PromptLibrary | None, task: str, version: str) -> Any:
+    """The rubric a run used, or None when this library no longer has that version."""
+    if library is None:
+        return None
+    try:
+        return library.get(task, version).rubric
+    except AnnotateError:
+        return None
+
+
+def run_chats(manifest: dict[str, Any], transcripts: list[Path] | None = None) -> list[Chat]:
+    """The chats a run read: from ``transcripts`` if given, else from the input paths in its manifest."""
+    paths = transcripts or [Path(entry["path"]) for entry in manifest.get("inputs", [])]
+    if not paths or not all(p.is_file() for p in paths):
+        return []
+    return read_transcripts(paths).chats
+
+
+def unit_excerpts(manifest: dict[str, Any], transcripts: list[Path] | None, library: PromptLibrary | None) -> Excerpts:
+    """What the model saw for each unit, shortened, rebuilt from the run's input files."""
+    chats = run_chats(manifest, transcripts)
+    if library is None or not chats:
+        return {}
+    max_chars = int(manifest.get("options", {}).get("max_chars", 12000))
+    found: Excerpts = {}
+    for task, entry in manifest.get("prompts", {}).items():
+        rubric = _rubric(library, task, entry["version"])
+        if rubric is None:
+            continue
+        kind: UnitKind = "round" if rubric.unit == "chat_rounds" else rubric.unit  # show the round each label rated
+        for chat in chats:
+            for unit in units_for(chat, task, kind, max_chars):
+                found[(task, unit.chat_id, unit.round)] = {
+                    "context": _shorten(_turns(unit.context[-3:]), 400),
+                    "target": _shorten(_turns(unit.target), 700),
+                }
+    return found
+
+
+def _turns(turns: Any) -> str:
+    return " | ".join(f"{SPEAKER_NAMES[t.speaker]}: {t.text}" for t in turns)
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

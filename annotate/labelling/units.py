@@ -1,0 +1,165 @@
+"""Which units of a chat each task sees, and the truncation policy for long chats.
+
+* ``post_handoff`` (empathy, information seeking, solution provision, proactivity): one unit per
+  escalated chat. The human agent's turns from the handoff on are the target; earlier turns are context.
+* ``first_round`` (initial state): the first round only.
+* ``round`` (per-round sentiment): one unit per round; the customer's turn in that round is the
+  target and everything before it is context.
+* ``chat_rounds`` (per-round sentiment, one request per chat): one unit per chat whose target is the
+  whole chat, grouped by round; the answer carries one label per round that has a customer turn.
+
+Truncation policy (recorded on every affected row): when a unit's transcript is longer than
+``max_chars``, the oldest context turns are dropped first; if the target alone is still too long,
+each target turn keeps its head and tail around a ``[...]`` marker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from annotate.ingest.model import Chat
+from annotate.ingest.segmentation import Turn, handoff_index, merge_turns, split_rounds
+from annotate.labelling.rubrics import UnitKind, round_key
+
+SPEAKER_NAMES = {"customer": "Customer", "ai": "AI assistant", "agent": "Human agent"}
+CLIP_MARKER = " [...] "
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One thing to label: a slice of one chat, split into context and target turns."""
+
+    task: str
+    chat_id: str
+    round: int | None
+    """Round number for per-round tasks, None for chat-level tasks."""
+    context: tuple[Turn, ...]
+    target: tuple[Turn, ...]
+    truncation: str = ""
+    """Empty when nothing was cut; otherwise what the truncation policy did."""
+    turn_rounds: tuple[int, ...] = ()
+    """``chat_rounds`` units only: the round of each target turn."""
+
+    @property
+    def rated_rounds(self) -> tuple[int, ...]:
+        """``chat_rounds`` units only: the rounds to label, those with a customer turn."""
+        if not self.turn_rounds:
+            return ()
+        return tuple(sorted({r for r, t in zip(self.turn_rounds, self.target, strict=True) if t.speaker == "customer"}))
+
+    @property
+    def label_rounds(self) -> tuple[int | None, ...]:
+        """The ``round`` of each set of labels this unit yields: its rated rounds, or its own round."""
+        return self.rated_rounds or (self.round,)
+
+    def as_template_data(self) -> dict[str, Any]:
+        """What a prompt template sees: plain data, never template code."""
+
+        def turns(ts: tuple[Turn, ...]) -> list[dict[str, str]]:
+            return [{"speaker": t.speaker, "name": SPEAKER_NAMES[t.speaker], "text": t.text} for t in ts]
+
+        data: dict[str, Any] = {"round": self.round, "context": turns(self.context), "target": turns(self.target)}
+        if self.turn_rounds:
+            data["rounds"] = group_rounds(data["target"], self.turn_rounds)
+        return data
+
+
+def group_rounds(turns: list[dict[str, str]], turn_rounds: tuple[int, ...]) -> list[dict[str, Any]]:
+    """Turns grouped by round for templates: ``[{"number", "key", "rated", "turns"}]``."""
+    rounds: dict[int, list[dict[str, str]]] = {}
+    for turn, number in zip(turns, turn_rounds, strict=True):
+        rounds.setdefault(number, []).append(turn)
+    return [
+        {
+            "number": n,
+            "key": round_key(n),
+            "rated": any(t["speaker"] == "customer" for t in ts),
+            "turns": ts,
+        }
+        for n, ts in rounds.items()
+    ]
+
+
+def units_for(chat: Chat, task: str, kind: UnitKind, max_chars: int) -> list[Unit]:
+    """All units of one chat for one task; an empty list when the task does not apply (no handoff)."""
+    if kind == "post_handoff":
+        at = handoff_index(chat)
+        if at is None:
+            return []
+        before = merge_turns(chat.messages[:at])
+        after = merge_turns(chat.messages[at:], start=at)
+        return [fit_unit(Unit(task, chat.chat_id, None, tuple(before), tuple(after)), max_chars)]
+    rounds = split_rounds(chat)
+    if kind == "chat_rounds":
+        turns = tuple(t for r in rounds for t in r.turns)
+        numbers = tuple(r.number for r in rounds for _ in r.turns)
+        return [fit_unit(Unit(task, chat.chat_id, None, (), turns, turn_rounds=numbers), max_chars)]
+    if kind == "first_round":
+        return [fit_unit(Unit(task, chat.chat_id, None, (), rounds[0].turns), max_chars)]
+    units = []
+    for r in rounds:
+        earlier = [t for prev in rounds[: r.number - 1] for t in prev.turns]
+        opening = [t for t in r.turns if t.speaker != "customer" and t.last < _first_customer(r.turns)]
+        target = tuple(t for t in r.turns if t.speaker == "customer")
+        if target:
+            units.append(fit_unit(Unit(task, chat.chat_id, r.number, (*earlier, *opening), target), max_chars))
+    return units
+
+
+def _first_customer(turns: tuple[Turn, ...]) -> int:
+    return next((t.first for t in turns if t.speaker == "customer"), 1 << 30)
+
+
+def _size(turns: tuple[Turn, ...]) -> int:
+    return sum(len(t.text) + 16 for t in turns)
+
+
+def fit_unit(unit: Unit, max_chars: int) -> Unit:
+    """Apply the truncation policy for a budget of ``max_chars`` transcript characters."""
+    context, target = list(unit.context), unit.target
+    if _size(unit.context) + _size(target) <= max_chars:
+        return unit
+    notes = []
+    dropped = 0
+    while context and _size(tuple(context)) + _size(target) > max_chars:
+        context.pop(0)
+        dropped += 1
+    if dropped:
+        notes.append(f"dropped {dropped} oldest context turn(s)")
+    if _size(target) > max_chars and unit.turn_rounds:
+        target, note = _clip_whole_chat(target, max_chars)
+        notes.append(note)
+    elif _size(target) > max_chars:
+        per_turn = max(200, max_chars // max(1, len(target)) - 16)
+        clipped = sum(len(t.text) > per_turn for t in target)
+        target = tuple(_clip(t, per_turn) for t in target)
+        notes.append(f"clipped {clipped} target turn(s) to {per_turn} characters")
+    all_notes = [n for n in (unit.truncation, *notes) if n]
+    return replace(unit, context=tuple(context), target=target, truncation="; ".join(all_notes))
+
+
+def _clip_whole_chat(target: tuple[Turn, ...], max_chars: int) -> tuple[tuple[Turn, ...], str]:
+    """A whole chat is all target: clip the shop's turns first (they are not rated), then the customer's."""
+    customer = [t for t in target if t.speaker == "customer"]
+    shop = len(target) - len(customer)
+    shop_limit = max(MIN_CLIP, (max_chars - _size(tuple(customer))) // max(1, shop) - 16)
+    clipped = tuple(t if t.speaker == "customer" else _clip(t, shop_limit) for t in target)
+    note = f"clipped shop turns to {shop_limit} characters"
+    if _size(clipped) > max_chars:
+        shop_size = _size(tuple(t for t in clipped if t.speaker != "customer"))
+        customer_limit = max(MIN_CLIP, (max_chars - shop_size) // max(1, len(customer)) - 16)
+        clipped = tuple(_clip(t, customer_limit) if t.speaker == "customer" else t for t in clipped)
+        note += f" and customer turns to {customer_limit}"
+    return clipped, note
+
+
+MIN_CLIP = 60
+"""Shortest clipped turn of a whole-chat unit: head and tail of about 25 characters each."""
+
+
+def _clip(turn: Turn, limit: int) -> Turn:
+    if len(turn.text) <= limit:
+        return turn
+    half = (limit - len(CLIP_MARKER)) // 2
+    return Turn(turn.speaker, turn.text[:half] + CLIP_MARKER + turn.text[-half:], turn.first, turn.last)

@@ -1,0 +1,1 @@
+"""Reports: terminal tables, figures and self-contained HTML pages for each command."""

@@ -1,0 +1,124 @@
+"""``annotate agree`` outputs: one row per variable (repeats) or per variable and pair of runs, and the page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from annotate.analysis.agree import agree
+from annotate.analysis.results import PAPER_STATISTICS, AgreementResult, MultiCoderStatistics
+from annotate.labelling.library import PromptLibrary
+from annotate.report import plots
+from annotate.report.html import FigureSection, Page, Table, figure, fmt, fmt_ci, write_report
+
+MULTI = ("mean_pairwise_kappa", "fleiss_kappa", "krippendorff_alpha", "identical_share")
+
+
+@dataclass(frozen=True)
+class AgreementReport:
+    result: AgreementResult
+    table: pd.DataFrame
+    paths: list[Path]
+
+
+def agree_report(
+    runs: list[Path], out: Path, library: PromptLibrary, repeat: int = 0, n_boot: int = 1000, seed: int = 0
+) -> AgreementReport:
+    """Agreement across the repeats of one run, or across runs; writes agreement.json, .csv and report.html."""
+    result = agree(runs, library, repeat, n_boot, seed)
+    table = agree_table(result)
+    return AgreementReport(result, table, write_report(out, result, table, agree_page(result)))
+
+
+def agree_table(result: AgreementResult) -> pd.DataFrame:
+    rows: list[dict[str, object]] = []
+    for v in result.variables:
+        base = {"variable": v.variable, "task": v.task, "scale": v.scale, "items_left_out": v.items_left_out}
+        if v.repeats is not None:
+            rows.append(_multi_row(base, "repeats", v.repeats))
+        for pair, s in v.pairs.items():
+            row = {**base, "comparison": pair, "n": s.n, "coders": 2}
+            for stat in PAPER_STATISTICS:
+                row[stat] = getattr(s, stat)
+                if stat in s.ci95:
+                    row[f"{stat}_ci_low"], row[f"{stat}_ci_high"] = s.ci95[stat]
+            rows.append(row)
+        if v.all_runs is not None:
+            rows.append(_multi_row(base, "all runs", v.all_runs))
+    return pd.DataFrame(rows)
+
+
+def _multi_row(base: dict[str, object], comparison: str, multi: MultiCoderStatistics) -> dict[str, object]:
+    return {**base, "comparison": comparison, "n": multi.units, "coders": multi.coders} | {
+        k: getattr(multi, k) for k in MULTI
+    }
+
+
+def agree_page(result: AgreementResult) -> Page:
+    meta = [(f"run {i + 1}", r.short()) for i, r in enumerate(result.runs)]
+    if result.mode == "repeats":
+        return _repeats_page(result, meta)
+    assert result.bootstrap is not None
+    page = Page(
+        "Agreement across runs: " + " · ".join(result.coders),
+        [*meta, ("intervals", f"95% percentile bootstrap, {result.bootstrap.resamples} resamples of whole chats")],
+    )
+    differences = [[pair, "; ".join(diff)] for pair, diff in result.differences.items()]
+    page.tables.append(Table("What differs between the runs", ["pair", "differences"], differences))
+    columns = ["variable", "pair", "n", "left out", "% agree", "Cohen κ", "κ 95% CI", "κ quadratic"]
+    columns += ["Krippendorff α", "Gwet AC1", "AC1 95% CI"]
+    rows = [
+        [
+            v.variable,
+            pair,
+            s.n,
+            v.items_left_out,
+            fmt(s.percent_agreement),
+            fmt(s.cohen_kappa),
+            fmt_ci(s.ci95.get("cohen_kappa")),
+            fmt(s.kappa_quadratic),
+            fmt(s.krippendorff_alpha),
+            fmt(s.gwet_ac1),
+            fmt_ci(s.ci95.get("gwet_ac1")),
+        ]
+        for v in result.variables
+        for pair, s in v.pairs.items()
+    ]
+    page.tables.append(Table("Agreement by variable and pair of runs", columns, rows, left=2))
+    together = [(v.variable, v.all_runs) for v in result.variables if v.all_runs is not None]
+    if together:
+        columns = ["variable", "units", "mean pairwise κ", "Fleiss κ", "Krippendorff α", "identical in all"]
+        page.tables.append(
+            Table(
+                "All runs together",
+                columns,
+                [[name, m.units, *(fmt(getattr(m, k)) for k in MULTI)] for name, m in together],
+            )
+        )
+    pairs = [(f"{v.variable} · {pair}", s) for v in result.variables for pair, s in v.pairs.items()]
+    if pairs:
+        png = plots.agreement_intervals(pairs, ["cohen_kappa", "gwet_ac1"])
+        page.figure_sections.append(
+            FigureSection("Agreement with 95% intervals", [figure("Cohen κ and Gwet AC1 per variable and pair", png)])
+        )
+    return page
+
+
+def _repeats_page(result: AgreementResult, meta: list[tuple[str, str]]) -> Page:
+    page = Page(f"Agreement across {len(result.coders)} repeats of run {result.runs[0].run_id}", meta)
+    rows = [
+        [v.variable, v.repeats.units, v.items_left_out, *(fmt(getattr(v.repeats, k)) for k in MULTI)]
+        for v in result.variables
+        if v.repeats is not None
+    ]
+    columns = ["variable", "units", "left out", "mean pairwise κ", "Fleiss κ", "Krippendorff α", "identical in all"]
+    note = "Units lacking an ok label in any repeat are left out (counted in 'left out')."
+    page.tables.append(Table("Replication across repeats", columns, rows, note=note))
+    for v in result.variables:
+        if v.repeats is None:
+            continue
+        matrix = [[c, *(fmt(x) for x in row)] for c, row in zip(result.coders, v.repeats.pairwise_kappa, strict=True)]
+        page.tables.append(Table(f"{v.variable}: pairwise κ between repeats", ["", *result.coders], matrix))
+    return page

@@ -1,0 +1,161 @@
+"""What the terminal shows: a progress bar while labelling, and the tables each command prints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from annotate.analysis.results import AgreementResult, DiffResult, ValidationResult
+from annotate.config import RunSummary
+from annotate.report.html import fmt, fmt_ci
+
+err = Console(stderr=True)
+out = Console()
+
+
+def say(text: str) -> None:
+    """Plain text on stdout: no markup, no highlighting, no wrapping (paths and diffs stay intact)."""
+    out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+class ProgressBar:
+    """Units labelled, units/s and ETA on stderr; ``start`` counts from zero again (diff runs two sides)."""
+
+    def __enter__(self) -> ProgressBar:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.text import Text
+
+        class Rate(ProgressColumn):
+            def render(self, task: Any) -> Text:
+                # Completed over elapsed: engines that answer a batch at once make the windowed speed meaningless.
+                elapsed = task.elapsed or 0.0
+                return Text(f"{task.completed / elapsed:.2f} units/s" if elapsed and task.completed else "- units/s")
+
+        self._progress = Progress(
+            TextColumn("labelling"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            Rate(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=err,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("units", total=None)
+        return self
+
+    def start(self, total: int) -> None:
+        self._progress.reset(self._task, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        self._progress.advance(self._task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+
+def print_run_summary(summary: RunSummary) -> None:
+    statuses = sorted({s for counts in summary.counts.values() for s in counts})
+    say(f"run {summary.run_id}: labels by task and status")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("task", no_wrap=True)
+    for s in statuses:
+        table.add_column(s, justify="right")
+    for task_name, counts in sorted(summary.counts.items()):
+        table.add_row(task_name, *(str(counts.get(s, 0)) for s in statuses))
+    out.print(table)
+    rate = summary.model_calls / summary.seconds if summary.seconds else 0.0
+    lines = [
+        f"chats: {summary.chats} ({summary.chats_without_handoff} without a handoff, so no post-handoff units)",
+        f"input records skipped: {summary.skipped_records}",
+        f"model calls: {summary.model_calls}, cache hits: {summary.cache_hits}",
+        f"tokens: {summary.prompt_tokens} prompt ({summary.cached_prompt_tokens} reused from the engine's prefix cache)"
+        f" + {summary.completion_tokens} completion",
+        f"time: {summary.seconds:.1f} s ({rate:.2f} model calls/s)",
+        f"labels: {summary.out / 'labels.parquet'} (and labels.csv, manifest.json)",
+    ]
+    say("\n".join(lines))
+
+
+def print_validation(result: ValidationResult) -> None:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("variable", "n", "κ", "κ 95% CI", "κ quadratic", "AC1", "α"):
+        table.add_column(name, no_wrap=True, justify="left" if name == "variable" else "right")
+    for v in result.variables:
+        table.add_row(
+            v.variable,
+            str(v.n),
+            fmt(v.cohen_kappa, 2),
+            fmt_ci(v.ci95.get("cohen_kappa")),
+            fmt(v.kappa_quadratic, 2),
+            fmt(v.gwet_ac1, 2),
+            fmt(v.krippendorff_alpha, 2),
+        )
+    out.print(table)
+    missing = result.unmatched
+    say(
+        f"not compared: {len(missing.gold_not_labelled)} gold items never labelled, "
+        f"{len(missing.failed_labels)} with a failed label"
+    )
+
+
+AGREE_COLUMNS = (
+    "variable",
+    "comparison",
+    "n",
+    "items_left_out",
+    "cohen_kappa",
+    "gwet_ac1",
+    "mean_pairwise_kappa",
+    "fleiss_kappa",
+    "krippendorff_alpha",
+    "identical_share",
+)
+
+
+def print_agreement(result: AgreementResult, table: pd.DataFrame) -> None:
+    for pair, differences in result.differences.items():
+        say(f"{pair}: {'; '.join(differences)}")
+    shown = [c for c in AGREE_COLUMNS if c in table.columns]
+    printable = table[shown].copy()
+    for column in shown[2:]:
+        printable[column] = pd.to_numeric(printable[column], errors="coerce")
+    say(printable.to_string(index=False, float_format=lambda x: f"{x:.3f}", na_rep="-"))
+
+
+def print_diff(result: DiffResult) -> None:
+    a, b = result.sides
+    say(result.text_diff if not result.runs else result.text_diff.split("\n")[0] + " ...")
+    for version, r in result.runs.items():
+        say(
+            f"{version}: {r.model_calls} model calls, {r.cache_hits} cache hits, "
+            f"{r.evaluated_prompt_tokens} of {r.prompt_tokens} prompt tokens evaluated, {r.seconds} s"
+        )
+    between = "task sets" if result.task == "task sets" else "versions"
+    for v in result.variables:
+        line = f"{v.variable}: {len(v.flipped)} of {v.n} units flipped, kappa between {between} "
+        line += fmt(v.between_versions.cohen_kappa)
+        g = v.gold
+        if g is not None and g.n:
+            line += (
+                f"; kappa with gold {fmt(g.by_side[a].cohen_kappa)} -> {fmt(g.by_side[b].cohen_kappa)} "
+                f"(change {fmt(g.change['cohen_kappa'])}, 95% CI {fmt_ci(g.change_ci95.get('cohen_kappa'))})"
+            )
+        say(line)
+
+
+def print_paths(paths: list[Any]) -> None:
+    say("wrote " + ", ".join(str(p) for p in paths))

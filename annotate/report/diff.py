@@ -1,0 +1,150 @@
+"""``annotate diff`` outputs: one row per variable, the page with transitions and flips, and prompt.diff."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from annotate.analysis.diff import Side, compare, task_set, versions
+from annotate.analysis.results import DiffResult, VariableDiff
+from annotate.config import RunConfig
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.pipeline import Progress
+from annotate.report.html import Browser, BrowserRow, Page, Pre, Table, fmt, fmt_ci, write_report
+
+GOLD_STATISTICS = ("cohen_kappa", "gwet_ac1", "percent_agreement")
+
+
+@dataclass(frozen=True)
+class DiffReport:
+    result: DiffResult
+    paths: list[Path]
+
+
+def diff_report(
+    library: PromptLibrary,
+    first: str,
+    second: str,
+    third: str | None,
+    out: Path,
+    base: RunConfig | None = None,
+    gold: Path | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> DiffReport:
+    """``first second third`` name a task and two versions; ``first second`` two task sets.
+
+    With ``base`` (transcripts and engine) both sides label the same units; writes the report and prompt.diff.
+    """
+    sides: tuple[Side, Side]
+    if third is None:
+        sides, title = (task_set(library, first), task_set(library, second)), None
+    else:
+        sides, title = versions(library, first, second, third), first
+    result = compare(library, *sides, base, gold, n_boot, seed, progress, title=title)
+    paths = write_report(out, result, diff_table(result), diff_page(result))
+    (out / "prompt.diff").write_text(result.text_diff, encoding="utf-8")
+    return DiffReport(result, [*paths, out / "prompt.diff"])
+
+
+def diff_table(result: DiffResult) -> pd.DataFrame:
+    va, vb = result.sides
+    rows = []
+    for v in result.variables:
+        row: dict[str, object] = {
+            "task": result.task,
+            "variable": v.variable,
+            "version_a": va,
+            "version_b": vb,
+            "n": v.n,
+            "flipped": len(v.flipped),
+            "kappa_between_versions": v.between_versions.cohen_kappa,
+            "percent_same": v.between_versions.percent_agreement,
+        }
+        g = v.gold
+        if g is not None and g.n:
+            for stat in GOLD_STATISTICS:
+                row[f"gold_{stat}_{va}"] = getattr(g.by_side[va], stat)
+                row[f"gold_{stat}_{vb}"] = getattr(g.by_side[vb], stat)
+                row[f"gold_{stat}_change"] = g.change[stat]
+                row[f"gold_{stat}_change_ci_low"], row[f"gold_{stat}_change_ci_high"] = g.change_ci95.get(
+                    stat, (float("nan"), float("nan"))
+                )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def diff_page(result: DiffResult) -> Page:
+    va, vb = result.sides
+    meta = [
+        (v, f"hash {i.hash}, parent {i.parent or '-'}, rubric {i.rubric}: {i.changelog.strip()}")
+        for v, i in result.versions.items()
+    ]
+    meta += [
+        (
+            f"run {v}",
+            f"{r.dir} ({r.model_calls} model calls, {r.cache_hits} from cache, "
+            f"{r.evaluated_prompt_tokens} of {r.prompt_tokens} prompt tokens evaluated, {r.seconds} s)",
+        )
+        for v, r in result.runs.items()
+    ]
+    page = Page(f"Prompt diff: {result.task} {va} → {vb}", meta)
+    page.tables.append(
+        Table("Text diff (template, metadata and examples, rubric)", ["diff"], [[Pre(result.text_diff)]], left=1)
+    )
+    for v in result.variables:
+        page.tables += _variable_tables(v, va, vb)
+    if result.runs:
+        flips = [
+            BrowserRow(
+                v.variable,
+                f"{f.values[va]} → {f.values[vb]}",
+                [
+                    v.variable,
+                    f.chat_id,
+                    fmt(f.round),
+                    f"{f.values[va]} → {f.values[vb]}",
+                    f.raw[va],
+                    f.raw[vb],
+                    f.target,
+                ],
+            )
+            for v in result.variables
+            for f in v.flipped
+        ]
+        columns = ["variable", "chat", "round", f"{va} → {vb}", f"raw {va}", f"raw {vb}", "what the model rated"]
+        note = f"Units whose label changed from {va} to {vb}, with both raw outputs."
+        page.browser = Browser("Flipped units", note, columns, flips)
+    return page
+
+
+def _variable_tables(v: VariableDiff, va: str, vb: str) -> list[Table]:
+    between = v.between_versions
+    tables = [
+        Table(
+            f"{v.variable}: label transitions (rows {va}, columns {vb})",
+            [f"{va} \\ {vb}", *map(str, v.categories)],
+            [[str(k), *row] for k, row in zip(v.categories, v.transitions, strict=True)],
+            note=f"{v.n} units labelled ok by both versions ({v.not_compared} not compared); "
+            f"{len(v.flipped)} flipped; κ between versions {fmt(between.cohen_kappa)}, "
+            f"same label {fmt(between.percent_agreement)}.",
+        )
+    ]
+    g = v.gold
+    if g is not None and g.n:
+        rows = [
+            [
+                stat,
+                fmt(getattr(g.by_side[va], stat)),
+                fmt(getattr(g.by_side[vb], stat)),
+                fmt(g.change[stat]),
+                fmt_ci(g.change_ci95.get(stat)),
+            ]
+            for stat in GOLD_STATISTICS
+        ]
+        columns = ["statistic", va, vb, "change", "change 95% CI (paired chat bootstrap)"]
+        tables.append(Table(f"{v.variable}: agreement with gold ({g.n} items)", columns, rows))
+    return tables

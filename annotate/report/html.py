@@ -1,0 +1,119 @@
+"""One self-contained HTML page per command: tables, figures (inline PNG) and a filterable browser.
+
+Everything on the page is escaped by the template (autoescape); nothing is fetched from a network.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from annotate import __version__
+from annotate.analysis.results import Result
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+    note: str = ""
+    left: int = 1
+    """How many leading columns are text (left-aligned)."""
+
+
+@dataclass
+class Figure:
+    caption: str
+    png: str
+    """Base64 PNG."""
+
+
+@dataclass
+class FigureSection:
+    title: str
+    figures: list[Figure]
+    note: str = ""
+
+
+@dataclass
+class BrowserRow:
+    variable: str
+    group: str
+    cells: list[str]
+
+
+@dataclass
+class Browser:
+    title: str
+    note: str
+    columns: list[str]
+    rows: list[BrowserRow]
+    context_column: int = -1
+
+    @property
+    def variables(self) -> list[str]:
+        return sorted({r.variable for r in self.rows})
+
+    @property
+    def groups(self) -> list[str]:
+        return sorted({r.group for r in self.rows})
+
+
+@dataclass
+class Page:
+    title: str
+    meta: list[tuple[str, str]]
+    tables: list[Table] = field(default_factory=list)
+    figure_sections: list[FigureSection] = field(default_factory=list)
+    browser: Browser | None = None
+    version: str = __version__
+
+
+def render_html(page: Page) -> str:
+    env = Environment(
+        loader=PackageLoader("annotate.report", "templates"), autoescape=select_autoescape(["html", "j2"])
+    )
+    return env.get_template("report.html.j2").render(page=page)
+
+
+def write_report(folder: Path, result: Result, table: pd.DataFrame, page: Page) -> list[Path]:
+    """``agreement.json``, ``agreement.csv`` and ``report.html`` in ``folder``."""
+    paths = result.write(folder, table)
+    page_path = folder / "report.html"
+    page_path.write_text(render_html(page), encoding="utf-8")
+    return [*paths, page_path]
+
+
+def figure(caption: str, png: bytes) -> Figure:
+    return Figure(caption, base64.b64encode(png).decode("ascii"))
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def fmt_ci(interval: Any) -> str:
+    if not interval or any(x is None or math.isnan(x) for x in interval):
+        return ""
+    return f"[{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+class Pre(str):
+    """Text shown in a monospace block (escaped here, so markup in it stays text)."""
+
+    __slots__ = ()
+
+    def __html__(self) -> str:
+        return f"<pre style='text-align:left;white-space:pre-wrap;margin:0'>{html.escape(str(self))}</pre>"

@@ -1,0 +1,103 @@
+"""Figures for reports, as PNG bytes (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from annotate.analysis.trajectories import GRID, Trajectory
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return buffer.getvalue()
+
+
+def agreement_intervals(rows: Sequence[tuple[str, Any]], statistics: Sequence[str]) -> bytes:
+    """Point estimate and 95% interval of each statistic for each named row (a variable, or a pair of runs).
+
+    Each row's object has the statistics as attributes and a ``ci95`` mapping; NaN values are left out.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 0.5 + 0.45 * len(rows) * len(statistics) / 2 + 0.6))
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]
+    height = 0.8 / len(statistics)
+    for s_index, stat in enumerate(statistics):
+        for r_index, (_, row) in enumerate(rows):
+            y = r_index + s_index * height - 0.4 + height / 2
+            value = getattr(row, stat)
+            if np.isnan(value):
+                continue
+            low, high = row.ci95.get(stat, (np.nan, np.nan))
+            if not (np.isnan(low) or np.isnan(high)):
+                ax.plot([low, high], [y, y], color=colours[s_index % 4], lw=2, alpha=0.6)
+            ax.plot([value], [y], "o", color=colours[s_index % 4], label=stat if r_index == 0 else None)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([name for name, _ in rows])
+    ax.invert_yaxis()
+    ax.axvline(0, color="grey", lw=0.8)
+    for x in (0.6, 0.8):
+        ax.axvline(x, color="grey", lw=0.5, ls=":")
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_xlabel("agreement (dots) with 95% bootstrap interval over chats (lines)")
+    ax.legend(loc="lower left", fontsize=8, frameon=False)
+    return _png(fig)
+
+
+def confusion_heatmap(
+    matrix: Sequence[Sequence[int]],
+    categories: Sequence[int],
+    title: str,
+    row_name: str = "human",
+    column_name: str = "LLM",
+) -> bytes:
+    plt = _pyplot()
+    data = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(1.1 + 0.55 * len(categories), 1.0 + 0.5 * len(categories)))
+    ax.imshow(data, cmap="Blues")
+    for (i, j), count in np.ndenumerate(data):
+        ax.text(
+            j, i, str(count), ha="center", va="center", color="white" if count > data.max() / 2 else "black", fontsize=9
+        )
+    ax.set_xticks(range(len(categories)))
+    ax.set_xticklabels(categories)
+    ax.set_yticks(range(len(categories)))
+    ax.set_yticklabels(categories)
+    ax.set_xlabel(column_name)
+    ax.set_ylabel(row_name)
+    ax.set_title(title, fontsize=10)
+    return _png(fig)
+
+
+def trajectories(curves: Sequence[Trajectory], group_by: str | None, seed: int = 0) -> bytes:
+    """One LOESS curve and 95% band per group, over the labels themselves (jittered)."""
+    plt = _pyplot()
+    jitter = np.random.default_rng(seed)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for t in curves:
+        line = ax.plot(GRID, t.curve, label=f"{t.group} ({t.chats} chats)")[0]
+        if t.band is not None:
+            ax.fill_between(GRID, t.band[0], t.band[1], color=line.get_color(), alpha=0.15)
+        ax.scatter(
+            t.position, t.value + jitter.uniform(-0.08, 0.08, len(t.value)), s=8, color=line.get_color(), alpha=0.35
+        )
+    ax.set_xlabel("position in chat (% of rounds)")
+    ax.set_ylabel("customer negative sentiment (1-5)")
+    ax.set_ylim(0.7, 5.3)
+    ax.set_title("Negative sentiment across the chat" + (f", by {group_by}" if group_by else ""), fontsize=10)
+    ax.legend(fontsize=8, frameon=False)
+    return _png(fig)

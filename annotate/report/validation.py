@@ -1,0 +1,229 @@
+"""``annotate validate`` outputs: the agreement table, the page, and the sentiment trajectories."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from annotate.analysis.results import PAPER_STATISTICS, Item, ValidationResult, VariableValidation
+from annotate.analysis.trajectories import trajectories, trajectory_frame
+from annotate.analysis.validate import validate
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.runs import load_run, run_chats
+from annotate.report import plots
+from annotate.report.html import Browser, BrowserRow, FigureSection, Page, Table, figure, fmt, fmt_ci, write_report
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    result: ValidationResult
+    paths: list[Path]
+
+
+def validate_report(
+    run_dir: Path,
+    gold: Path,
+    out: Path,
+    library: PromptLibrary,
+    transcripts: list[Path] | None = None,
+    repeat: int = 0,
+    n_boot: int = 1000,
+    seed: int = 0,
+    group_by: str | None = None,
+) -> ValidationReport:
+    """Validate a run against gold and write agreement.json, agreement.csv, report.html (and trajectories.png)."""
+    result = validate(run_dir, gold, library, transcripts, repeat, n_boot, seed)
+    labels, manifest = load_run(run_dir)
+    meta = {c.chat_id: dict(c.meta) for c in run_chats(manifest, transcripts)}
+    field_name = group_by or ("escalation" if any("escalation" in m for m in meta.values()) else None)
+    frame = trajectory_frame(labels[labels["repeat"] == repeat], meta, field_name)
+    png = plots.trajectories(trajectories(frame, seed=seed), field_name, seed=seed) if len(frame) else None
+    paths = write_report(out, result, validation_table(result), validation_page(result, png, field_name))
+    if png is not None:
+        (out / "trajectories.png").write_bytes(png)
+        paths.append(out / "trajectories.png")
+    return ValidationReport(result, paths)
+
+
+def validation_table(result: ValidationResult) -> pd.DataFrame:
+    """One row per variable: the table a paper prints, with interval bounds as their own columns."""
+    rows = []
+    for v in result.variables:
+        row: dict[str, object] = {"variable": v.variable, "task": v.task, "scale": v.scale, "n": v.n, "chats": v.chats}
+        for stat in PAPER_STATISTICS:
+            row[stat] = getattr(v, stat)
+            if stat in v.ci95:
+                row[f"{stat}_ci_low"], row[f"{stat}_ci_high"] = v.ci95[stat]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def validation_page(result: ValidationResult, trajectory_png: bytes | None, group_by: str | None) -> Page:
+    run, gold = result.run, result.gold
+    prompts = ", ".join(f"{t} {p['version']} ({p['hash']})" for t, p in run.prompts.items())
+    consensus = f"; reference is the consensus ({gold.consensus})" if gold.consensus else ""
+    page = Page(
+        title=f"Agreement with human labels: run {run.run_id}",
+        meta=[
+            ("run", f"{run.dir} (backend {run.backend}, repeat {result.repeat})"),
+            ("model", f"{run.model.get('name')} ({run.model.get('engine', '')})"),
+            ("prompts", prompts),
+            ("gold", f"{gold.path}: {gold.items} items, annotators {', '.join(gold.annotators)}{consensus}"),
+            ("intervals", f"95% percentile bootstrap, {result.bootstrap.resamples} resamples of whole chats"),
+        ],
+    )
+    page.tables += [_summary_table(result.variables), _prevalence_table(result.variables)]
+    ceiling = _ceiling_table(result.variables)
+    if ceiling is not None:
+        page.tables.append(ceiling)
+    page.tables.append(_unmatched_table(result))
+    page.figure_sections += _figures(result.variables, trajectory_png, group_by)
+    page.browser = _disagreement_browser(result)
+    return page
+
+
+def _summary_table(variables: list[VariableValidation]) -> Table:
+    """The headline table: every statistic per variable."""
+    columns = ["variable", "scale", "n", "chats", "% agree", "Cohen κ", "κ 95% CI", "κ linear", "κ quadratic"]
+    columns += ["κq 95% CI", "Krippendorff α", "α 95% CI", "Gwet AC1", "AC1 95% CI"]
+    rows = [
+        [
+            v.variable,
+            v.scale,
+            v.n,
+            v.chats,
+            fmt(v.percent_agreement),
+            fmt(v.cohen_kappa),
+            fmt_ci(v.ci95.get("cohen_kappa")),
+            fmt(v.kappa_linear),
+            fmt(v.kappa_quadratic),
+            fmt_ci(v.ci95.get("kappa_quadratic")),
+            fmt(v.krippendorff_alpha),
+            fmt_ci(v.ci95.get("krippendorff_alpha")),
+            fmt(v.gwet_ac1),
+            fmt_ci(v.ci95.get("gwet_ac1")),
+        ]
+        for v in variables
+    ]
+    note = (
+        "κ is undefined (–) when one coder uses a single label; AC1 stays defined and is the figure to read "
+        "when one label dominates. Weighted κ is given for ordinal scales only."
+    )
+    return Table("Agreement by variable", columns, rows, note=note, left=2)
+
+
+def _prevalence_table(variables: list[VariableValidation]) -> Table:
+    """How often each label occurs in gold and LLM output, with per-class precision and recall."""
+    rows = []
+    for v in variables:
+        for k in v.categories:
+            score = v.per_class.get(k)
+            rows.append(
+                [
+                    v.variable,
+                    f"{k} {v.category_labels.get(str(k), '')}".strip(),
+                    fmt(v.prevalence_gold[k], 2),
+                    fmt(v.prevalence_llm[k], 2),
+                    fmt(score.precision if score else None, 2),
+                    fmt(score.recall if score else None, 2),
+                    score.support if score else 0,
+                ]
+            )
+    return Table(
+        "Label prevalence (share of items), human vs LLM",
+        ["variable", "label", "human", "LLM", "precision", "recall", "support"],
+        rows,
+        note="Precision and recall of the LLM's labels, taking the human label as the reference.",
+        left=2,
+    )
+
+
+def _ceiling_table(variables: list[VariableValidation]) -> Table | None:
+    """With several annotators: the LLM against each, and human against human."""
+    rows = []
+    for v in variables:
+        if v.by_annotator is None:
+            continue
+        pairs = [("LLM vs " + n, s) for n, s in v.by_annotator.llm_vs.items()] + list(
+            v.by_annotator.human_pairs.items()
+        )
+        rows += [[v.variable, p, fmt(s.cohen_kappa), fmt(s.gwet_ac1), fmt(s.percent_agreement)] for p, s in pairs]
+    if not rows:
+        return None
+    columns = ["variable", "pair", "Cohen κ", "Gwet AC1", "% agree"]
+    return Table("Against each annotator, and human against human (the ceiling)", columns, rows, left=2)
+
+
+def _unmatched_table(result: ValidationResult) -> Table:
+    """Items left out of every statistic, and why."""
+    unmatched = result.unmatched
+    rows: list[list[object]] = [
+        ["gold items the run never labelled", len(unmatched.gold_not_labelled), _examples(unmatched.gold_not_labelled)],
+        ["gold items whose label is a failure row", len(unmatched.failed_labels), _examples(unmatched.failed_labels)],
+        ["LLM labels with no gold label", unmatched.labels_without_gold, ""],
+    ]
+    note = "Nothing is dropped silently: these items are left out of every statistic above."
+    return Table("What did not match", ["what", "count", "examples"], rows, note=note)
+
+
+def _figures(
+    variables: list[VariableValidation], trajectory_png: bytes | None, group_by: str | None
+) -> list[FigureSection]:
+    """Interval plot, confusion heatmaps and the sentiment trajectories."""
+    sections = []
+    if variables:
+        intervals = plots.agreement_intervals(
+            [(v.variable, v) for v in variables], ["cohen_kappa", "kappa_quadratic", "gwet_ac1"]
+        )
+        caption = "Cohen κ, quadratic κ (ordinal) and Gwet AC1 per variable"
+        sections.append(FigureSection("Agreement with 95% intervals", [figure(caption, intervals)]))
+        heatmaps = [
+            figure(v.variable, plots.confusion_heatmap(v.confusion, v.categories, v.variable)) for v in variables
+        ]
+        sections.append(FigureSection("Confusion matrices (rows: human, columns: LLM)", heatmaps))
+    if trajectory_png is not None:
+        sections.append(
+            FigureSection(
+                "Per-round negative sentiment (LLM labels)",
+                [figure("LOESS with 95% band from a chat bootstrap", trajectory_png)],
+                note=f"Each chat's rounds are spread over 0-100%; curves per {group_by or 'run'}.",
+            )
+        )
+    return sections
+
+
+def _disagreement_browser(result: ValidationResult) -> Browser:
+    """Every disagreement with what the model saw, filterable."""
+    ordered = sorted(result.disagreements, key=lambda d: (d.variable, d.gold, d.llm, d.chat_id))
+    rows = [
+        BrowserRow(
+            d.variable,
+            f"{d.gold} → {d.llm}",
+            [
+                d.variable,
+                d.chat_id,
+                fmt(d.round),
+                f"{d.gold} → {d.llm}",
+                d.context,
+                d.target + (f" [truncated: {d.truncation}]" if d.truncation else ""),
+            ],
+        )
+        for d in ordered
+    ]
+    note = (
+        "Each row is an item where the LLM and the human differ, with what the model saw (context shortened to the "
+        "last three turns). Group: the human label → the LLM label. Filter by variable or group to find systematic "
+        "errors, e.g. missing context, implicit sentiment or incomplete logs."
+    )
+    columns = ["variable", "chat", "round", "human → LLM", "context", "target"]
+    return Browser("Disagreements", note, columns, rows, context_column=4)
+
+
+def _examples(items: Sequence[Item], limit: int = 6) -> str:
+    shown = ", ".join(
+        f"{i.chat_id}{'/r' + str(i.round) if i.round is not None else ''} {i.variable}" for i in items[:limit]
+    )
+    return shown + (f", … ({len(items) - limit} more)" if len(items) > limit else "")
