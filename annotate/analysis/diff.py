@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -29,13 +30,15 @@ from annotate.analysis.results import (
     VariableDiff,
 )
 from annotate.config import RunConfig
-from annotate.engines import Backend
 from annotate.errors import PromptError
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import Progress, run
 from annotate.labelling.prompts import PromptVersion
 from annotate.labelling.rubrics import Variable
 from annotate.labelling.runs import Excerpts, load_run, unit_excerpts
+
+if TYPE_CHECKING:
+    from annotate.engines import Backend  # a started engine passes through to the pipeline untouched
 
 KEY = ["chat_id", "round", "variable"]
 

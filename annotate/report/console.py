@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -10,7 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 from annotate.analysis.results import AgreementResult, DiffResult, ValidationResult
+from annotate.analysis.sample import CodingFiles
 from annotate.config import RunSummary
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.prompts import PromptVersion
+from annotate.labelling.units import Unit
 from annotate.report.html import fmt, fmt_ci
 
 err = Console(stderr=True)
@@ -159,3 +165,54 @@ def print_diff(result: DiffResult) -> None:
 
 def print_paths(paths: list[Any]) -> None:
     say("wrote " + ", ".join(str(p) for p in paths))
+
+
+def print_sample(files: CodingFiles, run_dir: Path) -> None:
+    for name, entry in files.info["variables"].items():
+        say(f"{name}: {entry['sample']} of {entry['population']} items")
+    say(f"wrote {files.coding} (blinded, shuffled), {files.instructions}, {files.plan}")
+    say(f"after coding: annotate validate {run_dir} --gold {files.coding} --out reports/...")
+
+
+def print_prompt_list(library: PromptLibrary) -> None:
+    defaults = library.default_tasks()
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold")
+    for name in ("task", "version", "parent", "hash", "unit", "examples"):
+        table.add_column(name, no_wrap=True)
+    for task in library.tasks():
+        versions = library.versions(task)
+        for version in versions:
+            pv = library.get(task, version)
+            marked = version + (" *" if task in defaults and version == versions[-1] else "")
+            parent, examples = pv.meta.parent or "-", str(len(pv.meta.examples))
+            table.add_row(task, marked, parent, pv.content_hash, pv.rubric.unit, examples)
+    out.print(table)
+    say(f"* run by default (without --task); prompts from {library.prompts_dir}")
+
+
+def print_prompt_version(pv: PromptVersion) -> None:
+    messages = pv.static_messages  # render first: a broken template reports before anything is printed
+    say(f"# {pv.task} {pv.version}  hash {pv.content_hash}  parent {pv.meta.parent or '-'}")
+    say(f"# changelog: {pv.meta.changelog.strip()}")
+    say(f"# unit: {pv.rubric.unit}  variables: {', '.join(pv.rubric.variables)}")
+    say(f"# max_tokens: {pv.meta.max_tokens}  examples: {len(pv.meta.examples)}")
+    if pv.rubric.unit == "chat_rounds":
+        say(f"# output schema for a chat of 3 rounds: {json.dumps(pv.rubric.rounds_schema([1, 2, 3]))}\n")
+    else:
+        say(f"# output schema: {json.dumps(pv.rubric.json_schema)}\n")
+    _print_messages(messages)
+
+
+def print_rendered(pv: PromptVersion, chat: str, units: list[tuple[Unit, list[dict[str, str]]]]) -> None:
+    if not units:
+        say(f"chat '{chat}' has no {pv.task} unit (post-handoff tasks need a handoff)")
+    for unit, messages in units:
+        where = f" round {unit.round}" if unit.round is not None else ""
+        truncated = f"  [truncated: {unit.truncation}]" if unit.truncation else ""
+        say(f"######## {pv.task} {pv.version} ({pv.content_hash}) chat {chat}{where}{truncated}")
+        _print_messages(messages)
+
+
+def _print_messages(messages: list[dict[str, str]]) -> None:
+    for m in messages:
+        say(f"=== {m['role']} ===\n{m['content']}\n")

@@ -1,0 +1,89 @@
+"""Command-line options that several commands share, declared once, and their parsing.
+
+``run`` and ``diff`` take the same engine options.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from annotate.config import BackendOptions
+
+# Options shared between commands.
+Out = Annotated[Path, typer.Option("--out", "-o", help="Folder for agreement.json, agreement.csv, report.html.")]
+PromptsDir = Annotated[
+    Path | None, typer.Option(help="Prompt versions folder (default: ./prompts, else the package's own).")
+]
+RubricsDir = Annotated[Path | None, typer.Option(help="Rubrics folder (default: ./rubrics, else the package's own).")]
+Bootstrap = Annotated[int, typer.Option(min=0, help="Chat-level bootstrap resamples for 95% intervals.")]
+Seed = Annotated[int, typer.Option(help="Seed for resampling or sampling.")]
+Transcripts = Annotated[list[Path] | None, typer.Option(help="Transcript files, if the run's inputs have moved.")]
+Roles = Annotated[list[str] | None, typer.Option(help="Map a role name onto customer/ai/agent, e.g. bot=ai.")]
+MaxChars = Annotated[int, typer.Option(help="Transcript characters per unit before truncation.")]
+Limit = Annotated[int | None, typer.Option(min=1, help="Only the first N chats.")]
+# Engine options: `run` and `diff` take the same set (see engine_options).
+Backend = Annotated[str, typer.Option("--backend", "-b", help="llamacpp, vllm, openai (or fake, for tests).")]
+Model = Annotated[str | None, typer.Option("--model", "-m", help="Model path or name (default: the embedded model).")]
+BaseUrl = Annotated[str | None, typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")]
+ApiKey = Annotated[str, typer.Option(envvar="OPENAI_API_KEY", help="Key for --base-url, if it needs one.")]
+MaxModelLen = Annotated[int, typer.Option(help="Context length the engine allocates.")]
+Concurrency = Annotated[int, typer.Option(min=1, help="Requests in flight (openai backend).")]
+Threads = Annotated[int | None, typer.Option(min=1, help="CPU threads (llamacpp) (default: all cores).")]
+Dtype = Annotated[str | None, typer.Option(help="vLLM dtype (default: float32 on CPU, auto on GPU).")]
+TensorParallel = Annotated[int, typer.Option(min=1, help="vLLM: GPUs per model.")]
+PrefixCache = Annotated[
+    bool, typer.Option(help="Engine reuses the shared prompt prefix: fast, but repeats may differ slightly (README).")
+]
+
+
+def engine_options(
+    model: str | None,
+    base_url: str | None,
+    api_key: str,
+    max_model_len: int,
+    concurrency: int,
+    threads: int | None,
+    dtype: str | None,
+    tensor_parallel_size: int,
+    prefix_cache: bool,
+) -> BackendOptions:
+    extra: dict[str, Any] = {"api_key": api_key, "tensor_parallel_size": tensor_parallel_size}
+    if dtype:
+        extra["dtype"] = dtype
+    return BackendOptions(
+        model=model,
+        base_url=base_url,
+        max_model_len=max_model_len,
+        concurrency=concurrency,
+        threads=threads,
+        prefix_cache=prefix_cache,
+        extra=extra,
+    )
+
+
+def prompt_versions(values: list[str], tasks: list[str] | None) -> dict[str, str]:
+    """``v2`` applies to every selected task; ``empathy=v2`` to one."""
+    chosen: dict[str, str] = {}
+    for value in values:
+        task, sep, version = value.rpartition("=")
+        if sep:
+            chosen[task] = version
+        elif tasks:
+            chosen.update(dict.fromkeys(tasks, version))
+        else:
+            raise typer.BadParameter(
+                "a bare version needs --task; or write TASK=VERSION", param_hint="--prompt-version"
+            )
+    return chosen
+
+
+def role_map(role: list[str] | None) -> Any:
+    from annotate.ingest.readers import parse_role_map
+
+    try:
+        return parse_role_map(role or [])
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--role") from None

@@ -1,0 +1,83 @@
+"""The layout the README promises: one layer per folder, imports one way, small modules and functions."""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+PACKAGE = ROOT / "annotate"
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+needs_import_linter = pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="import-linter is a dev dependency")
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@needs_import_linter
+def test_the_import_contract_holds() -> None:
+    done = lint_imports(ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 kept, 0 broken" in done.stdout
+
+
+@needs_import_linter
+@pytest.mark.parametrize(
+    ("module", "line", "broken"),
+    [
+        ("ingest/model.py", "from annotate.report.html import fmt", "Data flows one way"),
+        ("analysis/gold.py", "from annotate.engines.fake import FakeBackend", "Only labelling talks to engines"),
+        ("labelling/manifest.py", "import annotate.labelling.pipeline", "No import cycles"),
+    ],
+)
+def test_the_import_contract_fails_when_a_layer_imports_upwards(
+    tmp_path: Path, module: str, line: str, broken: str
+) -> None:
+    shutil.copytree(PACKAGE, tmp_path / "annotate", ignore=shutil.ignore_patterns("__pycache__", "defaults"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    with (tmp_path / "annotate" / module).open("a") as f:
+        f.write(f"\n{line}  # noqa\n")
+    done = lint_imports(tmp_path)
+    assert done.returncode != 0
+    report = done.stdout.split("Broken contracts")[-1]
+    assert broken in report and Path(module).stem in report
+
+
+def _python_files() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", _python_files(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_modules_stay_small(path: Path) -> None:
+    assert len(path.read_text().splitlines()) <= 400
+
+
+def test_functions_stay_short() -> None:
+    """About 60 lines of body at most; a command's option declarations are its signature, not its body."""
+    long = []
+    for path in _python_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                body = node.body[1:] if ast.get_docstring(node) else node.body
+                length = (node.end_lineno or 0) - body[0].lineno + 1 if body else 0
+                if length > 60:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length} lines)")
+    assert long == []
+
+
+def test_each_layer_is_a_folder() -> None:
+    layers = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert layers == {"ingest", "labelling", "engines", "analysis", "report"}
+    top = {p.name for p in PACKAGE.glob("*.py")}
+    assert top == {"__init__.py", "config.py", "errors.py", "cli.py", "cli_options.py"}
