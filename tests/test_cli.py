@@ -4,11 +4,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from annotate.cli import app
+from annotate.config import PACKAGE_DEFAULTS, PromptPaths
 from annotate.labelling.library import PromptLibrary
 from tests.conftest import EXAMPLES, write_jsonl
 
@@ -144,3 +147,42 @@ def test_prompts_list_show_render(library: PromptLibrary) -> None:
     assert no_handoff.exit_code == 0 and "has no empathy unit" in no_handoff.output
     missing = runner.invoke(app, ["prompts", "render", "empathy", "v1", str(EXAMPLES), "--chat", "zz", *dirs(library)])
     assert missing.exit_code == 1 and "no chat 'zz'" in missing.output
+
+
+def test_a_run_with_no_task_to_select_exits_with_one_line(tmp_path: Path) -> None:
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    args = ["run", str(EXAMPLES), "--out", str(tmp_path / "r"), "-b", "fake", "--prompts-dir", str(empty)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "error: no task to run" in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_outside_a_project_the_packaged_prompts_are_the_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    paths = PromptPaths.resolve()
+    assert paths.prompts_dir == PACKAGE_DEFAULTS / "prompts" and paths.rubrics_dir == PACKAGE_DEFAULTS / "rubrics"
+    result = runner.invoke(app, ["prompts", "list"])
+    assert result.exit_code == 0 and "agent_behaviour" in result.output
+    (tmp_path / "prompts").mkdir()
+    assert PromptPaths.resolve().prompts_dir == tmp_path / "prompts"  # a project's own folder wins
+
+
+def test_diff_takes_the_same_engine_options_as_run() -> None:
+    def options(command: str) -> set[str]:
+        found = click_command(command).params
+        return {p.name for p in found if p.name}
+
+    engine = {"backend", "model", "base_url", "api_key", "max_model_len", "concurrency", "threads", "dtype"}
+    engine |= {"tensor_parallel_size", "prefix_cache"}
+    assert engine <= options("run") and engine <= options("diff")
+
+
+def click_command(name: str) -> Any:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    return group.commands[name]  # type: ignore[attr-defined]

@@ -29,48 +29,51 @@ def say(text: str) -> None:
 
 
 class ProgressBar:
-    """Units labelled, units/s and ETA on stderr; ``start`` counts from zero again (diff runs two sides)."""
+    """Units labelled, units/s and ETA on stderr; ``start`` counts from zero again (diff runs two sides).
+
+    Nothing is drawn until the first ``start``, so an error found before labelling begins stays one line.
+    """
 
     def __enter__(self) -> ProgressBar:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            ProgressColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-        from rich.text import Text
-
-        class Rate(ProgressColumn):
-            def render(self, task: Any) -> Text:
-                # Completed over elapsed: engines that answer a batch at once make the windowed speed meaningless.
-                elapsed = task.elapsed or 0.0
-                return Text(f"{task.completed / elapsed:.2f} units/s" if elapsed and task.completed else "- units/s")
-
-        self._progress = Progress(
-            TextColumn("labelling"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            Rate(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=err,
-        )
-        self._progress.start()
-        self._task = self._progress.add_task("units", total=None)
+        self._progress: Any = None
+        self._task: Any = None
         return self
 
     def start(self, total: int) -> None:
+        if self._progress is None:
+            self._progress = _rich_progress()
+            self._progress.start()
+            self._task = self._progress.add_task("units", total=total)
         self._progress.reset(self._task, total=total)
 
     def advance(self, n: int = 1) -> None:
         self._progress.advance(self._task, n)
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _rich_progress() -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            # Completed over elapsed: engines that answer a batch at once make the windowed speed meaningless.
+            elapsed = task.elapsed or 0.0
+            return Text(f"{task.completed / elapsed:.2f} units/s" if elapsed and task.completed else "- units/s")
+
+    columns = [TextColumn("labelling"), BarColumn(), MofNCompleteColumn(), Rate(), TimeElapsedColumn()]
+    return Progress(*columns, TextColumn("eta"), TimeRemainingColumn(), console=err)
 
 
 def print_run_summary(summary: RunSummary) -> None:

@@ -99,5 +99,6 @@ def trajectories(curves: Sequence[Trajectory], group_by: str | None, seed: int =
     ax.set_ylabel("customer negative sentiment (1-5)")
     ax.set_ylim(0.7, 5.3)
     ax.set_title("Negative sentiment across the chat" + (f", by {group_by}" if group_by else ""), fontsize=10)
-    ax.legend(fontsize=8, frameon=False)
+    if curves:
+        ax.legend(fontsize=8, frameon=False)
     return _png(fig)
