@@ -78,7 +78,16 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path
     dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
     cli = CliRunner()
     for args in (
-        ["validate", str(root / "low"), "--gold", str(root / "gold.csv"), "--out", str(root / "v"), "--bootstrap", "20"],
+        [
+            "validate",
+            str(root / "low"),
+            "--gold",
+            str(root / "gold.csv"),
+            "--out",
+            str(root / "v"),
+            "--bootstrap",
+            "20",
+        ],
         ["agree", str(root / "low"), str(root / "high"), "--out", str(root / "a"), "--bootstrap", "20"],
     ):
         result = cli.invoke(app, [*args, *dirs])
