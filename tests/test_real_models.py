@@ -123,7 +123,7 @@ def test_openai_backend_against_a_real_local_server(two_chats: Path, tmp_path: P
 
 
 @pytest.mark.vllm
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed: `make install-vllm`")
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (make install-vllm)")
 def test_vllm_cpu_embedded_model_end_to_end(two_chats: Path, tmp_path: Path) -> None:
     library = PromptLibrary(ROOT / "prompts", ROOT / "rubrics")
     out = tmp_path / "run"
@@ -139,7 +139,7 @@ def test_vllm_cpu_embedded_model_end_to_end(two_chats: Path, tmp_path: Path) -> 
 
 @pytest.mark.model
 @pytest.mark.ray
-@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed: pip install -e '.[ray]'")
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed (make install-ray)")
 def test_ray_run_on_the_embedded_model_equals_a_local_run(two_chats: Path, tmp_path: Path) -> None:
     """Bit-exact comparison: no prefix cache (its state depends on request order) and one thread per engine."""
     common = ["--task", "initial_state", "--task", "empathy", "--no-prefix-cache", "--no-cache"]
