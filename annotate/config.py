@@ -134,6 +134,8 @@ class RunConfig:
     """Mask emails, phone numbers, order numbers, IBANs and card numbers before text reaches the model."""
     ray: RayOptions | None = None
     """Run the engine on Ray workers instead of in this process."""
+    skip_corrupt_journal: bool = False
+    """Resume past damaged journal lines (dropped, their units labelled again) instead of stopping."""
 
 
 @dataclass

@@ -23,6 +23,7 @@ from annotate.engines.openai import OpenAIBackend
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
 from annotate.labelling.rows import LABEL_KEY
+from annotate.labelling.store import RunStore
 from tests.conftest import EXAMPLES, ROOT
 
 
@@ -77,7 +78,7 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(
     assert journal_before, "the killed runs journaled nothing"
     subprocess.run(cli(library, killed), env=env, check=True, capture_output=True, cwd=ROOT)
     pd.testing.assert_frame_equal(comparable(killed), comparable(reference))
-    rows = [json.loads(line) for line in (killed / "journal.jsonl").read_text().splitlines()]
+    rows = RunStore(killed).rows()
     keys = [tuple(r[k] for k in LABEL_KEY) for r in rows]
     assert len(keys) == len(set(keys)), "a label was journaled twice"
     assert json.loads((killed / "manifest.json").read_text())["status"] == "complete"

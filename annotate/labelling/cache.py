@@ -8,9 +8,12 @@ re-annotates that task only. Only engine answers are stored, never engine errors
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from annotate.engines.base import Completion
+from annotate.errors import RunStoreError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS completions (
@@ -30,35 +33,38 @@ class CompletionCache:
         self.path = path
         self._db: sqlite3.Connection | None = None
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=60)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(_SCHEMA)
+            with self._errors():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(path, timeout=60)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(_SCHEMA)
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """A damaged or unwritable cache file is one line, never a traceback; the run directory is untouched."""
+        try:
+            yield
+        except (sqlite3.Error, OSError) as e:
+            raise RunStoreError(
+                f"{self.path}: the completion cache cannot be used ({e}); delete that file, or run with --no-cache"
+            ) from None
 
     def get(self, key: str) -> Completion | None:
         if self._db is None:
             return None
-        row = self._db.execute(
-            "SELECT text, finish_reason, prompt_tokens, completion_tokens, latency_ms FROM completions WHERE key=?",
-            (key,),
-        ).fetchone()
+        query = "SELECT text, finish_reason, prompt_tokens, completion_tokens, latency_ms FROM completions WHERE key=?"
+        with self._errors():
+            row = self._db.execute(query, (key,)).fetchone()
         return None if row is None else Completion(*row)
 
     def put(self, key: str, completion: Completion) -> None:
         if self._db is None or completion.error is not None:
             return
-        self._db.execute(
-            "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                key,
-                completion.text,
-                completion.finish_reason,
-                completion.prompt_tokens,
-                completion.completion_tokens,
-                completion.latency_ms,
-            ),
-        )
-        self._db.commit()
+        c = completion
+        values = (key, c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens, c.latency_ms)
+        with self._errors():
+            self._db.execute("INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)", values)
+            self._db.commit()
 
     def close(self) -> None:
         if self._db is not None:

@@ -47,6 +47,8 @@ class Job:
     max_tokens: int = 0
     followup: list[dict[str, str]] = field(default_factory=list)
     """Extra messages of a re-ask (the rejected answer and the complaint)."""
+    unit_hash: str | None = None
+    """What the unit labels (see resume.unit_hash): journaled with its rows, checked on resume."""
 
     def request(self, model_identity: Mapping[str, Any], sampling: Sampling) -> Request:
         """The engine request; its key hashes everything that decides the answer (the cache key)."""

@@ -38,7 +38,9 @@ def build_manifest(
     versions: dict[str, Any],
     fingerprint: dict[str, Any],
     summary: RunSummary | None,
+    history: list[dict[str, Any]],
 ) -> dict[str, Any]:
+    """``history``: one entry per session that wrote the run (its start and the units it added)."""
     manifest: dict[str, Any] = {
         "run_id": run_id,
         "status": status,
@@ -54,8 +56,7 @@ def build_manifest(
         "prompts": versions,
         "inputs": [file_entry(p) for p in config.inputs],
         "options": {
-            "repeats": config.repeats,
-            "limit": config.limit,
+            **recorded_options(config),
             "strict": config.strict,
             "max_chars": config.max_chars,
             "batch_size": config.batch_size,
@@ -63,14 +64,24 @@ def build_manifest(
             "cache": config.use_cache,
             "max_model_len": config.options.max_model_len,
             "prefix_cache": config.options.prefix_cache,
-            "redact": [name for name, _, _ in RULES] if config.redact else False,
         },
         "fingerprint": fingerprint,
+        "history": history,
     }
     if summary is not None:
         manifest["summary"] = {k: v for k, v in asdict(summary).items() if k not in ("run_id", "out")}
         manifest["summary"]["seconds"] = round(summary.seconds, 1)
     return manifest
+
+
+def recorded_options(config: RunConfig) -> dict[str, Any]:
+    """The options that decide which units exist or what they contain; a resume compares them."""
+    return {
+        "repeats": config.repeats,
+        "limit": config.limit,
+        "role_map": dict(sorted(config.role_map.items())) if config.role_map else None,
+        "redact": [name for name, _, _ in RULES] if config.redact else False,
+    }
 
 
 def git_state(where: Path) -> dict[str, Any]:
@@ -97,8 +108,12 @@ def package_versions() -> dict[str, str]:
 
 
 def file_entry(path: Path) -> dict[str, Any]:
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+
+
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
-    return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    return digest.hexdigest()

@@ -25,13 +25,13 @@ from annotate.ingest.readers import read_transcripts
 from annotate.ingest.redaction import redact_chat
 from annotate.ingest.segmentation import handoff_index
 from annotate.labelling.cache import CompletionCache
-from annotate.labelling.jobs import Job, RowContext, fit_to_context
+from annotate.labelling.jobs import Job, RowContext
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.manifest import build_manifest
 from annotate.labelling.prompts import PromptVersion
-from annotate.labelling.rows import FINAL_STATUSES, LabelRow, unit_key
-from annotate.labelling.store import RunStore
-from annotate.labelling.units import units_for
+from annotate.labelling.resume import Plan, check_variables, plan, unit_key
+from annotate.labelling.rows import LabelRow
+from annotate.labelling.store import Journal, RunStore, UnitKey
 
 
 class Progress(Protocol):
@@ -64,6 +64,38 @@ def run(config: RunConfig, backend: Backend | None = None, progress: Progress | 
             engine.close()
 
 
+@dataclass
+class _Session:
+    """One process writing one run directory: what it was asked, what it found, and what it does."""
+
+    config: RunConfig
+    engine: Backend
+    identity: dict[str, Any]
+    fingerprint: dict[str, Any]
+    store: RunStore
+    previous: dict[str, Any]
+    """The manifest the directory held (empty for a new run)."""
+    work: Plan
+    started: float
+    run_id: str = ""
+
+    def manifest(self, versions: list[PromptVersion], status: str, summary: RunSummary | None) -> dict[str, Any]:
+        history = [
+            *self.previous.get("history", []),
+            {"started_at": _iso(self.started), "units_added": self.work.added},
+        ]
+        return build_manifest(
+            run_id=self.run_id,
+            status=status,
+            started=self.previous.get("started_at") or _iso(self.started),
+            config=self.config,
+            versions={**self.previous.get("prompts", {}), **{pv.task: _prompt_entry(pv) for pv in versions}},
+            fingerprint=self.fingerprint,
+            summary=summary,
+            history=history,
+        )
+
+
 def _label(
     config: RunConfig,
     engine: Backend,
@@ -82,44 +114,47 @@ def _label(
         "redact": config.redact,
     }
     store = RunStore(config.out)
-    previous_rows = store.open(fingerprint)
-    previous = store.read_manifest() or {}
-    _check_prompts_unchanged(previous, versions, config.out)
-    run_id = previous.get("run_id") or _new_run_id()
-    ctx = RowContext(run_id, _model_name(config), config.backend, config.sampling, config.max_attempts)
-
-    def manifest(status: str, summary: RunSummary | None) -> dict[str, Any]:
-        return build_manifest(
-            run_id=run_id,
-            status=status,
-            started=previous.get("started_at") or _iso(started),
-            config=config,
-            versions={**previous.get("prompts", {}), **{pv.task: _prompt_entry(pv) for pv in versions}},
-            fingerprint=fingerprint,
-            summary=summary,
-        )
-
-    store.write_manifest(manifest("running", None))
-    done = {unit_key(r) for r in previous_rows if r["status"] in FINAL_STATUSES}
-    tally = _Tally()
-    cache = CompletionCache(cache_dir() / "completions.sqlite3" if config.use_cache else None)
     try:
-        skip_rows = [LabelRow.skipped(s.chat_id, s.reason, run_id, config.backend) for s in read.skipped]
-        store.append(r.model_dump() for r in skip_rows if unit_key(r.model_dump()) not in done)
-        jobs = _jobs(chats, versions, config, done)
+        journal = store.open(fingerprint, skip_corrupt=config.skip_corrupt_journal)
+        previous = store.read_manifest() or {}
+        _check_prompts_unchanged(previous, versions, config.out)
+        check_variables(previous, versions, config.out)
+        work = plan(chats, versions, config, journal, previous)
+        session = _Session(config, engine, identity, fingerprint, store, previous, work, started)
+        session.run_id = previous.get("run_id") or _new_run_id()
+        tally = _write_labels(session, versions, read, journal, progress)
+        summary = _summarise(config, store, read, chats, versions, tally, session.run_id, started)
+        store.write_manifest(session.manifest(versions, "complete", summary))
+        return summary
+    finally:
+        store.release()
+
+
+def _write_labels(
+    session: _Session, versions: list[PromptVersion], read: ReadResult, journal: Journal, progress: Progress | None
+) -> _Tally:
+    config, store = session.config, session.store
+    ctx = RowContext(session.run_id, _model_name(config), config.backend, config.sampling, config.max_attempts)
+    store.write_manifest(session.manifest(versions, "running", None))
+    tally = _Tally()
+    cache = CompletionCache(_cache_path(config))
+    try:
+        for skip in read.skipped:
+            key: UnitKey = ("", skip.chat_id, None, 0)
+            if key not in journal.done:
+                row = LabelRow.skipped(skip.chat_id, skip.reason, session.run_id, config.backend)
+                store.append_unit(key, None, [row.model_dump()])
         if progress:
-            progress.start(len(jobs))
-        _execute(jobs, engine, identity, config, ctx, cache, store, tally, progress)
+            progress.start(len(session.work.jobs))
+        _execute(session.work.jobs, session.engine, session.identity, config, ctx, cache, store, tally, progress)
     except KeyboardInterrupt:
         store.close()
-        store.write_manifest(manifest("interrupted", None))
+        store.write_manifest(session.manifest(versions, "interrupted", None))
         raise
     finally:
         cache.close()
     store.close()
-    summary = _summarise(config, store, read, chats, versions, tally, run_id, started)
-    store.write_manifest(manifest("complete", summary))
-    return summary
+    return tally
 
 
 def _summarise(
@@ -190,21 +225,6 @@ def select_prompts(config: RunConfig) -> list[PromptVersion]:
     return versions
 
 
-def _jobs(chats: list[Chat], versions: list[PromptVersion], config: RunConfig, done: set[tuple[Any, ...]]) -> list[Job]:
-    """Every unit x repeat not yet finished, grouped by task so consecutive requests share their prefix."""
-    jobs: list[Job] = []
-    for pv in versions:
-        for chat in chats:
-            for unit in units_for(chat, pv.task, pv.rubric.unit, config.max_chars):
-                fitted = fit_to_context(unit, pv, config.options.max_model_len)
-                jobs.extend(
-                    Job(fitted, pv, rep, max_tokens=pv.max_tokens_for(fitted))
-                    for rep in range(config.repeats)
-                    if any((unit.task, unit.chat_id, r, rep) not in done for r in unit.label_rounds)
-                )
-    return jobs
-
-
 def _execute(
     jobs: list[Job],
     engine: Backend,
@@ -226,7 +246,8 @@ def _execute(
                 if retry is not None:
                     retries.append(retry)
                 else:
-                    store.append(row.model_dump() for row in rows)
+                    key = unit_key(job.unit, job.repeat)
+                    store.append_unit(key, job.unit_hash, [row.model_dump() for row in rows])
                     if progress:
                         progress.advance()
             store.sync()
@@ -263,12 +284,29 @@ def _answers(
         yield job, completion, False
 
 
+def _cache_path(config: RunConfig) -> Path | None:
+    if not config.use_cache:
+        return None
+    try:
+        return cache_dir() / "completions.sqlite3"
+    except OSError as e:
+        raise RunStoreError(
+            f"cannot create the cache folder ({e}); set ANNOTATE_CACHE_DIR, or run with --no-cache"
+        ) from None
+
+
 def _model_name(config: RunConfig) -> str:
     return config.options.model or f"{EMBEDDED.name} (embedded)"
 
 
 def _prompt_entry(pv: PromptVersion) -> dict[str, Any]:
-    return {"version": pv.version, "hash": pv.content_hash, "parent": pv.meta.parent, "max_tokens": pv.meta.max_tokens}
+    return {
+        "version": pv.version,
+        "hash": pv.content_hash,
+        "parent": pv.meta.parent,
+        "max_tokens": pv.meta.max_tokens,
+        "variables": list(pv.rubric.variables),
+    }
 
 
 def _check_prompts_unchanged(previous: Mapping[str, Any], versions: list[PromptVersion], out: Path) -> None:

@@ -1,20 +1,46 @@
-"""The run directory: an append-only journal, the manifest, and the label tables.
+"""The run directory: a locked, append-only journal, the manifest, and the label tables.
 
-``journal.jsonl`` gets every label row as soon as it exists (flushed, fsynced per batch). A killed
-run resumes from it: a torn last line is cut off, finished units are skipped, and ``labels.parquet``
-/ ``labels.csv`` are rebuilt from the journal with one row per label (the newest wins).
+``journal.jsonl`` gets one line per finished unit (a unit's rows, its key and the hash of what was
+labelled), flushed as it comes and fsynced per batch, so a unit is either wholly in the journal or not
+at all. A killed run resumes from it: a torn last line is cut off and that unit is labelled again;
+a damaged line anywhere else stops the run with its line number. ``labels.parquet`` / ``labels.csv``
+are rebuilt from the journal with one row per label (the newest wins). One process at a time may
+write a run directory: ``.lock`` is held with ``flock``, which the kernel releases when the holder
+dies, so a crashed run never leaves a stale lock behind.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from annotate.errors import RunStoreError
-from annotate.labelling.rows import LABEL_COLUMNS, LABEL_KEY
+from annotate.labelling.rows import FINAL_STATUSES, LABEL_COLUMNS, LABEL_KEY
+
+UnitKey = tuple[str, str, int | None, int]
+"""(task, chat_id, round, repeat): one request's worth of labels."""
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""What a spreadsheet reads as the start of a formula (OWASP's list for CSV injection)."""
+
+
+@dataclass
+class Journal:
+    """What a run directory already holds."""
+
+    hashes: dict[UnitKey, str | None] = field(default_factory=dict)
+    """Every journaled unit and the hash of what it labelled."""
+    done: set[UnitKey] = field(default_factory=set)
+    """Units whose rows are final (``backend_error`` units are tried again)."""
+    legacy_done: set[UnitKey] = field(default_factory=set)
+    """Final label rounds journaled one row per line (runs from before unit lines), checked one by one."""
+    dropped_lines: list[int] = field(default_factory=list)
 
 
 class RunStore:
@@ -23,88 +49,200 @@ class RunStore:
         self.journal_path = out_dir / "journal.jsonl"
         self.manifest_path = out_dir / "manifest.json"
         self._journal: Any = None
+        self._lock: Any = None
 
     # -- opening and resuming
-    def open(self, fingerprint: dict[str, Any]) -> list[dict[str, Any]]:
-        """Create or reopen the run directory; return the rows already journaled.
+    def open(self, fingerprint: dict[str, Any], skip_corrupt: bool = False) -> Journal:
+        """Create or reopen the run directory, locked for this process; return what it already holds.
 
         ``fingerprint`` is the configuration that decides the labels; resuming under another one is
         refused, because the run directory would mix labels from two setups.
         """
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._acquire_lock()
+        except OSError as e:
+            raise RunStoreError(f"{self.dir}: cannot write the run directory ({e.strerror or e})") from None
         previous = self.read_manifest()
         if previous is not None and previous.get("fingerprint") != fingerprint:
-            changed = sorted(
-                k
-                for k in set(fingerprint) | set(previous.get("fingerprint", {}))
-                if fingerprint.get(k) != previous.get("fingerprint", {}).get(k)
-            )
+            before = previous.get("fingerprint", {})
+            changed = sorted(k for k in set(fingerprint) | set(before) if fingerprint.get(k) != before.get(k))
             raise RunStoreError(
                 f"{self.dir} holds a run with another configuration ({', '.join(changed)} differ): "
                 "choose a new --out directory"
             )
-        rows = self._read_journal()
-        self._journal = self.journal_path.open("a", encoding="utf-8")
-        return rows
+        journal = Journal()
+        for entry in self._entries(skip_corrupt, journal.dropped_lines):
+            if "rows" in entry:
+                task, chat_id, round_number, repeat = entry["unit"]
+                key = (task, chat_id, round_number, repeat)
+                journal.hashes[key] = entry.get("hash")
+                if all(row["status"] in FINAL_STATUSES for row in entry["rows"]):
+                    journal.done.add(key)
+                else:
+                    journal.done.discard(key)
+            elif entry["status"] in FINAL_STATUSES:
+                journal.legacy_done.add((entry["task"], entry["chat_id"], entry["round"], entry["repeat"]))
+        self._journal = self._guard(lambda: self.journal_path.open("a", encoding="utf-8"))
+        return journal
 
-    def _read_journal(self) -> list[dict[str, Any]]:
+    def _acquire_lock(self) -> None:
+        import fcntl
+
+        handle = (self.dir / ".lock").open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise RunStoreError(
+                f"{self.dir} is being written by another annotate run (pid {holder}): wait for it to finish, "
+                "or choose another --out directory"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock = handle
+
+    def _entries(self, skip_corrupt: bool, dropped: list[int]) -> Iterator[dict[str, Any]]:
+        """Journal entries in order; a torn last line is cut off, any other damaged line is an error."""
         if not self.journal_path.is_file():
-            return []
-        rows = []
+            return
         good_bytes = 0
         with self.journal_path.open("rb") as f:
-            for raw in f:
-                if not raw.endswith(b"\n"):
-                    break  # torn write from a killed run
-                try:
-                    rows.append(json.loads(raw))
-                except json.JSONDecodeError:
-                    break
-                good_bytes += len(raw)
-        if good_bytes != self.journal_path.stat().st_size:
+            lines = f.readlines()
+        for number, raw in enumerate(lines, start=1):
+            entry = _parse(raw)
+            if entry is None and number == len(lines):
+                break  # torn write from a killed run: that unit is labelled again
+            if entry is None:
+                if not skip_corrupt:
+                    raise RunStoreError(
+                        f"{self.journal_path}:{number}: damaged journal line (not a complete JSON entry) before "
+                        f"{len(lines) - number} good ones; restore the file, or run again with "
+                        "--skip-corrupt-journal-lines to drop it and label its unit again"
+                    )
+                dropped.append(number)
+                continue
+            good_bytes += len(raw)
+            yield entry
+        if dropped:
+            kept = [raw for i, raw in enumerate(lines, start=1) if i not in dropped and _parse(raw) is not None]
+            self._guard(lambda: _replace(self.journal_path, b"".join(kept)))
+        elif good_bytes != self.journal_path.stat().st_size:
             with self.journal_path.open("r+b") as f:
                 f.truncate(good_bytes)
-        return rows
 
     # -- writing
-    def append(self, rows: Iterable[dict[str, Any]]) -> None:
-        for row in rows:
-            self._journal.write(json.dumps(row, ensure_ascii=False) + "\n")
+    def append_unit(self, key: UnitKey, unit_hash: str | None, rows: list[dict[str, Any]]) -> None:
+        """One unit's rows, as one journal line: a unit is never half written."""
+        line = json.dumps({"unit": list(key), "hash": unit_hash, "rows": rows}, ensure_ascii=False) + "\n"
+        self._guard(lambda: self._write(line))
+
+    def _write(self, line: str) -> None:
+        self._journal.write(line)
         self._journal.flush()
 
     def sync(self) -> None:
         if self._journal is not None:
-            self._journal.flush()
-            os.fsync(self._journal.fileno())
+            self._guard(self._flush)
+
+    def _flush(self) -> None:
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
 
     def close(self) -> None:
+        """Close the journal (fsynced); the directory stays locked until ``release``."""
         if self._journal is not None:
-            self.sync()
-            self._journal.close()
-            self._journal = None
+            try:
+                self.sync()
+            finally:
+                self._journal.close()
+                self._journal = None
+
+    def release(self) -> None:
+        """Close everything and give the directory back (the kernel does the same if this process dies)."""
+        try:
+            self.close()
+        finally:
+            if self._lock is not None:
+                self._lock.close()
+                self._lock = None
+
+    def _guard(self, action: Any) -> Any:
+        """Run a write; a failure (disk full, read-only folder) becomes one line, and nothing written is lost."""
+        try:
+            return action()
+        except OSError as e:
+            raise RunStoreError(
+                f"{self.dir}: cannot write ({e.strerror or e}); everything journaled so far is kept: "
+                "fix that and run the same command again to resume"
+            ) from None
 
     def read_manifest(self) -> dict[str, Any] | None:
         if not self.manifest_path.is_file():
             return None
-        data: dict[str, Any] = json.loads(self.manifest_path.read_text())
+        try:
+            data: dict[str, Any] = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RunStoreError(
+                f"{self.manifest_path}: damaged ({e}); the labels are in journal.jsonl beside it"
+            ) from None
         return data
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        tmp = self.manifest_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-        os.replace(tmp, self.manifest_path)
+        text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+        self._guard(lambda: _replace(self.manifest_path, text.encode("utf-8")))
 
-    def write_tables(self) -> Any:
+    def rows(self) -> list[dict[str, Any]]:
+        """Every journaled label row, in journal order."""
+        found: list[dict[str, Any]] = []
+        for entry in self._entries(skip_corrupt=False, dropped=[]):
+            found.extend(entry.get("rows", [entry]))
+        return found
+
+    def write_tables(self) -> pd.DataFrame:
         """Rebuild labels.parquet and labels.csv from the journal; return the DataFrame."""
-        import pandas as pd
-
-        rows = self._read_journal()
-        df = pd.DataFrame(rows, columns=LABEL_COLUMNS)
+        df = pd.DataFrame(self.rows(), columns=LABEL_COLUMNS)
         if not df.empty:
             df = df.drop_duplicates(subset=LABEL_KEY, keep="last").reset_index(drop=True)
-        df["round"] = df["round"].astype("Int64")
-        df["value"] = df["value"].astype("Int64")
-        df["repeat"] = df["repeat"].astype("Int64")
-        df.to_parquet(self.dir / "labels.parquet", index=False)
-        df.to_csv(self.dir / "labels.csv", index=False)
+        for column in ("round", "value", "repeat"):
+            df[column] = df[column].astype("Int64")
+        self._guard(lambda: df.to_parquet(self.dir / "labels.parquet", index=False))
+        self._guard(lambda: write_csv(df, self.dir / "labels.csv"))
         return df
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> None:
+    """CSV for people who open it in a spreadsheet: text that would start a formula gets a leading ``'``.
+
+    Only text cells change (numbers stay numbers); Parquet and JSON outputs keep every value exact.
+    """
+    safe = df.copy()
+    for column in safe.columns:
+        if safe[column].dtype == object:
+            safe[column] = [_defuse(v) for v in safe[column]]
+    safe.to_csv(path, index=False)
+
+
+def _defuse(value: Any) -> Any:
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    if not raw.endswith(b"\n"):
+        return None
+    try:
+        entry = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write a whole file atomically: readers see the old one or the new one, never half of either."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
