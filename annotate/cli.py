@@ -6,40 +6,19 @@ imported inside the commands, so ``annotate --help`` loads neither pandas nor an
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from annotate import __version__
-from annotate.cli_options import (
-    ApiKey,
-    Backend,
-    BaseUrl,
-    Bootstrap,
-    Concurrency,
-    Dtype,
-    Limit,
-    MaxChars,
-    MaxModelLen,
-    Model,
-    Out,
-    PrefixCache,
-    PromptsDir,
-    Roles,
-    RubricsDir,
-    Seed,
-    TensorParallel,
-    Threads,
-    Transcripts,
-    engine_options,
-    prompt_versions,
-    role_map,
-)
+from annotate import cli_options as opt
 from annotate.config import PromptPaths, RayOptions, RunConfig, Sampling
-from annotate.errors import AnnotateError
+from annotate.errors import AnnotateError, Terminated
 
 if TYPE_CHECKING:
     from annotate.labelling.library import PromptLibrary
@@ -54,19 +33,39 @@ prompts_app = typer.Typer(help="List, show and render versioned prompts.", no_ar
 app.add_typer(prompts_app, name="prompts")
 
 
+RESUME_HINT = "everything labelled so far is saved; run the same command again to resume"
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """The one place where domain errors turn into a single line and an exit code."""
+    """The one place where domain errors and stop signals turn into a single line and an exit code."""
     from rich.console import Console
 
+    previous = _on_sigterm(_terminate)
     try:
         yield
     except AnnotateError as e:
         Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+    except Terminated:
+        typer.echo(f"terminated (SIGTERM): {RESUME_HINT}", err=True)
+        raise typer.Exit(143) from None
     except KeyboardInterrupt:
-        typer.echo("interrupted: everything labelled so far is saved; run the same command again to resume", err=True)
+        typer.echo(f"interrupted: {RESUME_HINT}", err=True)
         raise typer.Exit(130) from None
+    finally:
+        _on_sigterm(previous)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _on_sigterm(handler: Any) -> Any:
+    """Install ``handler`` for SIGTERM and return the one it replaces (only the main thread may)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler) if handler is not None else None
 
 
 def _version(value: bool) -> None:
@@ -108,25 +107,25 @@ def run(
         list[str] | None,
         typer.Option(help="Version for the selected tasks (v2) or one task (empathy=v2) (default: newest)."),
     ] = None,
-    backend: Backend = "llamacpp",
-    model: Model = None,
-    base_url: BaseUrl = None,
-    api_key: ApiKey = "",
-    limit: Limit = None,
+    backend: opt.Backend = "llamacpp",
+    model: opt.Model = None,
+    base_url: opt.BaseUrl = None,
+    api_key: opt.ApiKey = "",
+    limit: opt.Limit = None,
     repeats: Annotated[int, typer.Option(min=1, help="Label every unit N times (replication tests).")] = 1,
     temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
     top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
     seed: Annotated[int, typer.Option()] = 0,
-    max_model_len: MaxModelLen = 8192,
-    max_chars: MaxChars = 12000,
+    max_model_len: opt.MaxModelLen = 8192,
+    max_chars: opt.MaxChars = 12000,
     batch_size: Annotated[int, typer.Option(min=1, help="Requests per engine call.")] = 512,
     max_attempts: Annotated[int, typer.Option(min=1, help="Tries per unit when an answer is invalid.")] = 3,
-    concurrency: Concurrency = 4,
-    threads: Threads = None,
-    dtype: Dtype = None,
-    tensor_parallel_size: TensorParallel = 1,
+    concurrency: opt.Concurrency = 4,
+    threads: opt.Threads = None,
+    dtype: opt.Dtype = None,
+    tensor_parallel_size: opt.TensorParallel = 1,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse cached answers.")] = True,
-    prefix_cache: PrefixCache = True,
+    prefix_cache: opt.PrefixCache = True,
     strict: Annotated[bool, typer.Option(help="Fail on the first bad input record instead of skipping it.")] = False,
     redact: Annotated[
         bool, typer.Option(help="Mask emails, phone, order, IBAN and card numbers before the model sees text.")
@@ -142,9 +141,9 @@ def run(
     ray_gpus: Annotated[
         float, typer.Option(min=0.0, help="GPUs per Ray worker; = --tensor-parallel-size for vllm (default: 0).")
     ] = 0.0,
-    role: Roles = None,
-    prompts_dir: PromptsDir = None,
-    rubrics_dir: RubricsDir = None,
+    role: opt.Roles = None,
+    prompts_dir: opt.PromptsDir = None,
+    rubrics_dir: opt.RubricsDir = None,
 ) -> None:
     """Label transcripts on one or more tasks and write a run directory."""
     if ray_address and not ray_workers:
@@ -154,16 +153,16 @@ def run(
         out=out,
         prompts=PromptPaths.resolve(prompts_dir, rubrics_dir),
         tasks=task or None,
-        prompt_versions=prompt_versions(prompt_version or [], task),
+        prompt_versions=opt.prompt_versions(prompt_version or [], task),
         backend=backend,
-        options=engine_options(
+        options=opt.engine_options(
             model, base_url, api_key, max_model_len, concurrency, threads, dtype, tensor_parallel_size, prefix_cache
         ),
         sampling=Sampling(temperature=temperature, top_p=top_p, seed=seed),
         repeats=repeats,
         limit=limit,
         strict=strict,
-        role_map=role_map(role),
+        role_map=opt.role_map(role),
         max_chars=max_chars,
         batch_size=batch_size,
         max_attempts=max_attempts,
@@ -183,16 +182,16 @@ def run(
 def validate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory from `annotate run`.", show_default=False)],
     gold: Annotated[Path, typer.Option(help="Human labels: chat_id, round, variable, value[, annotator].")],
-    out: Out,
+    out: opt.Out,
     repeat: Annotated[int, typer.Option(min=0, help="Which repeat of the run to compare.")] = 0,
-    bootstrap: Bootstrap = 1000,
-    seed: Seed = 0,
-    transcripts: Transcripts = None,
+    bootstrap: opt.Bootstrap = 1000,
+    seed: opt.Seed = 0,
+    transcripts: opt.Transcripts = None,
     group_by: Annotated[
         str | None, typer.Option(help="Chat metadata field for the sentiment trajectories (default: escalation).")
     ] = None,
-    prompts_dir: PromptsDir = None,
-    rubrics_dir: RubricsDir = None,
+    prompts_dir: opt.PromptsDir = None,
+    rubrics_dir: opt.RubricsDir = None,
 ) -> None:
     """Agreement of a run's labels with human gold labels: kappa, AC1, alpha, intervals, disagreements."""
     from annotate.report.console import print_paths, print_validation
@@ -210,12 +209,12 @@ def agree(
     runs: Annotated[
         list[Path], typer.Argument(help="One run made with --repeats N, or several runs.", show_default=False)
     ],
-    out: Out,
+    out: opt.Out,
     repeat: Annotated[int, typer.Option(min=0, help="Which repeat of each run to compare (several runs).")] = 0,
-    bootstrap: Bootstrap = 1000,
-    seed: Seed = 0,
-    prompts_dir: PromptsDir = None,
-    rubrics_dir: RubricsDir = None,
+    bootstrap: opt.Bootstrap = 1000,
+    seed: opt.Seed = 0,
+    prompts_dir: opt.PromptsDir = None,
+    rubrics_dir: opt.RubricsDir = None,
 ) -> None:
     """Agreement of the LLM with itself across repeats, or across runs (models, backends, prompt versions)."""
     from annotate.report.agreement import agree_report
@@ -239,23 +238,23 @@ def diff(
     third: Annotated[
         str | None, typer.Argument(metavar="VERSION_B", help="The later version (e.g. v2); none for two task sets.")
     ] = None,
-    on: Annotated[list[Path] | None, typer.Option(help="Transcripts to label with both versions.")] = None,
+    on: Annotated[list[Path] | None, typer.Option(help="opt.Transcripts to label with both versions.")] = None,
     gold: Annotated[Path | None, typer.Option(help="Human labels, to show the change in agreement.")] = None,
-    limit: Limit = None,
-    bootstrap: Bootstrap = 1000,
-    seed: Seed = 0,
-    backend: Backend = "llamacpp",
-    model: Model = None,
-    base_url: BaseUrl = None,
-    api_key: ApiKey = "",
-    max_model_len: MaxModelLen = 8192,
-    concurrency: Concurrency = 4,
-    threads: Threads = None,
-    dtype: Dtype = None,
-    tensor_parallel_size: TensorParallel = 1,
-    prefix_cache: PrefixCache = True,
-    prompts_dir: PromptsDir = None,
-    rubrics_dir: RubricsDir = None,
+    limit: opt.Limit = None,
+    bootstrap: opt.Bootstrap = 1000,
+    seed: opt.Seed = 0,
+    backend: opt.Backend = "llamacpp",
+    model: opt.Model = None,
+    base_url: opt.BaseUrl = None,
+    api_key: opt.ApiKey = "",
+    max_model_len: opt.MaxModelLen = 8192,
+    concurrency: opt.Concurrency = 4,
+    threads: opt.Threads = None,
+    dtype: opt.Dtype = None,
+    tensor_parallel_size: opt.TensorParallel = 1,
+    prefix_cache: opt.PrefixCache = True,
+    prompts_dir: opt.PromptsDir = None,
+    rubrics_dir: opt.RubricsDir = None,
 ) -> None:
     """What changed between two prompts; with --on which labels flipped, with --gold the effect on agreement.
 
@@ -267,7 +266,7 @@ def diff(
         raise typer.BadParameter("--gold needs --on: the transcripts both versions should label", param_hint="--gold")
     base = None
     if on:
-        options = engine_options(
+        options = opt.engine_options(
             model, base_url, api_key, max_model_len, concurrency, threads, dtype, tensor_parallel_size, prefix_cache
         )
         prompts = PromptPaths.resolve(prompts_dir, rubrics_dir)
@@ -295,10 +294,10 @@ def sample(
         str | None, typer.Option(help="Chat metadata field to stratify by, besides the LLM label.")
     ] = None,
     variable: Annotated[list[str] | None, typer.Option(help="Only these variables (repeatable).")] = None,
-    seed: Seed = 0,
-    transcripts: Transcripts = None,
-    prompts_dir: PromptsDir = None,
-    rubrics_dir: RubricsDir = None,
+    seed: opt.Seed = 0,
+    transcripts: opt.Transcripts = None,
+    prompts_dir: opt.PromptsDir = None,
+    rubrics_dir: opt.RubricsDir = None,
 ) -> None:
     """A blinded, shuffled sample for human coders, stratified by LLM label; comes back in the gold format."""
     from annotate.analysis.sample import write_sample
@@ -317,9 +316,9 @@ def trajectories(
     run_dir: Annotated[Path, typer.Argument(help="A run with round_sentiment labels.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
     group_by: Annotated[str | None, typer.Option(help="Chat metadata field: one curve per value.")] = None,
-    bootstrap: Bootstrap = 200,
-    seed: Seed = 0,
-    transcripts: Transcripts = None,
+    bootstrap: opt.Bootstrap = 200,
+    seed: opt.Seed = 0,
+    transcripts: opt.Transcripts = None,
 ) -> None:
     """Per-round negative sentiment over each chat's timeline: LOESS curve with a 95% band per group."""
     from annotate.report.trajectories import write_trajectories
@@ -330,7 +329,7 @@ def trajectories(
 
 
 @prompts_app.command("list")
-def prompts_list(prompts_dir: PromptsDir = None, rubrics_dir: RubricsDir = None) -> None:
+def prompts_list(prompts_dir: opt.PromptsDir = None, rubrics_dir: opt.RubricsDir = None) -> None:
     """Every task with its prompt versions, content hashes, unit and number of few-shot examples.
 
     `*` marks the versions a run uses when no --task is given."""
@@ -344,8 +343,8 @@ def prompts_list(prompts_dir: PromptsDir = None, rubrics_dir: RubricsDir = None)
 def prompts_show(
     task: Annotated[str, typer.Argument(help="Task name.")],
     version: Annotated[str | None, typer.Argument(help="Version (default: newest).")] = None,
-    prompts_dir: PromptsDir = None,
-    rubrics_dir: RubricsDir = None,
+    prompts_dir: opt.PromptsDir = None,
+    rubrics_dir: opt.RubricsDir = None,
 ) -> None:
     """A prompt version: metadata, output schema, and the static messages every unit shares."""
     from annotate.report.console import print_prompt_version
@@ -362,16 +361,16 @@ def prompts_render(
     inputs: Annotated[list[Path], typer.Argument(help="Transcript files.", show_default=False)],
     chat: Annotated[str, typer.Option(help="Chat id to render.")],
     round_number: Annotated[int | None, typer.Option("--round", help="Only this round (per-round tasks).")] = None,
-    max_chars: MaxChars = 12000,
-    role: Roles = None,
-    prompts_dir: PromptsDir = None,
-    rubrics_dir: RubricsDir = None,
+    max_chars: opt.MaxChars = 12000,
+    role: opt.Roles = None,
+    prompts_dir: opt.PromptsDir = None,
+    rubrics_dir: opt.RubricsDir = None,
 ) -> None:
     """Exactly what the model sees for one chat's units."""
     from annotate.labelling.preview import rendered_units
     from annotate.report.console import print_rendered
 
-    roles = role_map(role)
+    roles = opt.role_map(role)
     with user_errors():
         library = _library(prompts_dir, rubrics_dir)
         pv, units = rendered_units(library, task, version, inputs, chat, round_number, max_chars, roles)

@@ -31,5 +31,9 @@ class BackendError(AnnotateError):
     """An engine could not be loaded or failed in a way retries did not cure."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: whatever was labelled is saved and the run can be resumed."""
+
+
 class RunStoreError(AnnotateError):
     """A run directory cannot be used as asked (e.g. resuming with another configuration)."""

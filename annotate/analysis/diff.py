@@ -155,6 +155,8 @@ def compare(
     )
     if base is None:
         return result
+    scales = {v: _categories(a, b, v) for v in shared}
+    truth = read_truth(gold_path, scales) if gold_path else None  # bad gold stops the diff before any labelling
     for side in (a, b):
         result.runs[side.name] = _label_side(side, base, progress, backend)
     first, manifest = load_run(Path(result.runs[a.name].dir))
@@ -162,12 +164,16 @@ def compare(
     both = first.merge(second, on=KEY, suffixes=("_a", "_b"))
     both = both[(both["repeat_a"] == 0) & (both["repeat_b"] == 0)]
     ok = both[(both["status_a"] == "ok") & (both["status_b"] == "ok")].copy()
-    truth = read_truth(gold_path) if gold_path else None
     seen = unit_excerpts(manifest, None, library)
     for variable, rows in ok.groupby("variable", sort=True):
         not_compared = int((both["variable"] == variable).sum() - len(rows))
         result.variables.append(_variable(str(variable), rows, a, b, not_compared, seen, truth, n_boot, seed))
     return result
+
+
+def _categories(a: Side, b: Side, variable: str) -> list[int]:
+    var_a, var_b = a.variable(variable), b.variable(variable)
+    return sorted(set(var_a.values if var_a else {}) | set(var_b.values if var_b else {}))
 
 
 def _label_side(side: Side, base: RunConfig, progress: Progress | None, backend: Backend | None) -> SideRun:
@@ -202,7 +208,7 @@ def _variable(
 ) -> VariableDiff:
     var_a, var_b = a.variable(variable), b.variable(variable)
     assert var_a is not None and var_b is not None  # the merge keeps shared variables only
-    categories = sorted(set(var_a.values) | set(var_b.values))
+    categories = _categories(a, b, variable)
     la, lb = rows["value_a"].astype(int).tolist(), rows["value_b"].astype(int).tolist()
     flipped = []
     for r in rows[rows["value_a"] != rows["value_b"]].itertuples():

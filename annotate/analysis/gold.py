@@ -4,6 +4,7 @@ optional ``annotator``. CSV or Parquet; extra columns are ignored."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ import pandas as pd
 
 from annotate.errors import InputError
 
-GOLD_COLUMNS = ["chat_id", "round", "variable", "value", "annotator"]
+GOLD_COLUMNS = ["chat_id", "round", "variable", "value", "annotator", "line"]
+"""``line``: where the label is in the file, for error messages."""
 
 
 def read_gold(path: Path) -> pd.DataFrame:
@@ -24,13 +26,15 @@ def read_gold(path: Path) -> pd.DataFrame:
             raw = pd.read_parquet(path)
             first_line = 1
         else:
-            raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+            raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
             first_line = 2
     except (UnicodeDecodeError, ValueError, OSError) as e:
         raise InputError(str(path), None, None, f"cannot read gold labels: {e}") from None
     for column in ("chat_id", "variable", "value"):
         if column not in raw.columns:
             raise InputError(str(path), None, column, "missing column (gold needs chat_id, round, variable, value)")
+    if raw.empty:
+        raise InputError(str(path), None, None, "no gold labels (the file has a header only)")
     rows = []
     for i, rec in enumerate(raw.to_dict("records")):
         line = i + first_line
@@ -41,6 +45,7 @@ def read_gold(path: Path) -> pd.DataFrame:
                 "variable": _required(rec, "variable", path, line),
                 "value": _integer(rec.get("value"), path, line, "value"),
                 "annotator": str(rec.get("annotator") or "gold").strip() or "gold",
+                "line": line,
             }
         )
     gold = pd.DataFrame(rows, columns=GOLD_COLUMNS)
@@ -90,7 +95,19 @@ def _integer(value: Any, path: Path, line: int, field: str) -> int:
     return int(number)
 
 
-def read_truth(path: Path) -> pd.DataFrame:
+def read_truth(path: Path, scales: Mapping[str, Sequence[int]]) -> pd.DataFrame:
     """The reference label per item: the only annotator's, or the consensus of several."""
     gold = read_gold(path)
+    check_scales(gold, path, scales)
     return consensus(gold) if gold["annotator"].nunique() > 1 else gold[["chat_id", "round", "variable", "value"]]
+
+
+def check_scales(gold: pd.DataFrame, path: Path, scales: Mapping[str, Sequence[int]]) -> None:
+    """Refuse a gold value outside its variable's scale (it would be silently uncountable), naming its line."""
+    for variable, categories in scales.items():
+        rows = gold[(gold["variable"] == variable) & ~gold["value"].isin(list(categories))]
+        if len(rows):
+            first = rows.iloc[0]
+            allowed = ", ".join(map(str, categories))
+            message = f"{first['value']} is not a value of {variable} (allowed: {allowed})"
+            raise InputError(str(path), int(first["line"]), "value", message)

@@ -12,6 +12,8 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from annotate.labelling.store import write_csv
+
 Interval = tuple[float, float]
 """A 95% interval; both bounds NaN when the statistic was undefined in most resamples."""
 
@@ -41,7 +43,7 @@ class Result(BaseModel):
         folder.mkdir(parents=True, exist_ok=True)
         paths = [folder / "agreement.json", folder / "agreement.csv"]
         paths[0].write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        table.to_csv(paths[1], index=False)
+        write_csv(table, paths[1])
         return paths
 
 

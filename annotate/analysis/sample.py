@@ -19,6 +19,7 @@ import pandas as pd
 
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.runs import load_run, run_chats, unit_excerpts
+from annotate.labelling.store import write_csv
 
 
 def sample_size(population: int, confidence: float = 0.95, margin: float = 0.05, proportion: float = 0.5) -> int:
@@ -170,7 +171,7 @@ def write_sample(
         run_dir, library, per_variable, confidence, margin, stratify_by, variables, seed, transcripts
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    coding.to_csv(out, index=False)
+    write_csv(coding, out)
     _, manifest = load_run(run_dir)
     files = CodingFiles(out, out.with_suffix(".rubric.md"), out.with_suffix(".sample.json"), info)
     files.instructions.write_text(rubric_text(library, manifest.get("prompts", {}), set(coding["variable"])))

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from annotate.analysis import statistics as st
-from annotate.analysis.gold import consensus, read_gold
+from annotate.analysis.gold import check_scales, consensus, read_gold
 from annotate.analysis.results import (
     AnnotatorComparison,
     Bootstrap,
@@ -45,6 +45,7 @@ def validate(
     labels = labels[(labels["status"] != "skipped") & (labels["repeat"] == repeat)].copy()
     gold = read_gold(gold_path)
     info = variable_info(labels, manifest, library)
+    check_scales(gold, gold_path, {name: v.categories for name, v in info.items()})
     annotators = sorted(gold["annotator"].unique())
     truth = consensus(gold) if len(annotators) > 1 else gold[[*KEY, "value"]]
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import BaseLoader, StrictUndefined, TemplateError, TemplateNotFound
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -94,7 +95,7 @@ class PromptVersion:
         try:
             context = template.new_context({"rubric": self.rubric.model_dump(), **data})
             return "".join(template.blocks[block](context)).strip()
-        except TemplateError as e:  # includes sandbox violations and undefined variables
+        except Exception as e:  # sandbox violations, undefined variables, overflows: all fixed in the template
             raise PromptError(f"{self.template_path}: block '{block}': {type(e).__name__}: {e}") from None
 
     @cached_property
@@ -153,6 +154,32 @@ class _NoFiles(BaseLoader):
         raise TemplateNotFound(f"{template} (prompt templates may not include, import or extend files)")
 
 
-_ENV = SandboxedEnvironment(
-    loader=_NoFiles(), undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True
-)
+MAX_RESULT = 1_000_000
+"""Longest string or list a template may build with ``*`` or ``**`` (a prompt is far shorter)."""
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Jinja's sandbox, with ``*`` and ``**`` checked so a template cannot build a giant string or number.
+
+    ``range`` is already capped by Jinja (100,000 items).
+    """
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
+            raise SecurityError(f"exponent {right} is too large for a prompt template")
+        if operator == "*":
+            size = _repeat_size(left, right) or _repeat_size(right, left)
+            if size > MAX_RESULT:
+                raise SecurityError(f"'*' would build {size} items; a prompt template may build {MAX_RESULT} at most")
+        return super().call_binop(context, operator, left, right)
+
+
+def _repeat_size(seq: Any, times: Any) -> int:
+    if isinstance(seq, str | list | tuple) and isinstance(times, int):
+        return len(seq) * times
+    return 0
+
+
+_ENV = _Sandbox(loader=_NoFiles(), undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)

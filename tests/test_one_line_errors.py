@@ -1,0 +1,93 @@
+"""Damaged files, unwritable places and hostile templates end in one line and exit 1, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from annotate.cli import app
+from annotate.labelling.library import PromptLibrary
+from tests.conftest import EXAMPLES
+
+runner = CliRunner()
+
+
+def dirs(library: PromptLibrary) -> list[str]:
+    return ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+
+
+def labelled(library: PromptLibrary, out: Path) -> Path:
+    result = runner.invoke(app, ["run", str(EXAMPLES), "--limit", "3", "-b", "fake", "--out", str(out), *dirs(library)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def one_line(result: Result, message: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.output.count("\n") == 1 and message in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("chat_id,round,variable,value\n", "g.csv: no gold labels (the file has a header only)"),
+        ("chat_id,round,variable,value\nc01,,empathy,7\n", "g.csv:2: field 'value': 7 is not a value of empathy"),
+    ],
+)
+def test_gold_that_cannot_be_scored(library: PromptLibrary, tmp_path: Path, content: str, message: str) -> None:
+    run_dir = labelled(library, tmp_path / "run")
+    (tmp_path / "g.csv").write_text(content)
+    args = ["validate", str(run_dir), "--gold", str(tmp_path / "g.csv"), "--out", str(tmp_path / "o"), *dirs(library)]
+    one_line(runner.invoke(app, args), message)
+
+
+def test_a_damaged_completion_cache(library: PromptLibrary, tmp_path: Path, isolated_cache: Path) -> None:
+    (isolated_cache / "completions.sqlite3").write_bytes(b"this is not a database" * 100)
+    args = ["run", str(EXAMPLES), "--limit", "1", "-b", "fake", "--out", str(tmp_path / "r"), *dirs(library)]
+    one_line(runner.invoke(app, args), "the completion cache cannot be used")
+    assert runner.invoke(app, [*args, "--no-cache"]).exit_code == 0
+
+
+def test_a_cache_folder_that_cannot_be_made(
+    library: PromptLibrary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("ANNOTATE_CACHE_DIR", str(blocker / "cache"))
+    args = ["run", str(EXAMPLES), "--limit", "1", "-b", "fake", "--out", str(tmp_path / "r"), *dirs(library)]
+    one_line(runner.invoke(app, args), "cannot create the cache folder")
+
+
+def test_a_run_directory_that_cannot_be_written(library: PromptLibrary, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    args = ["run", str(EXAMPLES), "--limit", "1", "-b", "fake", "--out", str(blocker / "run"), *dirs(library)]
+    one_line(runner.invoke(app, args), "cannot write the run directory")
+
+
+def test_a_truncated_manifest(library: PromptLibrary, tmp_path: Path) -> None:
+    run_dir = labelled(library, tmp_path / "run")
+    manifest = run_dir / "manifest.json"
+    manifest.write_text(manifest.read_text()[:200])
+    args = ["run", str(EXAMPLES), "--limit", "3", "-b", "fake", "--out", str(run_dir), *dirs(library)]
+    one_line(runner.invoke(app, args), "manifest.json: damaged")
+    agree = ["agree", str(run_dir), str(run_dir), "--out", str(tmp_path / "a"), *dirs(library)]
+    one_line(runner.invoke(app, agree), "manifest.json: damaged")
+
+
+@pytest.mark.parametrize(
+    ("expression", "problem"),
+    [
+        ("{{ range(10**7) | list | length }}", "OverflowError"),
+        ("{{ 'a' * 2000000000 }}", "SecurityError"),
+        ("{{ 'a' * 2e9 }}", "TypeError"),
+        ("{{ 9 ** 99999999 }}", "SecurityError"),
+    ],
+)
+def test_a_template_that_would_exhaust_memory(library: PromptLibrary, expression: str, problem: str) -> None:
+    template = library.prompts_dir / "empathy" / "v1.j2"
+    template.write_text(template.read_text().replace("Task: {{ rubric.title }}.", expression))
+    one_line(runner.invoke(app, ["prompts", "show", "empathy", "v1", *dirs(library)]), problem)

@@ -1,0 +1,235 @@
+"""The run directory's promises: units are whole, damage is found, input changes are refused, one writer."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from annotate.config import RunConfig
+from annotate.engines.fake import FakeBackend
+from annotate.errors import RunStoreError
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.pipeline import run
+from annotate.labelling.rows import LABEL_KEY
+from annotate.labelling.store import RunStore
+from tests.conftest import EXAMPLES, ROOT
+
+FIRST_SIX = [json.loads(line) for line in EXAMPLES.read_text().splitlines()[:6]]
+
+
+def chats_file(path: Path, records: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def config(library: PromptLibrary, out: Path, inputs: Path | None = None, **kw: object) -> RunConfig:
+    settings: dict[str, object] = {"limit": 6, **kw}
+    return RunConfig(inputs=[inputs or EXAMPLES], out=out, prompts=library.paths, backend="fake", **settings)  # type: ignore[arg-type]
+
+
+def labels(out: Path) -> pd.DataFrame:
+    table = pd.read_parquet(out / "labels.parquet")
+    return table.sort_values(LABEL_KEY).reset_index(drop=True)[[*LABEL_KEY, "value", "status"]]
+
+
+def journal_lines(out: Path) -> list[str]:
+    return (out / "journal.jsonl").read_text().splitlines(keepends=True)
+
+
+# ------------------------------------------------------------------------------- atomic units
+
+
+def test_a_unit_is_never_half_written_so_resume_completes_it(library: PromptLibrary, tmp_path: Path) -> None:
+    whole = tmp_path / "whole"
+    run(config(library, whole, tasks=["agent_behaviour"]), backend=FakeBackend())
+    cut = tmp_path / "cut"
+    run(config(library, cut, tasks=["agent_behaviour"]), backend=FakeBackend())
+    lines = journal_lines(cut)
+    (cut / "journal.jsonl").write_text("".join(lines[:-1]))  # the last chat's unit is gone: all four variables
+    run(config(library, cut, tasks=["agent_behaviour"]), backend=FakeBackend())
+    pd.testing.assert_frame_equal(labels(cut), labels(whole))
+    assert labels(cut).groupby("chat_id").size().eq(4).all()
+
+
+def test_a_full_disk_stops_the_run_with_one_line_and_loses_nothing(
+    library: PromptLibrary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = tmp_path / "whole"
+    run(config(library, whole), backend=FakeBackend())
+    out = tmp_path / "full"
+    written: list[str] = []
+    original = RunStore._write
+
+    def fill_up(store: RunStore, line: str) -> None:
+        if len(written) == 5:
+            store._journal.write(line[: len(line) // 2])  # the disk fills up in the middle of a line
+            store._journal.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(line)
+        original(store, line)
+
+    monkeypatch.setattr(RunStore, "_write", fill_up)
+    with pytest.raises(RunStoreError, match=r"No space left on device.*run the same command again"):
+        run(config(library, out), backend=FakeBackend())
+    monkeypatch.setattr(RunStore, "_write", original)
+    run(config(library, out), backend=FakeBackend())
+    pd.testing.assert_frame_equal(labels(out), labels(whole))
+
+
+# ----------------------------------------------------------------------------- damaged journal
+
+
+def test_a_damaged_line_inside_the_journal_stops_the_run_with_its_number(
+    library: PromptLibrary, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    run(config(library, out), backend=FakeBackend())
+    lines = journal_lines(out)
+    lines[2] = lines[2][:40] + "\n"
+    (out / "journal.jsonl").write_text("".join(lines))
+    fake = FakeBackend()
+    with pytest.raises(RunStoreError, match=r"journal\.jsonl:3: damaged journal line"):
+        run(config(library, out), backend=fake)
+    assert fake.requests == [] and len(journal_lines(out)) == len(lines)  # nothing asked, nothing touched
+    run(config(library, out, skip_corrupt_journal=True), backend=FakeBackend())
+    assert labels(out)["status"].eq("ok").all() and len(journal_lines(out)) == len(lines)
+
+
+# ----------------------------------------------------------------------------- changed input
+
+
+def test_resuming_after_a_chat_was_edited_is_refused_naming_what_changed(
+    library: PromptLibrary, tmp_path: Path
+) -> None:
+    source = chats_file(tmp_path / "chats.jsonl", FIRST_SIX)
+    out = tmp_path / "run"
+    run(config(library, out, source), backend=FakeBackend())
+    edited = [dict(r) for r in FIRST_SIX]
+    edited[1] = {**edited[1], "messages": [*edited[1]["messages"][:-1], {"role": "customer", "text": "Changed."}]}  # type: ignore[list-item]
+    chats_file(source, edited)
+    before = labels(out)
+    with pytest.raises(RunStoreError, match=r"chats\.jsonl has other content.*chat c02"):
+        run(config(library, out, source), backend=FakeBackend())
+    pd.testing.assert_frame_equal(labels(out), before)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "named"),
+    [
+        ({"limit": 6}, {"limit": 3}, "limit 6 -> 3"),
+        ({"repeats": 2}, {"repeats": 1}, "repeats 2 -> 1"),
+        ({}, {"role_map": {"customer": "customer", "ai": "agent", "agent": "agent"}}, "role_map"),
+    ],
+)
+def test_a_resume_that_would_mix_two_inputs_is_refused(
+    library: PromptLibrary, tmp_path: Path, first: dict[str, object], second: dict[str, object], named: str
+) -> None:
+    out = tmp_path / "run"
+    run(config(library, out, **first), backend=FakeBackend())
+    with pytest.raises(RunStoreError, match=named):
+        run(config(library, out, **{**first, **second}), backend=FakeBackend())
+
+
+def test_growing_a_run_is_allowed_and_recorded(library: PromptLibrary, tmp_path: Path) -> None:
+    source = chats_file(tmp_path / "chats.jsonl", FIRST_SIX[:3])
+    out = tmp_path / "run"
+    run(config(library, out, source), backend=FakeBackend())
+    chats_file(source, FIRST_SIX)  # three chats appended
+    run(config(library, out, source), backend=FakeBackend())
+    run(config(library, out, source, repeats=2), backend=FakeBackend())
+    history = json.loads((out / "manifest.json").read_text())["history"]
+    assert [h["units_added"] > 0 for h in history] == [True, True, True]
+    whole = tmp_path / "whole"
+    run(config(library, whole, chats_file(tmp_path / "all.jsonl", FIRST_SIX), repeats=2), backend=FakeBackend())
+    pd.testing.assert_frame_equal(labels(out), labels(whole))
+
+
+def test_two_tasks_rating_one_variable_across_a_resume_are_refused(library: PromptLibrary, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run(config(library, out, tasks=["empathy"]), backend=FakeBackend())
+    with pytest.raises(RunStoreError, match=r"holds empathy labels from task 'empathy'.*'agent_behaviour'"):
+        run(config(library, out, tasks=["agent_behaviour"]), backend=FakeBackend())
+
+
+# ------------------------------------------------------------------------------- one writer
+
+
+def cli(library: PromptLibrary, out: Path, *extra: str) -> list[str]:
+    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    return [
+        sys.executable,
+        "-m",
+        "annotate.cli",
+        "run",
+        str(EXAMPLES),
+        "--limit",
+        "6",
+        "-b",
+        "fake",
+        "--out",
+        str(out),
+        *dirs,
+        *extra,
+    ]
+
+
+def test_a_second_run_on_the_same_directory_is_refused_at_once(library: PromptLibrary, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    env = {**os.environ, "ANNOTATE_FAKE_DELAY": "0.2"}
+    first = subprocess.Popen(cli(library, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        deadline = time.time() + 30
+        while not (out / "journal.jsonl").exists() and time.time() < deadline:
+            time.sleep(0.1)
+        second = subprocess.run(cli(library, out), env=env, capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert second.returncode == 1
+        assert f"being written by another annotate run (pid {first.pid})" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    # the killed run's lock died with it: the same command resumes
+    done = subprocess.run(cli(library, out), capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(library: PromptLibrary, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    env = {**os.environ, "ANNOTATE_FAKE_DELAY": "0.12"}
+    proc = subprocess.Popen(
+        cli(library, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "terminated (SIGTERM)" in stderr and "run the same command again to resume" in stderr
+    assert "Traceback" not in stderr
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+    subprocess.run(cli(library, out), env=env, check=True, capture_output=True, cwd=ROOT)
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+
+
+# ------------------------------------------------------------------- spreadsheet formulas
+
+
+def test_csv_outputs_cannot_carry_spreadsheet_formulas(library: PromptLibrary, tmp_path: Path) -> None:
+    record = {**FIRST_SIX[0], "chat_id": '=HYPERLINK("http://x")'}
+    out = tmp_path / "run"
+    run(
+        config(library, out, chats_file(tmp_path / "c.jsonl", [record]), tasks=["initial_state"]),
+        backend=FakeBackend(script=lambda r: "@SUM(1)"),
+    )
+    exact = pd.read_parquet(out / "labels.parquet")
+    assert exact["chat_id"].iloc[0] == record["chat_id"] and exact["raw_output"].iloc[0] == "@SUM(1)"
+    text = pd.read_csv(out / "labels.csv", dtype=str)
+    assert text["chat_id"].iloc[0] == "'" + str(record["chat_id"]) and text["raw_output"].iloc[0] == "'@SUM(1)"
