@@ -126,3 +126,57 @@ def test_role_map_extends_defaults(tmp_path: Path) -> None:
     assert [m.speaker for m in chat.messages] == ["customer", "ai", "agent"]
     with pytest.raises(ValueError, match="NAME=SPEAKER"):
         parse_role_map(["robot=machine"])
+
+
+def test_a_byte_order_mark_does_not_cost_the_first_chat(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "bom.jsonl", [ESCALATED, NOT_ESCALATED])
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    result = read_transcripts([path])
+    assert [c.chat_id for c in result.chats] == ["e1", "n1"] and result.skipped == []
+
+
+def test_a_bad_byte_in_a_csv_skips_its_chat_only_and_names_the_byte(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    rows = b"chat_id,seq,role,text\na,1,customer,Hello\na,2,agent,Hi\nb,1,customer,caf\xe9 is cold\nb,2,agent,Sorry\n"
+    path.write_bytes(rows)
+    result = read_transcripts([path])
+    assert [c.chat_id for c in result.chats] == ["a"]
+    (skip,) = result.skipped
+    assert skip.chat_id == "b" and "t.csv:4: field 'row.text': not valid UTF-8 (byte 0xe9)" in skip.reason
+    with pytest.raises(InputError, match="byte 0xe9"):
+        read_transcripts([path], strict=True)
+
+
+def test_timestamps_with_offsets_are_ordered_as_times(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    pd.DataFrame(
+        {
+            "chat_id": ["a", "a", "a"],
+            # as text, "09:30+01:00" sorts last; as a time it is 08:30 UTC, the first message
+            "ts": ["2026-03-01T09:10:00Z", "2026-03-01T09:20:00+00:00", "2026-03-01T09:30:00+01:00"],
+            "role": ["agent", "customer", "customer"],
+            "text": ["second", "third", "first"],
+        }
+    ).to_csv(path, index=False)
+    (chat,) = read_transcripts([path]).chats
+    assert [m.text for m in chat.messages] == ["first", "second", "third"]
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [("seq", "", "field 'seq': empty"), ("ts", "yesterday-ish", "field 'ts': cannot be read as a time")],
+)
+def test_a_message_that_cannot_be_ordered_is_reported(tmp_path: Path, column: str, value: str, message: str) -> None:
+    path = tmp_path / "t.csv"
+    good = "1" if column == "seq" else "2026-03-01T09:10:00Z"
+    path.write_text(f"chat_id,{column},role,text\na,{good},customer,Hello\na,{value},agent,Hi\nb,{good},customer,Yo\n")
+    result = read_transcripts([path])
+    assert [c.chat_id for c in result.chats] == ["b"]
+    assert f"t.csv:3: {message}" in result.skipped[0].reason
+
+
+def test_chat_ids_are_stripped_as_in_gold(tmp_path: Path) -> None:
+    result = read_transcripts([write_jsonl(tmp_path / "c.jsonl", [{**ESCALATED, "chat_id": "  e1 "}])])
+    assert [c.chat_id for c in result.chats] == ["e1"]
+    twice = read_transcripts([write_jsonl(tmp_path / "d.jsonl", [ESCALATED, {**ESCALATED, "chat_id": "e1 "}])])
+    assert len(twice.chats) == 1 and "duplicate chat id 'e1'" in twice.skipped[0].reason

@@ -79,9 +79,9 @@ def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
             try:
-                text = raw.decode("utf-8")
+                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a byte-order mark is not data
             except UnicodeDecodeError as e:
-                yield lineno, InputError(str(path), lineno, None, f"not valid UTF-8 (byte {e.start})")
+                yield lineno, InputError(str(path), lineno, None, _bad_byte(raw, e.start))
                 continue
             if not text.strip():
                 continue
@@ -119,7 +119,7 @@ def _chat_id(value: Any) -> str | None:
         if value.is_integer():
             value = int(value)
     if isinstance(value, (str, int)) and str(value).strip():
-        return str(value)
+        return str(value).strip()  # as gold labels are read: " c01" and "c01" are one chat
     return None
 
 
@@ -163,6 +163,9 @@ def _message(m: Any, roles: Mapping[str, Speaker], path: Path, line: int | None,
     text = m.get("text")
     if not isinstance(text, str):
         raise InputError(str(path), line, f"{where}.text", "missing or not a string")
+    for name, value in (("role", role), ("text", text)):
+        if bad := _undecodable(value):
+            raise InputError(str(path), line, f"{where}.{name}", f"not valid UTF-8 (byte 0x{bad:02x})")
     ts = m.get("ts")
     return Message(speaker, text, None if ts is None or (isinstance(ts, float) and math.isnan(ts)) else str(ts))
 
@@ -184,8 +187,13 @@ def _load_table(path: Path) -> Any:
 
     try:
         if path.suffix.lower() == ".csv":
+            # Undecodable bytes survive as surrogates, so one bad row is skipped instead of the whole file.
             return pd.read_csv(
-                path, dtype={"chat_id": str, "role": str, "text": str}, keep_default_na=False, encoding="utf-8"
+                path,
+                dtype={"chat_id": str, "role": str, "text": str, "seq": str, "ts": str},
+                keep_default_na=False,
+                encoding="utf-8-sig",
+                encoding_errors="surrogateescape",
             )
         return pd.read_parquet(path)
     except UnicodeDecodeError as e:
@@ -214,10 +222,10 @@ def _read_table(path: Path, df: Any, roles: Mapping[str, Speaker], collector: _C
             continue
         groups.setdefault(chat_id, []).append((line_of(i, row), row))
     for chat_id, rows in groups.items():
-        rows.sort(key=lambda lr: _sort_key(lr[1].get(order)))
         messages = []
         first_line = min(line for line, _ in rows)
         try:
+            rows.sort(key=lambda lr: _order_key(lr[1].get(order), order, path, lr[0]))
             for line, row in rows:
                 messages.append(_message(row, roles, path, line, "row"))
         except InputError as err:
@@ -229,11 +237,31 @@ def _read_table(path: Path, df: Any, roles: Mapping[str, Speaker], collector: _C
             collector.add(chat, str(path), first_line)
 
 
-def _sort_key(value: Any) -> tuple[int, Any]:
+def _order_key(value: Any, column: str, path: Path, line: int) -> float:
+    """Where a message goes in its chat: ``seq`` as a number, ``ts`` as a point in time (offsets honoured)."""
+    import pandas as pd
+
+    if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
+        raise InputError(str(path), line, column, "empty, so the message cannot be put in order")
     try:
-        return (0, float(value))
+        if column == "seq":
+            return float(value)
+        stamp = pd.Timestamp(str(value).strip())
     except (TypeError, ValueError):
-        return (1, str(value))
+        kind = "a number" if column == "seq" else "a time"
+        raise InputError(str(path), line, column, f"cannot be read as {kind}: '{value}'") from None
+    if stamp is pd.NaT:
+        raise InputError(str(path), line, column, f"cannot be read as a time: '{value}'")
+    return float((stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).value)
+
+
+def _undecodable(text: str) -> int | None:
+    """The first byte that was not UTF-8 (read with ``surrogateescape``), or None."""
+    return next((ord(c) - 0xDC00 for c in text if "\udc80" <= c <= "\udcff"), None)
+
+
+def _bad_byte(raw: bytes, start: int) -> str:
+    return f"not valid UTF-8 (byte 0x{raw[start]:02x} at position {start})"
 
 
 def _plain(value: Any) -> Any:
