@@ -141,6 +141,9 @@ def run(
     ray_gpus: Annotated[
         float, typer.Option(min=0.0, help="GPUs per Ray worker; = --tensor-parallel-size for vllm (default: 0).")
     ] = 0.0,
+    skip_corrupt_journal_lines: Annotated[
+        bool, typer.Option(help="Resume past damaged journal lines: drop them and label their units again.")
+    ] = False,
     role: opt.Roles = None,
     prompts_dir: opt.PromptsDir = None,
     rubrics_dir: opt.RubricsDir = None,
@@ -169,6 +172,7 @@ def run(
         use_cache=cache,
         redact=redact,
         ray=RayOptions(ray_workers, ray_address, ray_cpus, ray_gpus) if ray_workers else None,
+        skip_corrupt_journal=skip_corrupt_journal_lines,
     )
     from annotate.labelling.pipeline import run as label
     from annotate.report.console import ProgressBar, print_run_summary

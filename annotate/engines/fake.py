@@ -54,6 +54,8 @@ class FakeBackend:
         self.script: Script = script or (SCRIPTS[named] if isinstance(named, str) else named)
         self.calls: list[list[Request]] = []
         """Each call to complete(), with its requests: lets tests count engine calls."""
+        self.record = bool(self.options.extra.get("record_requests", True))
+        """Off for long runs (the scale bench): the recorded requests would grow with the corpus."""
 
     @property
     def requests(self) -> list[Request]:
@@ -63,7 +65,8 @@ class FakeBackend:
         return {"engine": "fake", "name": self.options.model or "scripted"}
 
     def complete(self, requests: Sequence[Request]) -> Iterator[Completion]:
-        self.calls.append(list(requests))
+        if self.record:
+            self.calls.append(list(requests))
         delay = float(os.environ.get("ANNOTATE_FAKE_DELAY", "0"))  # lets crash tests kill a run mid-flight
         for request in requests:
             time.sleep(delay)

@@ -33,13 +33,18 @@ class _Collector:
 
     def __init__(self, strict: bool) -> None:
         self.strict = strict
-        self.result = ReadResult()
+        self.pending: list[Chat | Skip] = []
         self.seen: dict[str, str] = {}
+        """Chat id -> where it was first read: the only thing kept for every chat."""
+
+    def drain(self) -> Iterator[Chat | Skip]:
+        yield from self.pending
+        self.pending = []
 
     def problem(self, err: InputError, chat_id: str | None) -> None:
         if self.strict:
             raise err
-        self.result.skipped.append(Skip(chat_id or f"{err.path}:{err.line}", str(err)))
+        self.pending.append(Skip(chat_id or f"{err.path}:{err.line}", str(err)))
 
     def add(self, chat: Chat, path: str, line: int | None) -> None:
         if chat.chat_id in self.seen:
@@ -51,13 +56,39 @@ class _Collector:
             )
             return
         self.seen[chat.chat_id] = chat.source
-        self.result.chats.append(chat)
+        self.pending.append(chat)
 
 
 def read_transcripts(
     paths: Iterable[str | Path], role_map: Mapping[str, Speaker] | None = None, strict: bool = False
 ) -> ReadResult:
-    """Read every file; bad records become skips (or the first one raises, with ``strict``)."""
+    """Read every file into memory; bad records become skips (or the first one raises, with ``strict``)."""
+    result = ReadResult()
+    for item in iter_transcripts(paths, role_map, strict):
+        (result.chats if isinstance(item, Chat) else result.skipped).append(item)  # type: ignore[arg-type]
+    return result
+
+
+SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv", ".parquet", ".pq")
+
+
+def check_inputs(paths: Iterable[str | Path]) -> None:
+    """Every input exists and has a known type: checked before any engine starts or any folder is made."""
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise InputError(str(path), None, None, "no such file")
+        if path.suffix.lower() not in SUFFIXES:
+            raise InputError(str(path), None, None, f"unknown file type '{path.suffix}' (use .jsonl, .csv or .parquet)")
+
+
+def iter_transcripts(
+    paths: Iterable[str | Path], role_map: Mapping[str, Speaker] | None = None, strict: bool = False
+) -> Iterator[Chat | Skip]:
+    """Chats and skips in file order, one at a time: a JSONL corpus of any size is never held in memory.
+
+    A flat message table is read whole (its rows must be grouped into chats), then given out chat by chat.
+    """
     roles = {k.lower(): v for k, v in (role_map or DEFAULT_ROLE_MAP).items()}
     collector = _Collector(strict)
     for p in paths:
@@ -66,12 +97,12 @@ def read_transcripts(
             raise InputError(str(path), None, None, "no such file")
         suffix = path.suffix.lower()
         if suffix in (".jsonl", ".json", ".ndjson"):
-            _read_jsonl(path, roles, collector)
+            yield from _read_jsonl(path, roles, collector)
         elif suffix in (".csv", ".parquet", ".pq"):
             _read_table(path, _load_table(path), roles, collector, row_offset=2 if suffix == ".csv" else 1)
+            yield from collector.drain()
         else:
             raise InputError(str(path), None, None, f"unknown file type '{suffix}' (use .jsonl, .csv or .parquet)")
-    return collector.result
 
 
 def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
@@ -91,7 +122,7 @@ def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
                 yield lineno, InputError(str(path), lineno, None, f"not valid JSON ({e.msg} at column {e.colno})")
 
 
-def _read_jsonl(path: Path, roles: Mapping[str, Speaker], collector: _Collector) -> None:
+def _read_jsonl(path: Path, roles: Mapping[str, Speaker], collector: _Collector) -> Iterator[Chat | Skip]:
     flat_rows: list[dict[str, Any]] = []
     for lineno, record in _json_lines(path):
         if isinstance(record, InputError):
@@ -104,10 +135,12 @@ def _read_jsonl(path: Path, roles: Mapping[str, Speaker], collector: _Collector)
                 collector.add(chat, str(path), lineno)
         else:
             flat_rows.append({**record, "_line": lineno})
+        yield from collector.drain()
     if flat_rows:
         import pandas as pd
 
         _read_table(path, pd.DataFrame(flat_rows), roles, collector, row_offset=0)
+        yield from collector.drain()
 
 
 def _chat_id(value: Any) -> str | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,16 +19,13 @@ from annotate.config import RunConfig, RunSummary, cache_dir
 from annotate.engines import Backend, Completion, create_engine
 from annotate.engines.embedded import EMBEDDED
 from annotate.errors import PromptError, RunStoreError
-from annotate.ingest.model import Chat, ReadResult
-from annotate.ingest.readers import read_transcripts
-from annotate.ingest.redaction import redact_chat
-from annotate.ingest.segmentation import handoff_index
+from annotate.ingest.readers import check_inputs
 from annotate.labelling.cache import CompletionCache
 from annotate.labelling.jobs import Job, RowContext
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.manifest import build_manifest
 from annotate.labelling.prompts import PromptVersion
-from annotate.labelling.resume import Plan, check_variables, plan, unit_key
+from annotate.labelling.resume import Survey, chat_stream, check_variables, pending_jobs, survey, unit_key
 from annotate.labelling.rows import LabelRow
 from annotate.labelling.store import Journal, RunStore, UnitKey
 
@@ -54,11 +50,11 @@ def run(config: RunConfig, backend: Backend | None = None, progress: Progress | 
     ``backend`` is an engine already started (tests pass a scripted one); by default the run starts its own.
     """
     started = time.time()
-    read, chats = _read_chats(config)
+    check_inputs(config.inputs)
     versions = select_prompts(config)
     engine = backend or create_engine(config.backend, config.options, config.ray)
     try:
-        return _label(config, engine, read, chats, versions, started, progress)
+        return _label(config, engine, versions, started, progress)
     finally:
         if backend is None:
             engine.close()
@@ -73,37 +69,31 @@ class _Session:
     identity: dict[str, Any]
     fingerprint: dict[str, Any]
     store: RunStore
+    journal: Journal
     previous: dict[str, Any]
     """The manifest the directory held (empty for a new run)."""
-    work: Plan
+    survey: Survey
+    versions: list[PromptVersion]
     started: float
     run_id: str = ""
 
-    def manifest(self, versions: list[PromptVersion], status: str, summary: RunSummary | None) -> dict[str, Any]:
-        history = [
-            *self.previous.get("history", []),
-            {"started_at": _iso(self.started), "units_added": self.work.added},
-        ]
+    def manifest(self, status: str, summary: RunSummary | None) -> dict[str, Any]:
+        this = {"started_at": _iso(self.started), "units_added": self.survey.added}
+        prompts = {pv.task: _prompt_entry(pv) for pv in self.versions}
         return build_manifest(
             run_id=self.run_id,
             status=status,
             started=self.previous.get("started_at") or _iso(self.started),
             config=self.config,
-            versions={**self.previous.get("prompts", {}), **{pv.task: _prompt_entry(pv) for pv in versions}},
+            versions={**self.previous.get("prompts", {}), **prompts},
             fingerprint=self.fingerprint,
             summary=summary,
-            history=history,
+            history=[*self.previous.get("history", []), this],
         )
 
 
 def _label(
-    config: RunConfig,
-    engine: Backend,
-    read: ReadResult,
-    chats: list[Chat],
-    versions: list[PromptVersion],
-    started: float,
-    progress: Progress | None,
+    config: RunConfig, engine: Backend, versions: list[PromptVersion], started: float, progress: Progress | None
 ) -> RunSummary:
     identity = engine.identity()
     fingerprint = {
@@ -119,37 +109,37 @@ def _label(
         previous = store.read_manifest() or {}
         _check_prompts_unchanged(previous, versions, config.out)
         check_variables(previous, versions, config.out)
-        work = plan(chats, versions, config, journal, previous)
-        session = _Session(config, engine, identity, fingerprint, store, previous, work, started)
+        found = survey(chat_stream(config), versions, config, journal, previous)
+        session = _Session(config, engine, identity, fingerprint, store, journal, previous, found, versions, started)
         session.run_id = previous.get("run_id") or _new_run_id()
-        tally = _write_labels(session, versions, read, journal, progress)
-        summary = _summarise(config, store, read, chats, versions, tally, session.run_id, started)
-        store.write_manifest(session.manifest(versions, "complete", summary))
+        tally = _write_labels(session, progress)
+        summary = _summarise(session, tally)
+        store.write_manifest(session.manifest("complete", summary))
         return summary
     finally:
         store.release()
 
 
-def _write_labels(
-    session: _Session, versions: list[PromptVersion], read: ReadResult, journal: Journal, progress: Progress | None
-) -> _Tally:
+def _write_labels(session: _Session, progress: Progress | None) -> _Tally:
     config, store = session.config, session.store
     ctx = RowContext(session.run_id, _model_name(config), config.backend, config.sampling, config.max_attempts)
-    store.write_manifest(session.manifest(versions, "running", None))
+    store.write_manifest(session.manifest("running", None))
     tally = _Tally()
     cache = CompletionCache(_cache_path(config))
     try:
-        for skip in read.skipped:
+        for skip in session.survey.skipped:
             key: UnitKey = ("", skip.chat_id, None, 0)
-            if key not in journal.done:
+            if key not in session.journal.done:
                 row = LabelRow.skipped(skip.chat_id, skip.reason, session.run_id, config.backend)
                 store.append_unit(key, None, [row.model_dump()])
         if progress:
-            progress.start(len(session.work.jobs))
-        _execute(session.work.jobs, session.engine, session.identity, config, ctx, cache, store, tally, progress)
+            progress.start(session.survey.pending)
+        chunks = pending_jobs(chat_stream(config), session.versions, config, session.journal, CHUNK_JOBS)
+        for jobs in chunks:
+            _execute(jobs, session.engine, session.identity, config, ctx, cache, store, tally, progress)
     except KeyboardInterrupt:
         store.close()
-        store.write_manifest(session.manifest(versions, "interrupted", None))
+        store.write_manifest(session.manifest("interrupted", None))
         raise
     finally:
         cache.close()
@@ -157,43 +147,26 @@ def _write_labels(
     return tally
 
 
-def _summarise(
-    config: RunConfig,
-    store: RunStore,
-    read: ReadResult,
-    chats: list[Chat],
-    versions: list[PromptVersion],
-    tally: _Tally,
-    run_id: str,
-    started: float,
-) -> RunSummary:
-    table = store.write_tables()
-    counts: dict[str, dict[str, int]] = {}
-    for (task, status), n in Counter(zip(table["task"], table["status"], strict=True)).items():
-        counts.setdefault(task or "(input)", {})[status] = int(n)
-    has_post_handoff = any(pv.rubric.unit == "post_handoff" for pv in versions)
+CHUNK_JOBS = 4096
+"""Jobs planned at a time: memory stays flat however large the corpus, and each chunk is grouped by task."""
+
+
+def _summarise(session: _Session, tally: _Tally) -> RunSummary:
+    counts = session.store.write_tables()
     return RunSummary(
-        run_id=run_id,
-        out=config.out,
+        run_id=session.run_id,
+        out=session.config.out,
         counts=counts,
-        chats=len(chats),
-        chats_without_handoff=sum(handoff_index(c) is None for c in chats) if has_post_handoff else 0,
-        skipped_records=len(read.skipped),
+        chats=session.survey.chats,
+        chats_without_handoff=session.survey.chats_without_handoff,
+        skipped_records=len(session.survey.skipped),
         model_calls=tally.model_calls,
         cache_hits=tally.cache_hits,
         prompt_tokens=tally.prompt_tokens,
         cached_prompt_tokens=tally.cached_prompt_tokens,
         completion_tokens=tally.completion_tokens,
-        seconds=time.time() - started,
+        seconds=time.time() - session.started,
     )
-
-
-def _read_chats(config: RunConfig) -> tuple[ReadResult, list[Chat]]:
-    read = read_transcripts(config.inputs, config.role_map, strict=config.strict)
-    chats = read.chats[: config.limit] if config.limit is not None else read.chats
-    if config.redact:
-        chats = [redact_chat(c) for c in chats]
-    return read, chats
 
 
 def select_prompts(config: RunConfig) -> list[PromptVersion]:

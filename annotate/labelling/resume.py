@@ -12,32 +12,56 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from annotate.config import RunConfig
 from annotate.errors import RunStoreError
-from annotate.ingest.model import Chat
+from annotate.ingest.model import Chat, Skip
+from annotate.ingest.readers import iter_transcripts
+from annotate.ingest.redaction import redact_chat
+from annotate.ingest.segmentation import handoff_index
 from annotate.labelling.jobs import Job, fit_to_context
 from annotate.labelling.manifest import file_sha256, recorded_options
 from annotate.labelling.prompts import PromptVersion
-from annotate.labelling.store import Journal, UnitKey
+from annotate.labelling.store import Journal, UnitKey, compact
 from annotate.labelling.units import Unit, units_for
 
 
-@dataclass(frozen=True)
-class Plan:
-    jobs: list[Job]
-    """Units x repeats still to label, grouped by task so consecutive requests share their prefix."""
-    added: int
+@dataclass
+class Survey:
+    """What the input gives, counted in one streaming pass before anything is labelled."""
+
+    pending: int = 0
+    """Units x repeats still to label."""
+    added: int = 0
     """Units the directory did not hold before (all of them for a new run)."""
+    chats: int = 0
+    chats_without_handoff: int = 0
+    skipped: list[Skip] = field(default_factory=list)
 
 
-def unit_hash(unit: Unit) -> str:
-    """What one request labels: the task, the round, and the transcript exactly as the template gets it."""
-    payload = [unit.task, unit.round, unit.truncation, unit.as_template_data()]
+def chat_stream(config: RunConfig) -> Iterator[Chat | Skip]:
+    """The input's chats (the first ``--limit`` of them, redacted if asked) and skipped records, streamed."""
+    chats = 0
+    for item in iter_transcripts(config.inputs, config.role_map, strict=config.strict):
+        if isinstance(item, Skip):
+            yield item
+            continue
+        if config.limit is not None and chats >= config.limit:
+            return
+        chats += 1
+        yield redact_chat(item) if config.redact else item
+
+
+def unit_hash(unit: Unit, max_model_len: int) -> str:
+    """What one request labels: the task, the round, and the transcript exactly as the template gets it.
+
+    The context length is part of it, because a smaller one cuts long units further (see jobs.fit_to_context).
+    """
+    payload = [unit.task, unit.round, unit.truncation, max_model_len, unit.as_template_data()]
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
@@ -45,54 +69,102 @@ def unit_key(unit: Unit, repeat: int) -> UnitKey:
     return (unit.task, unit.chat_id, unit.round, repeat)
 
 
-def plan(
-    chats: list[Chat], versions: list[PromptVersion], config: RunConfig, journal: Journal, previous: Mapping[str, Any]
-) -> Plan:
-    """The jobs left to do; refuses an input that changed or shrank since ``previous`` (the old manifest)."""
+def survey(
+    items: Iterable[Chat | Skip],
+    versions: list[PromptVersion],
+    config: RunConfig,
+    journal: Journal,
+    previous: Mapping[str, Any],
+) -> Survey:
+    """Count the work left, and refuse an input that changed or shrank since ``previous`` (the old manifest)."""
+    found = Survey()
+    tasks = {pv.task for pv in versions}
+    matched = 0
+    changed: list[UnitKey] = []
+    post_handoff = any(pv.rubric.unit == "post_handoff" for pv in versions)
+    for item in items:
+        if isinstance(item, Skip):
+            found.skipped.append(item)
+            continue
+        found.chats += 1
+        found.chats_without_handoff += post_handoff and handoff_index(item) is None
+        for _, unit in _units(item, versions, config):
+            digest = unit_hash(unit, config.options.max_model_len)
+            for repeat in range(config.repeats):
+                key = unit_key(unit, repeat)
+                short = compact(key)
+                before = journal.hashes.get(short)  # None: new, or a row from before unit hashes
+                matched += short in journal.hashes
+                found.added += short not in journal.hashes
+                found.pending += not journal.finished(key, unit.label_rounds)
+                if before is not None and before != int(digest, 16):
+                    changed.append(key)
+    gone = sum(journal.units_by_task.get(t, 0) for t in tasks) - matched
+    _refuse_mixing(changed, gone, journal, versions, config, previous)
+    return found
+
+
+def pending_jobs(
+    items: Iterable[Chat | Skip], versions: list[PromptVersion], config: RunConfig, journal: Journal, chunk: int
+) -> Iterator[list[Job]]:
+    """The jobs left to do, about ``chunk`` at a time, each chunk grouped by task so prompts share a prefix."""
+    order = {pv.task: i for i, pv in enumerate(versions)}
     jobs: list[Job] = []
-    current: dict[UnitKey, str] = {}
-    for pv in versions:
-        for chat in chats:
-            for unit in units_for(chat, pv.task, pv.rubric.unit, config.max_chars):
+    for item in items:
+        if isinstance(item, Skip):
+            continue
+        for pv, unit in _units(item, versions, config):
+            digest = unit_hash(unit, config.options.max_model_len)
+            todo = [r for r in range(config.repeats) if not journal.finished(unit_key(unit, r), unit.label_rounds)]
+            if todo:
                 fitted = fit_to_context(unit, pv, config.options.max_model_len)
-                digest = unit_hash(fitted)
-                for repeat in range(config.repeats):
-                    key = unit_key(fitted, repeat)
-                    current[key] = digest
-                    if not _finished(journal, key, fitted):
-                        jobs.append(Job(fitted, pv, repeat, max_tokens=pv.max_tokens_for(fitted), unit_hash=digest))
-    _check_unchanged(journal, current, {pv.task for pv in versions}, config, previous)
-    return Plan(jobs, added=sum(key not in journal.hashes for key in current))
+                jobs += [Job(fitted, pv, r, max_tokens=pv.max_tokens_for(fitted), unit_hash=digest) for r in todo]
+        if len(jobs) >= chunk:
+            yield sorted(jobs, key=lambda job: order[job.prompt.task])
+            jobs = []
+    if jobs:
+        yield sorted(jobs, key=lambda job: order[job.prompt.task])
 
 
-def _finished(journal: Journal, key: UnitKey, unit: Unit) -> bool:
-    if key in journal.done:
-        return True
-    task, chat_id, _, repeat = key
-    return bool(journal.legacy_done) and all(
-        (task, chat_id, r, repeat) in journal.legacy_done for r in unit.label_rounds
-    )
+def _units(chat: Chat, versions: list[PromptVersion], config: RunConfig) -> Iterator[tuple[PromptVersion, Unit]]:
+    for pv in versions:
+        for unit in units_for(chat, pv.task, pv.rubric.unit, config.max_chars):
+            yield pv, unit
 
 
-def _check_unchanged(
-    journal: Journal, current: Mapping[UnitKey, str], tasks: set[str], config: RunConfig, previous: Mapping[str, Any]
+def _refuse_mixing(
+    changed: list[UnitKey],
+    gone: int,
+    journal: Journal,
+    versions: list[PromptVersion],
+    config: RunConfig,
+    previous: Mapping[str, Any],
 ) -> None:
-    changed = [k for k, h in journal.hashes.items() if k[0] in tasks and h is not None and current.get(k, h) != h]
-    gone = [k for k in journal.hashes if k[0] in tasks and k not in current]
-    if not changed and not gone:
+    if changed:
+        what = f"{len(changed)} labelled unit(s) now have other text (e.g. {_describe(changed[0])})"
+    elif gone:
+        given = _given(versions, config)  # a second pass over the input, on this error path only
+        tasks = {pv.task for pv in versions}
+        example = next(k for k in journal.written_keys() if k[0] in tasks and compact(k) not in given)
+        what = f"it holds labels for {gone} unit(s) this input does not give (e.g. {_describe(example)})"
+    else:
         return
-    example = changed[0] if changed else gone[0]
-    what = (
-        f"{len(changed)} labelled unit(s) now have other text (e.g. {_describe(example)})"
-        if changed
-        else f"it holds labels for {len(gone)} unit(s) this input does not give (e.g. {_describe(example)})"
-    )
     causes = _option_changes(previous, config)
     because = f" ({'; '.join(causes)})" if causes else ""
     raise RunStoreError(
         f"{config.out}: the input changed since this run labelled it{because}: {what}; resuming would mix old and "
         "new labels: choose a new --out directory (appending chats or raising --limit or --repeats is fine)"
     )
+
+
+def _given(versions: list[PromptVersion], config: RunConfig) -> set[int]:
+    return {
+        compact(unit_key(unit, r))
+        for item in chat_stream(config)
+        if isinstance(item, Chat)
+        for _, unit in _units(item, versions, config)
+        for r in range(config.repeats)
+    }
 
 
 def _option_changes(previous: Mapping[str, Any], config: RunConfig) -> list[str]:

@@ -5,7 +5,7 @@ The journal, ``labels.parquet`` and ``labels.csv`` all have exactly these column
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -81,8 +81,3 @@ class LabelRow(BaseModel):
 LABEL_COLUMNS = list(LabelRow.model_fields)
 LABEL_KEY = ["chat_id", "round", "task", "variable", "repeat"]
 """One label per key; when a journal holds two (a resumed retry), the newest wins."""
-
-
-def unit_key(row: dict[str, Any]) -> tuple[Any, ...]:
-    """The unit and repeat a journaled row belongs to: what resume checks off."""
-    return (row["task"], row["chat_id"], row["round"], row["repeat"])

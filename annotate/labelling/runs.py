@@ -33,7 +33,8 @@ def load_run(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     if labels_path.is_file():
         labels = pd.read_parquet(labels_path)
     elif store.journal_path.is_file():
-        labels = store.write_tables()
+        store.write_tables()
+        labels = pd.read_parquet(labels_path)
     else:
         raise RunStoreError(f"{path}: the run has no labels yet")
     return labels, manifest

@@ -11,6 +11,7 @@ dies, so a crashed run never leaves a stale lock behind.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -30,17 +31,49 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 """What a spreadsheet reads as the start of a formula (OWASP's list for CSV injection)."""
 
 
+def compact(key: UnitKey) -> int:
+    """A unit key as 8 bytes: a resume of millions of units keeps only these in memory."""
+    return int.from_bytes(hashlib.blake2b(json.dumps(key).encode(), digest_size=8).digest(), "big")
+
+
 @dataclass
 class Journal:
-    """What a run directory already holds."""
+    """What a run directory already holds, in compact form (see ``compact``)."""
 
-    hashes: dict[UnitKey, str | None] = field(default_factory=dict)
-    """Every journaled unit and the hash of what it labelled."""
-    done: set[UnitKey] = field(default_factory=set)
+    path: Path
+    hashes: dict[int, int | None] = field(default_factory=dict)
+    """Every journaled unit and the hash of what it labelled (None for a skipped record)."""
+    done: set[int] = field(default_factory=set)
     """Units whose rows are final (``backend_error`` units are tried again)."""
-    legacy_done: set[UnitKey] = field(default_factory=set)
+    legacy_done: set[int] = field(default_factory=set)
     """Final label rounds journaled one row per line (runs from before unit lines), checked one by one."""
+    units_by_task: dict[str, int] = field(default_factory=dict)
+    """How many distinct units of each task the journal holds (skipped records count under "")."""
     dropped_lines: list[int] = field(default_factory=list)
+
+    def unit_hash(self, key: UnitKey) -> int | None:
+        return self.hashes.get(compact(key))
+
+    def holds(self, key: UnitKey) -> bool:
+        return compact(key) in self.hashes
+
+    def finished(self, key: UnitKey, label_rounds: tuple[int | None, ...]) -> bool:
+        """The unit is done: as one unit line, or (older journals) every one of its label rounds."""
+        if compact(key) in self.done:
+            return True
+        task, chat_id, _, repeat = key
+        return bool(self.legacy_done) and all(
+            compact((task, chat_id, r, repeat)) in self.legacy_done for r in label_rounds
+        )
+
+    def written_keys(self) -> Iterator[UnitKey]:
+        """Every unit key as written, read back from the journal file (for error messages only)."""
+        with self.path.open("rb") as f:
+            for raw in f:
+                entry = _parse(raw)
+                if entry and "unit" in entry:
+                    task, chat_id, round_number, repeat = entry["unit"]
+                    yield (task, chat_id, round_number, repeat)
 
 
 class RunStore:
@@ -71,18 +104,20 @@ class RunStore:
                 f"{self.dir} holds a run with another configuration ({', '.join(changed)} differ): "
                 "choose a new --out directory"
             )
-        journal = Journal()
+        journal = Journal(self.journal_path)
         for entry in self._entries(skip_corrupt, journal.dropped_lines):
             if "rows" in entry:
                 task, chat_id, round_number, repeat = entry["unit"]
-                key = (task, chat_id, round_number, repeat)
-                journal.hashes[key] = entry.get("hash")
+                key = compact((task, chat_id, round_number, repeat))
+                if key not in journal.hashes:
+                    journal.units_by_task[task] = journal.units_by_task.get(task, 0) + 1
+                journal.hashes[key] = int(entry["hash"], 16) if entry.get("hash") else None
                 if all(row["status"] in FINAL_STATUSES for row in entry["rows"]):
                     journal.done.add(key)
                 else:
                     journal.done.discard(key)
             elif entry["status"] in FINAL_STATUSES:
-                journal.legacy_done.add((entry["task"], entry["chat_id"], entry["round"], entry["repeat"]))
+                journal.legacy_done.add(compact((entry["task"], entry["chat_id"], entry["round"], entry["repeat"])))
         self._journal = self._guard(lambda: self.journal_path.open("a", encoding="utf-8"))
         return journal
 
@@ -107,33 +142,46 @@ class RunStore:
         self._lock = handle
 
     def _entries(self, skip_corrupt: bool, dropped: list[int]) -> Iterator[dict[str, Any]]:
-        """Journal entries in order; a torn last line is cut off, any other damaged line is an error."""
+        """Journal entries in order, streamed; a torn last line is cut off, any other damaged line is an error."""
         if not self.journal_path.is_file():
             return
         good_bytes = 0
+        damaged = False
         with self.journal_path.open("rb") as f:
-            lines = f.readlines()
-        for number, raw in enumerate(lines, start=1):
-            entry = _parse(raw)
-            if entry is None and number == len(lines):
-                break  # torn write from a killed run: that unit is labelled again
-            if entry is None:
-                if not skip_corrupt:
-                    raise RunStoreError(
-                        f"{self.journal_path}:{number}: damaged journal line (not a complete JSON entry) before "
-                        f"{len(lines) - number} good ones; restore the file, or run again with "
-                        "--skip-corrupt-journal-lines to drop it and label its unit again"
-                    )
-                dropped.append(number)
-                continue
-            good_bytes += len(raw)
-            yield entry
-        if dropped:
-            kept = [raw for i, raw in enumerate(lines, start=1) if i not in dropped and _parse(raw) is not None]
-            self._guard(lambda: _replace(self.journal_path, b"".join(kept)))
+            lines = enumerate(f, start=1)
+            current = next(lines, None)
+            while current is not None:
+                number, raw = current
+                following = next(lines, None)
+                entry = _parse(raw)
+                if entry is None and following is None:
+                    break  # torn write from a killed run: that unit is labelled again
+                if entry is None:
+                    if not skip_corrupt:
+                        raise RunStoreError(
+                            f"{self.journal_path}:{number}: damaged journal line (not a complete JSON entry) with "
+                            "good lines after it; restore the file, or run again with --skip-corrupt-journal-lines "
+                            "to drop it and label its unit again"
+                        )
+                    dropped.append(number)
+                    damaged = True
+                else:
+                    good_bytes += len(raw)
+                    yield entry
+                current = following
+        if damaged:
+            self._guard(lambda: self._rewrite_without(set(dropped)))
         elif good_bytes != self.journal_path.stat().st_size:
             with self.journal_path.open("r+b") as f:
                 f.truncate(good_bytes)
+
+    def _rewrite_without(self, numbers: set[int]) -> None:
+        tmp = self.journal_path.with_name(self.journal_path.name + ".tmp")
+        with self.journal_path.open("rb") as src, tmp.open("wb") as dst:
+            for number, raw in enumerate(src, start=1):
+                if number not in numbers and _parse(raw) is not None:
+                    dst.write(raw)
+        os.replace(tmp, self.journal_path)
 
     # -- writing
     def append_unit(self, key: UnitKey, unit_hash: str | None, rows: list[dict[str, Any]]) -> None:
@@ -197,25 +245,78 @@ class RunStore:
         self._guard(lambda: _replace(self.manifest_path, text.encode("utf-8")))
 
     def rows(self) -> list[dict[str, Any]]:
-        """Every journaled label row, in journal order."""
-        found: list[dict[str, Any]] = []
-        for entry in self._entries(skip_corrupt=False, dropped=[]):
-            found.extend(entry.get("rows", [entry]))
-        return found
+        """Every journaled label row, in journal order (for small runs and tests; tables are streamed)."""
+        return [row for batch in self._row_batches(None) for row in batch]
 
-    def write_tables(self) -> pd.DataFrame:
-        """Rebuild labels.parquet and labels.csv from the journal; return the DataFrame."""
-        df = pd.DataFrame(self.rows(), columns=LABEL_COLUMNS)
-        if not df.empty:
-            df = df.drop_duplicates(subset=LABEL_KEY, keep="last").reset_index(drop=True)
-        for column in ("round", "value", "repeat"):
-            df[column] = df[column].astype("Int64")
-        self._guard(lambda: df.to_parquet(self.dir / "labels.parquet", index=False))
-        self._guard(lambda: write_csv(df, self.dir / "labels.csv"))
-        return df
+    def _row_batches(self, newest: dict[int, int] | None, size: int = 20_000) -> Iterator[list[dict[str, Any]]]:
+        """Label rows in batches; with ``newest`` (key -> last entry number), only each unit's newest entry."""
+        batch: list[dict[str, Any]] = []
+        for number, entry in enumerate(self._entries(skip_corrupt=False, dropped=[])):
+            if newest is not None and newest.get(_entry_key(entry)) != number:
+                continue
+            batch.extend(entry.get("rows", [entry]))
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def write_tables(self) -> dict[str, dict[str, int]]:
+        """Rebuild labels.parquet and labels.csv from the journal, a batch at a time; return task -> status -> n.
+
+        A unit labelled twice (a retried engine error) keeps its newest entry only.
+        """
+        newest = {_entry_key(entry): n for n, entry in enumerate(self._entries(skip_corrupt=False, dropped=[]))}
+        result: dict[str, dict[str, int]] = self._guard(lambda: self._write_tables(newest))
+        return result
+
+    def _write_tables(self, newest: dict[int, int]) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        parquet, csv_path = self.dir / "labels.parquet", self.dir / "labels.csv"
+        writer: Any = None
+        try:
+            for df in map(_table, self._row_batches(newest)):
+                for (task, status), n in df.groupby(["task", "status"]).size().items():
+                    by_task = counts.setdefault(str(task) or "(input)", {})
+                    by_task[str(status)] = by_task.get(str(status), 0) + int(n)
+                write_csv(df, csv_path, append=writer is not None)
+                writer = writer or _parquet_writer(parquet, df)
+                writer.write_table(_arrow(df, writer.schema))
+            if writer is None:
+                _table([]).to_parquet(parquet, index=False)
+                write_csv(_table([]), csv_path)
+        finally:
+            if writer is not None:
+                writer.close()
+        return counts
 
 
-def write_csv(df: pd.DataFrame, path: Path) -> None:
+def _entry_key(entry: dict[str, Any]) -> int:
+    """A unit entry's compact key, or for an old one-row-per-line journal, the label's."""
+    return compact(tuple(entry["unit"]) if "rows" in entry else tuple(entry[k] for k in LABEL_KEY))
+
+
+def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=LABEL_COLUMNS)
+    for column in ("round", "value", "repeat"):
+        df[column] = df[column].astype("Int64")
+    return df
+
+
+def _parquet_writer(path: Path, df: pd.DataFrame) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return pq.ParquetWriter(path, pa.Table.from_pandas(df, preserve_index=False).schema)
+
+
+def _arrow(df: pd.DataFrame, schema: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+
+
+def write_csv(df: pd.DataFrame, path: Path, append: bool = False) -> None:
     """CSV for people who open it in a spreadsheet: text that would start a formula gets a leading ``'``.
 
     Only text cells change (numbers stay numbers); Parquet and JSON outputs keep every value exact.
@@ -224,7 +325,7 @@ def write_csv(df: pd.DataFrame, path: Path) -> None:
     for column in safe.columns:
         if safe[column].dtype == object:
             safe[column] = [_defuse(v) for v in safe[column]]
-    safe.to_csv(path, index=False)
+    safe.to_csv(path, index=False, mode="a" if append else "w", header=not append)
 
 
 def _defuse(value: Any) -> Any:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from annotate.ingest.model import Chat
-from annotate.ingest.segmentation import Turn, handoff_index, merge_turns, split_rounds
+from annotate.ingest.segmentation import Round, Turn, handoff_index, merge_turns, split_rounds
 from annotate.labelling.rubrics import UnitKind, round_key
 
 SPEAKER_NAMES = {"customer": "Customer", "ai": "AI assistant", "agent": "Human agent"}
@@ -40,13 +40,17 @@ class Unit:
     """Empty when nothing was cut; otherwise what the truncation policy did."""
     turn_rounds: tuple[int, ...] = ()
     """``chat_rounds`` units only: the round of each target turn."""
+    rate_from: int | None = None
+    """``chat_rounds`` windows of a long chat: earlier rounds are shown as context, not rated."""
 
     @property
     def rated_rounds(self) -> tuple[int, ...]:
-        """``chat_rounds`` units only: the rounds to label, those with a customer turn."""
+        """``chat_rounds`` units only: the rounds to label, those with a customer turn (from ``rate_from``)."""
         if not self.turn_rounds:
             return ()
-        return tuple(sorted({r for r, t in zip(self.turn_rounds, self.target, strict=True) if t.speaker == "customer"}))
+        first = self.rate_from or 0
+        pairs = zip(self.turn_rounds, self.target, strict=True)
+        return tuple(sorted({r for r, t in pairs if t.speaker == "customer" and r >= first}))
 
     @property
     def label_rounds(self) -> tuple[int | None, ...]:
@@ -61,11 +65,13 @@ class Unit:
 
         data: dict[str, Any] = {"round": self.round, "context": turns(self.context), "target": turns(self.target)}
         if self.turn_rounds:
-            data["rounds"] = group_rounds(data["target"], self.turn_rounds)
+            data["rounds"] = group_rounds(data["target"], self.turn_rounds, self.rate_from)
         return data
 
 
-def group_rounds(turns: list[dict[str, str]], turn_rounds: tuple[int, ...]) -> list[dict[str, Any]]:
+def group_rounds(
+    turns: list[dict[str, str]], turn_rounds: tuple[int, ...], rate_from: int | None = None
+) -> list[dict[str, Any]]:
     """Turns grouped by round for templates: ``[{"number", "key", "rated", "turns"}]``."""
     rounds: dict[int, list[dict[str, str]]] = {}
     for turn, number in zip(turns, turn_rounds, strict=True):
@@ -74,7 +80,7 @@ def group_rounds(turns: list[dict[str, str]], turn_rounds: tuple[int, ...]) -> l
         {
             "number": n,
             "key": round_key(n),
-            "rated": any(t["speaker"] == "customer" for t in ts),
+            "rated": any(t["speaker"] == "customer" for t in ts) and n >= (rate_from or 0),
             "turns": ts,
         }
         for n, ts in rounds.items()
@@ -92,9 +98,7 @@ def units_for(chat: Chat, task: str, kind: UnitKind, max_chars: int) -> list[Uni
         return [fit_unit(Unit(task, chat.chat_id, None, tuple(before), tuple(after)), max_chars)]
     rounds = split_rounds(chat)
     if kind == "chat_rounds":
-        turns = tuple(t for r in rounds for t in r.turns)
-        numbers = tuple(r.number for r in rounds for _ in r.turns)
-        return [fit_unit(Unit(task, chat.chat_id, None, (), turns, turn_rounds=numbers), max_chars)]
+        return chat_windows(task, chat.chat_id, rounds, max_chars)
     if kind == "first_round":
         return [fit_unit(Unit(task, chat.chat_id, None, (), rounds[0].turns), max_chars)]
     units = []
@@ -115,17 +119,59 @@ def _size(turns: tuple[Turn, ...]) -> int:
     return sum(len(t.text) + 16 for t in turns)
 
 
+MAX_RATED_ROUNDS = 40
+"""Rounds one ``chat_rounds`` request rates at most; a longer chat is split into several requests."""
+CONTEXT_ROUNDS = 2
+"""Rounds shown (not rated) before each later window of a split chat, so its first rounds have context."""
+
+
+def chat_windows(task: str, chat_id: str, rounds: list[Round], max_chars: int) -> list[Unit]:
+    """A whole chat as one ``chat_rounds`` unit (clipped if need be), or, when it has more than MAX_RATED_ROUNDS
+    rounds or cannot fit even clipped, windows of rounds that each fit.
+
+    Each window rates its own rounds and shows up to CONTEXT_ROUNDS earlier rounds as context.
+    """
+    if len(rounds) <= MAX_RATED_ROUNDS:
+        whole = fit_unit(_rounds_unit(task, chat_id, rounds, None, ""), max_chars)
+        if _size(whole.target) <= max_chars:  # the whole chat fits, clipped if need be
+            return [whole]
+    windows, start = [], 0
+    while start < len(rounds):
+        context = rounds[max(0, start - CONTEXT_ROUNDS) : start]
+        budget = max_chars - sum(_size(r.turns) for r in context)
+        end, size = start, 0
+        while end < len(rounds) and end - start < MAX_RATED_ROUNDS:
+            size += _size(rounds[end].turns)
+            if end > start and size > budget:
+                break
+            end += 1
+        window = rounds[start:end]
+        note = f"rounds {window[0].number}-{window[-1].number} of {len(rounds)} rated in this request"
+        if context:
+            note += f", rounds {context[0].number}-{context[-1].number} shown as context"
+        windows.append(fit_unit(_rounds_unit(task, chat_id, [*context, *window], window[0].number, note), max_chars))
+        start = end
+    return windows
+
+
+def _rounds_unit(task: str, chat_id: str, rounds: list[Round], rate_from: int | None, note: str) -> Unit:
+    turns = tuple(t for r in rounds for t in r.turns)
+    numbers = tuple(r.number for r in rounds for _ in r.turns)
+    return Unit(task, chat_id, rate_from, (), turns, truncation=note, turn_rounds=numbers, rate_from=rate_from)
+
+
 def fit_unit(unit: Unit, max_chars: int) -> Unit:
     """Apply the truncation policy for a budget of ``max_chars`` transcript characters."""
-    context, target = list(unit.context), unit.target
-    if _size(unit.context) + _size(target) <= max_chars:
+    context, target = unit.context, unit.target
+    if _size(context) + _size(target) <= max_chars:
         return unit
     notes = []
-    dropped = 0
-    while context and _size(tuple(context)) + _size(target) > max_chars:
-        context.pop(0)
+    excess, dropped = _size(context) + _size(target) - max_chars, 0
+    while dropped < len(context) and excess > 0:
+        excess -= len(context[dropped].text) + 16
         dropped += 1
     if dropped:
+        context = context[dropped:]
         notes.append(f"dropped {dropped} oldest context turn(s)")
     if _size(target) > max_chars and unit.turn_rounds:
         target, note = _clip_whole_chat(target, max_chars)
@@ -135,8 +181,25 @@ def fit_unit(unit: Unit, max_chars: int) -> Unit:
         clipped = sum(len(t.text) > per_turn for t in target)
         target = tuple(_clip(t, per_turn) for t in target)
         notes.append(f"clipped {clipped} target turn(s) to {per_turn} characters")
+        if _size(target) > max_chars:
+            target, left_out = _keep_ends(target, max_chars)
+            notes.append(f"left out {left_out} middle target turn(s)")
     all_notes = [n for n in (unit.truncation, *notes) if n]
-    return replace(unit, context=tuple(context), target=target, truncation="; ".join(all_notes))
+    return replace(unit, context=context, target=target, truncation="; ".join(all_notes))
+
+
+def _keep_ends(target: tuple[Turn, ...], max_chars: int) -> tuple[tuple[Turn, ...], int]:
+    """The first and last turns, alternately, as many as fit: how a long exchange opens and how it ends."""
+    n = len(target)
+    keep, size = [False] * n, 0
+    for i in (j for pair in zip(range(n), range(n - 1, -1, -1), strict=True) for j in pair):
+        if keep[i]:
+            continue
+        if size + len(target[i].text) + 16 > max_chars and any(keep):
+            break
+        keep[i], size = True, size + len(target[i].text) + 16
+    kept = tuple(t for t, k in zip(target, keep, strict=True) if k)
+    return kept, n - len(kept)
 
 
 def _clip_whole_chat(target: tuple[Turn, ...], max_chars: int) -> tuple[tuple[Turn, ...], str]:
