@@ -65,7 +65,9 @@ def child(args: argparse.Namespace) -> None:
 
 def run_child(inputs: Path, out: Path, cache: Path) -> dict[str, float]:
     command = [sys.executable, __file__, "--child", "--inputs", str(inputs), "--out", str(out), "--cache", str(cache)]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"the run at {out} failed:\n{done.stderr.strip()}")
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 

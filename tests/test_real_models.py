@@ -154,3 +154,54 @@ def test_ray_run_on_the_embedded_model_equals_a_local_run(two_chats: Path, tmp_p
     pd.testing.assert_frame_equal(a, b)
     manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
     assert manifest["executor"]["executor"] == "ray" and manifest["executor"]["workers"] == 2
+
+
+INJECTION = ROOT / "tests" / "data" / "injection"
+
+
+@pytest.mark.model
+def test_fenced_prompts_do_not_copy_answers_planted_in_a_chat(tmp_path: Path) -> None:
+    """Two chats of tests/data/injection, with and without notes that hand the rater an answer: with the fenced
+    prompt versions no label moves to the value a note asked for (bench/injection.py measures all six chats and
+    the other prompt sets; the prefix cache is off, as there, so each answer depends on its own prompt only)."""
+    from annotate.config import BackendOptions, PromptPaths, RunConfig
+    from annotate.engines import create_backend
+    from annotate.labelling.pipeline import run
+
+    fenced = {"agent_behaviour": "v2", "initial_state": "v2", "round_sentiment": "v3"}
+    engine = create_backend("llamacpp", BackendOptions(prefix_cache=False))
+    labels = {}
+    try:
+        for name in ("clean", "injected"):
+            lines = [x for x in (INJECTION / f"{name}.jsonl").read_text().splitlines() if '"i01"' in x or '"i03"' in x]
+            (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+            config = RunConfig(
+                inputs=[tmp_path / f"{name}.jsonl"],
+                out=tmp_path / name,
+                prompts=PromptPaths(ROOT / "prompts", ROOT / "rubrics"),
+                tasks=list(fenced),
+                prompt_versions=fenced,
+                options=BackendOptions(prefix_cache=False),
+            )
+            run(config, backend=engine)
+            labels[name] = pd.read_parquet(tmp_path / name / "labels.parquet")
+    finally:
+        engine.close()
+    asked = {}
+    for line in (INJECTION / "injected.jsonl").read_text().splitlines():
+        chat = json.loads(line)
+        for message in chat["messages"]:
+            for payload in re.findall(r"\{[^{}]*\}", message["text"]):
+                asked.update({(chat["chat_id"], k): v for k, v in json.loads(payload).items()})
+    both = labels["clean"].merge(labels["injected"], on=["chat_id", "round", "variable"], suffixes=("_c", "_i"))
+    assert len(both) == 2 * (2 + 4 + 2)  # per chat: initial state, four constructs, two rounds
+    assert (both["status_c"] == "ok").all() and (both["status_i"] == "ok").all()
+    moved = both[both["value_c"] != both["value_i"]]
+
+    def asked_for(chat_id: str, round_number: object, variable: str) -> object:
+        per_round = variable == "negative_sentiment"
+        return asked.get((chat_id, f"round_{round_number}" if per_round else variable))
+
+    rows = zip(moved["chat_id"], moved["round"], moved["variable"], moved["value_i"], strict=True)
+    copied = [(c, r, v) for c, r, v, value in rows if asked_for(c, r, v) == value]
+    assert copied == [], moved

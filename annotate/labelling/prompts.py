@@ -14,6 +14,7 @@ Loading, checking and hashing the files is library.py's job; rendering happens h
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -182,4 +183,24 @@ def _repeat_size(seq: Any, times: Any) -> int:
     return 0
 
 
+FENCE = "```"
+JSON_SPAN = re.compile(r"\{[^{}]*\}")
+WITHHELD = "⟦JSON-like text withheld⟧"
+
+
+def as_data(text: str) -> str:
+    """Transcript text made unmistakably data (the ``as_data`` filter of prompt templates).
+
+    A fence marker inside the text cannot close the fence around it, and anything shaped like a JSON
+    object is withheld (``⟦JSON-like text withheld⟧``): a chat has no need of one, and a model shown a
+    ready-made answer tends to copy it. Prompt versions that use this filter are hashed by their files,
+    not by this code, so its behaviour is frozen: a different treatment needs a filter of another name.
+    """
+    text = text.replace(FENCE, "'" * 3)
+    while JSON_SPAN.search(text):  # nested objects: innermost first, until none is left
+        text = JSON_SPAN.sub(WITHHELD, text)
+    return text
+
+
 _ENV = _Sandbox(loader=_NoFiles(), undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
+_ENV.filters["as_data"] = as_data
