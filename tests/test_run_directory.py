@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from annotate.analysis.sample import write_sample
 from annotate.config import RunConfig
 from annotate.engines.fake import FakeBackend
 from annotate.errors import RunStoreError
@@ -233,3 +234,11 @@ def test_csv_outputs_cannot_carry_spreadsheet_formulas(library: PromptLibrary, t
     assert exact["chat_id"].iloc[0] == record["chat_id"] and exact["raw_output"].iloc[0] == "@SUM(1)"
     text = pd.read_csv(out / "labels.csv", dtype=str)
     assert text["chat_id"].iloc[0] == "'" + str(record["chat_id"]) and text["raw_output"].iloc[0] == "'@SUM(1)"
+    answered = tmp_path / "answered"
+    run(
+        config(library, answered, chats_file(tmp_path / "c.jsonl", [record]), tasks=["initial_state"], use_cache=False),
+        backend=FakeBackend(),
+    )
+    coding = tmp_path / "to_code.csv"
+    write_sample(answered, coding, library, per_variable=1)
+    assert set(pd.read_csv(coding, dtype=str)["chat_id"]) == {"'" + str(record["chat_id"])}
