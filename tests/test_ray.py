@@ -15,6 +15,7 @@ from annotate.engines.base import Request
 from annotate.engines.ray_pool import chunk_by_group
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
+from annotate.labelling.store import RunStore
 from tests.conftest import EXAMPLES
 
 LABEL = ["chat_id", "round", "task", "variable", "value", "status", "prompt_hash", "raw_output"]
@@ -94,7 +95,7 @@ def test_a_local_run_resumes_on_ray_and_a_ray_run_resumes_locally(
     pd.testing.assert_frame_equal(
         resumed.sort_values(key).reset_index(drop=True), straight.sort_values(key).reset_index(drop=True)
     )
-    run_ids = {json.loads(line)["run_id"] for line in (out / "journal.jsonl").read_text().splitlines()}
+    run_ids = {row["run_id"] for row in RunStore(out).rows()}
     assert len(run_ids) == 1  # one run, resumed twice
 
 

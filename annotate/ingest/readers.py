@@ -221,12 +221,10 @@ def _load_table(path: Path) -> Any:
     try:
         if path.suffix.lower() == ".csv":
             # Undecodable bytes survive as surrogates, so one bad row is skipped instead of the whole file.
+            # Plain Python strings (pandas 3 would store Arrow strings, which cannot hold those surrogates);
+            # metadata cells are typed afterwards, see _plain.
             return pd.read_csv(
-                path,
-                dtype={"chat_id": str, "role": str, "text": str, "seq": str, "ts": str},
-                keep_default_na=False,
-                encoding="utf-8-sig",
-                encoding_errors="surrogateescape",
+                path, dtype=object, keep_default_na=False, encoding="utf-8-sig", encoding_errors="surrogateescape"
             )
         return pd.read_parquet(path)
     except UnicodeDecodeError as e:
@@ -264,7 +262,7 @@ def _read_table(path: Path, df: Any, roles: Mapping[str, Speaker], collector: _C
         except InputError as err:
             collector.problem(err, chat_id)
             continue
-        meta = {c: _plain(rows[0][1][c]) for c in extra}
+        meta = {c: _plain(rows[0][1][c], from_text=path.suffix.lower() == ".csv") for c in extra}
         chat = _finish_chat(chat_id, messages, meta, path, first_line, collector)
         if chat is not None:
             collector.add(chat, str(path), first_line)
@@ -297,12 +295,22 @@ def _bad_byte(raw: bytes, start: int) -> str:
     return f"not valid UTF-8 (byte 0x{raw[start]:02x} at position {start})"
 
 
-def _plain(value: Any) -> Any:
-    """Numpy scalars and NaN to plain JSON-able Python values."""
+def _plain(value: Any, from_text: bool = False) -> Any:
+    """Numpy scalars and NaN to plain JSON-able Python values; CSV cells (``from_text``) to numbers where
+    they are numbers, and empty ones to None, as a typed file would give them."""
     if hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float) and math.isnan(value):
         return None
+    if from_text and isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        for number in (int, float):
+            try:
+                return number(text)
+            except ValueError:
+                continue
     return value
 
 

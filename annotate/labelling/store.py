@@ -323,7 +323,7 @@ def write_csv(df: pd.DataFrame, path: Path, append: bool = False) -> None:
     """
     safe = df.copy()
     for column in safe.columns:
-        if safe[column].dtype == object:
+        if pd.api.types.is_object_dtype(safe[column]) or pd.api.types.is_string_dtype(safe[column]):
             safe[column] = [_defuse(v) for v in safe[column]]
     safe.to_csv(path, index=False, mode="a" if append else "w", header=not append)
 
