@@ -17,8 +17,8 @@ from typing import Any
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from annotate.config import BackendOptions
-from annotate.engines.base import Completion, Request
-from annotate.engines.openai_format import completion_from_openai
+from annotate.engines.base import TOP_LOGPROBS, Completion, Request
+from annotate.engines.openai_format import completion_from_openai, logprob_fields
 from annotate.errors import BackendError
 
 
@@ -47,7 +47,12 @@ class OpenAIBackend:
         """Server-specific fields added to every request, e.g. llama.cpp's ``{"cache_prompt": false}``."""
 
     def identity(self) -> dict[str, Any]:
-        identity = {"engine": "openai-compatible", "name": self.options.model, "base_url": self.base_url}
+        identity = {
+            "engine": "openai-compatible",
+            "name": self.options.model,
+            "base_url": self.base_url,
+            "top_logprobs": TOP_LOGPROBS,
+        }
         return {**identity, "extra_body": self.extra_body} if self.extra_body else identity
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -78,6 +83,7 @@ class OpenAIBackend:
                 "type": "json_schema",
                 "json_schema": {"name": "answer", "schema": request.schema, "strict": True},
             },
+            **logprob_fields(),
             **self.extra_body,
         }
         post = retry(

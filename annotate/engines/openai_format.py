@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from annotate.engines.base import Completion
+from annotate.engines.base import TOP_LOGPROBS, Completion, TokenChoice, value_logprobs
 
 
 def completion_from_openai(result: dict[str, Any], latency_ms: float) -> Completion:
@@ -22,4 +22,28 @@ def completion_from_openai(result: dict[str, Any], latency_ms: float) -> Complet
         completion_tokens=int(usage.get("completion_tokens", 0)),
         latency_ms=latency_ms,
         cached_tokens=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)),
+        value_logprobs=_value_logprobs(choice),
     )
+
+
+def _value_logprobs(choice: dict[str, Any]) -> dict[str, dict[str, float]] | None:
+    """``choices[0].logprobs.content`` as candidates per answer key; None when the server sent none."""
+    content = (choice.get("logprobs") or {}).get("content")
+    if not content:
+        return None
+    return value_logprobs(
+        TokenChoice(
+            text=token.get("token", ""),
+            logprob=float(token.get("logprob", float("-inf"))),
+            top={
+                alt.get("token", ""): float(alt.get("logprob", float("-inf")))
+                for alt in token.get("top_logprobs") or []
+            },
+        )
+        for token in content
+    )
+
+
+def logprob_fields() -> dict[str, Any]:
+    """What a chat request adds to get the top alternatives at every generated token."""
+    return {"logprobs": True, "top_logprobs": TOP_LOGPROBS}

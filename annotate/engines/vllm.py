@@ -17,7 +17,7 @@ from typing import Any
 
 from annotate.config import BackendOptions
 from annotate.engines import embedded
-from annotate.engines.base import Completion, Request
+from annotate.engines.base import TOP_LOGPROBS, Completion, Request, TokenChoice, value_logprobs
 from annotate.errors import BackendError
 
 
@@ -51,7 +51,13 @@ class VllmBackend:
 
     def identity(self) -> dict[str, Any]:
         engine = "vllm-cpu" if self.on_cpu else "vllm"
-        identity = {"engine": engine, "dtype": self.dtype, "prefix_cache": self.options.prefix_cache, **self._identity}
+        identity = {
+            "engine": engine,
+            "dtype": self.dtype,
+            "prefix_cache": self.options.prefix_cache,
+            "top_logprobs": TOP_LOGPROBS,
+            **self._identity,
+        }
         return {**identity, "block_size": self.block_size} if self.block_size else identity
 
     def _start(self) -> Any:
@@ -98,6 +104,7 @@ class VllmBackend:
                 top_p=r.sampling.top_p,
                 seed=r.sampling.seed,
                 max_tokens=r.max_tokens,
+                logprobs=TOP_LOGPROBS,
                 structured_outputs=StructuredOutputsParams(json=r.schema),
             )
             for r in requests
@@ -116,12 +123,26 @@ class VllmBackend:
                 completion_tokens=len(out.outputs[0].token_ids),
                 latency_ms=per_request_ms,
                 cached_tokens=int(out.num_cached_tokens or 0),
+                value_logprobs=_value_logprobs(out.outputs[0]),
             )
             for out in outputs
         ]
 
     def close(self) -> None:
         self._llm = None
+
+
+def _value_logprobs(output: Any) -> dict[str, dict[str, float]] | None:
+    """vLLM's per-token ``{token_id: Logprob}`` (raw, before the grammar mask) as candidates per answer key."""
+    if not output.logprobs:
+        return None
+    tokens = []
+    for token_id, position in zip(output.token_ids, output.logprobs, strict=False):
+        top = {alt.decoded_token or "": alt.logprob for alt in position.values()}
+        chosen = position.get(token_id)  # vLLM always adds the sampled token to its top list
+        if chosen is not None:
+            tokens.append(TokenChoice(chosen.decoded_token or "", chosen.logprob, top))
+    return value_logprobs(tokens)
 
 
 CPU_BLOCK_SIZE = 32

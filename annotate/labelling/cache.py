@@ -2,11 +2,13 @@
 
 The key hashes the rendered messages, schema, token budget, model identity, sampling parameters and
 repeat index, so a second identical run makes no model calls, and changing one task's prompt
-re-annotates that task only. Only engine answers are stored, never engine errors.
+re-annotates that task only. Only engine answers are stored (with the log probabilities at each
+value, so a cached label keeps its probabilities), never engine errors.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,9 +24,11 @@ CREATE TABLE IF NOT EXISTS completions (
     finish_reason TEXT NOT NULL,
     prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL,
-    latency_ms REAL NOT NULL
+    latency_ms REAL NOT NULL,
+    value_logprobs TEXT
 )
 """
+_COLUMNS = "text, finish_reason, prompt_tokens, completion_tokens, latency_ms, value_logprobs"
 
 
 class CompletionCache:
@@ -38,6 +42,9 @@ class CompletionCache:
                 self._db = sqlite3.connect(path, timeout=60)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute(_SCHEMA)
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(completions)")}
+                if "value_logprobs" not in columns:  # a cache written before answers kept probabilities
+                    self._db.execute("ALTER TABLE completions ADD COLUMN value_logprobs TEXT")
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -52,18 +59,30 @@ class CompletionCache:
     def get(self, key: str) -> Completion | None:
         if self._db is None:
             return None
-        query = "SELECT text, finish_reason, prompt_tokens, completion_tokens, latency_ms FROM completions WHERE key=?"
         with self._errors():
-            row = self._db.execute(query, (key,)).fetchone()
-        return None if row is None else Completion(*row)
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM completions WHERE key=?", (key,)).fetchone()
+        if row is None:
+            return None
+        text, finish_reason, prompt_tokens, completion_tokens, latency_ms, logprobs = row
+        return Completion(
+            text,
+            finish_reason,
+            prompt_tokens,
+            completion_tokens,
+            latency_ms,
+            value_logprobs=None if logprobs is None else json.loads(logprobs),
+        )
 
     def put(self, key: str, completion: Completion) -> None:
         if self._db is None or completion.error is not None:
             return
         c = completion
-        values = (key, c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens, c.latency_ms)
+        logprobs = None if c.value_logprobs is None else json.dumps(c.value_logprobs)
+        values = (key, c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens, c.latency_ms, logprobs)
         with self._errors():
-            self._db.execute("INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)", values)
+            self._db.execute(
+                f"INSERT OR REPLACE INTO completions (key, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", values
+            )
             self._db.commit()
 
     def close(self) -> None:

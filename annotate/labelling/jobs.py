@@ -14,9 +14,10 @@ from typing import Any
 
 from annotate.config import Sampling
 from annotate.engines.base import Completion, Request
+from annotate.labelling.probabilities import Distribution, distribution
 from annotate.labelling.prompts import PromptVersion
 from annotate.labelling.rows import LabelRow, Status
-from annotate.labelling.rubrics import ParseFailure
+from annotate.labelling.rubrics import ParseFailure, round_key
 from annotate.labelling.units import Unit, fit_unit
 
 REASK = (
@@ -95,33 +96,50 @@ class Job:
     ) -> list[LabelRow]:
         """One row per label: per variable, and for ``chat_rounds`` units per rated round too."""
         pv, unit = self.prompt, self.unit
-        return [
-            LabelRow(
-                chat_id=unit.chat_id,
-                round=round_number,
-                task=pv.task,
-                variable=variable,
-                value=None if values is None else values[round_number][variable],
-                status=status,
-                error=error,
-                repeat=self.repeat,
-                prompt_version=pv.version,
-                prompt_hash=pv.content_hash,
-                model=ctx.model,
-                backend=ctx.backend,
-                sampling=json.dumps({**ctx.sampling.as_dict(), "max_tokens": self.max_tokens}),
-                raw_output=completion.text,
-                prompt_tokens=completion.prompt_tokens,
-                completion_tokens=completion.completion_tokens,
-                latency_ms=round(completion.latency_ms, 1),
-                attempts=self.attempt,
-                cached=cached,
-                truncation=unit.truncation,
-                run_id=ctx.run_id,
-            )
-            for round_number in unit.label_rounds
-            for variable in pv.rubric.variables
-        ]
+        rows = []
+        for round_number in unit.label_rounds:
+            for variable in pv.rubric.variables:
+                value = None if values is None else values[round_number][variable]
+                dist = None if value is None else self.distribution(completion, round_number, variable, value)
+                rows.append(
+                    LabelRow(
+                        chat_id=unit.chat_id,
+                        round=round_number,
+                        task=pv.task,
+                        variable=variable,
+                        value=value,
+                        probs=dist.probs_json() if dist else None,
+                        confidence=round(dist.confidence, 6) if dist else None,
+                        expected=round(dist.expected, 6) if dist and dist.expected is not None else None,
+                        status=status,
+                        error=error,
+                        repeat=self.repeat,
+                        prompt_version=pv.version,
+                        prompt_hash=pv.content_hash,
+                        model=ctx.model,
+                        backend=ctx.backend,
+                        sampling=json.dumps({**ctx.sampling.as_dict(), "max_tokens": self.max_tokens}),
+                        raw_output=completion.text,
+                        prompt_tokens=completion.prompt_tokens,
+                        completion_tokens=completion.completion_tokens,
+                        latency_ms=round(completion.latency_ms, 1),
+                        attempts=self.attempt,
+                        cached=cached,
+                        truncation=unit.truncation,
+                        run_id=ctx.run_id,
+                    )
+                )
+        return rows
+
+    def distribution(
+        self, completion: Completion, round_number: int | None, variable: str, value: int
+    ) -> Distribution | None:
+        """The label's probabilities over its scale, when the engine's log probabilities give them."""
+        spec = self.prompt.rubric.variables[variable]
+        key = variable if self.prompt.rubric.unit != "chat_rounds" or round_number is None else round_key(round_number)
+        candidates = None if completion.value_logprobs is None else completion.value_logprobs.get(key, {})
+        found = distribution(candidates, list(spec.values), value, spec.scale)
+        return found if isinstance(found, Distribution) else None
 
 
 def fit_to_context(unit: Unit, pv: PromptVersion, max_model_len: int) -> Unit:

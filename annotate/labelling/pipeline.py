@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +24,7 @@ from annotate.labelling.cache import CompletionCache
 from annotate.labelling.jobs import Job, RowContext
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.manifest import build_manifest
+from annotate.labelling.probabilities import NO_ENGINE_PROBABILITIES, VALUE_NOT_FOUND
 from annotate.labelling.prompts import PromptVersion
 from annotate.labelling.resume import Survey, chat_stream, check_variables, pending_jobs, survey, unit_key
 from annotate.labelling.rows import LabelRow
@@ -42,6 +43,8 @@ class _Tally:
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
     completion_tokens: int = 0
+    without_probabilities: dict[str, int] = field(default_factory=dict)
+    """Why ``ok`` labels of this session have no probabilities -> how many."""
 
 
 def run(config: RunConfig, backend: Backend | None = None, progress: Progress | None = None) -> RunSummary:
@@ -114,7 +117,9 @@ def _label(
         session.run_id = previous.get("run_id") or _new_run_id()
         tally = _write_labels(session, progress)
         summary = _summarise(session, tally)
-        store.write_manifest(session.manifest("complete", summary))
+        manifest = session.manifest("complete", summary)
+        manifest["probabilities"] = _probabilities_entry(session, tally, summary.counts)
+        store.write_manifest(manifest)
         return summary
     finally:
         store.release()
@@ -216,6 +221,7 @@ def _execute(
             batch = pending[start : start + config.batch_size]
             for job, completion, cached in _answers(batch, engine, identity, config, cache, tally):
                 rows, retry = job.settle(completion, cached, ctx)
+                _count_missing_probabilities(rows, completion, tally)
                 if retry is not None:
                     retries.append(retry)
                 else:
@@ -255,6 +261,33 @@ def _answers(
         tally.completion_tokens += completion.completion_tokens
         cache.put(request.key, completion)
         yield job, completion, False
+
+
+def _count_missing_probabilities(rows: list[LabelRow], completion: Completion, tally: _Tally) -> None:
+    missing = sum(1 for row in rows if row.status == "ok" and row.probs is None)
+    if missing:
+        why = NO_ENGINE_PROBABILITIES if completion.value_logprobs is None else VALUE_NOT_FOUND
+        tally.without_probabilities[why] = tally.without_probabilities.get(why, 0) + missing
+
+
+def _probabilities_entry(session: _Session, tally: _Tally, counts: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """How the run's labels got their probabilities, how many have them, and why the others do not."""
+    top = session.identity.get("top_logprobs")
+    earlier = session.previous.get("probabilities", {}).get("missing", {})
+    missing = {
+        k: earlier.get(k, 0) + tally.without_probabilities.get(k, 0) for k in {*earlier, *tally.without_probabilities}
+    }
+    return {
+        "method": (
+            f"the engine's top-{top} token log probabilities at each value's first token, renormalised over the "
+            "allowed values (a value outside the top list gets 0)"
+            if top
+            else f"none: {NO_ENGINE_PROBABILITIES} ({session.config.backend} engine)"
+        ),
+        "ok_labels": sum(by_status.get("ok", 0) for by_status in counts.values()),
+        "with_probabilities": session.store.with_probabilities,
+        "missing": missing,
+    }
 
 
 def _cache_path(config: RunConfig) -> Path | None:

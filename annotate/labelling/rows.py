@@ -28,6 +28,13 @@ class LabelRow(BaseModel):
     variable: str
     value: int | None
     """The label; None unless ``status`` is ``ok``."""
+    probs: str | None = None
+    """JSON, value -> the engine's probability of it (renormalised over the allowed values); None when the
+    engine gave no log probabilities (the manifest says why)."""
+    confidence: float | None = None
+    """The chosen value's probability."""
+    expected: float | None = None
+    """The probability-weighted mean value (ordinal and binary scales)."""
     status: Status
     error: str
     """Why the row is not ``ok``: the parse or schema problem, the engine error, or the skip reason."""

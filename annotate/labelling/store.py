@@ -83,6 +83,8 @@ class RunStore:
         self.manifest_path = out_dir / "manifest.json"
         self._journal: Any = None
         self._lock: Any = None
+        self.with_probabilities = 0
+        """Labels with probabilities in the tables last written."""
 
     # -- opening and resuming
     def open(self, fingerprint: dict[str, Any], skip_corrupt: bool = False) -> Journal:
@@ -264,6 +266,8 @@ class RunStore:
     def write_tables(self) -> dict[str, dict[str, int]]:
         """Rebuild labels.parquet and labels.csv from the journal, a batch at a time; return task -> status -> n.
 
+        Also counts the labels that carry probabilities (``with_probabilities``).
+
         A unit labelled twice (a retried engine error) keeps its newest entry only.
         """
         newest = {_entry_key(entry): n for n, entry in enumerate(self._entries(skip_corrupt=False, dropped=[]))}
@@ -272,6 +276,7 @@ class RunStore:
 
     def _write_tables(self, newest: dict[int, int]) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}
+        self.with_probabilities = 0
         parquet, csv_path = self.dir / "labels.parquet", self.dir / "labels.csv"
         writer: Any = None
         try:
@@ -279,6 +284,7 @@ class RunStore:
                 for (task, status), n in df.groupby(["task", "status"]).size().items():
                     by_task = counts.setdefault(str(task) or "(input)", {})
                     by_task[str(status)] = by_task.get(str(status), 0) + int(n)
+                self.with_probabilities += int(df["probs"].notna().sum())
                 write_csv(df, csv_path, append=writer is not None)
                 writer = writer or _parquet_writer(parquet, df)
                 writer.write_table(_arrow(df, writer.schema))
@@ -300,6 +306,9 @@ def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=LABEL_COLUMNS)
     for column in ("round", "value", "repeat"):
         df[column] = df[column].astype("Int64")
+    for column in ("confidence", "expected"):
+        df[column] = df[column].astype("float64")
+    df["probs"] = df["probs"].astype("string")  # typed even when a batch has none, so every batch writes alike
     return df
 
 
