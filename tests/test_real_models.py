@@ -58,11 +58,23 @@ def check_labels(out: Path, library: PromptLibrary, backend: str) -> pd.DataFram
     for column in ["prompt_version", "prompt_hash", "model", "sampling", "run_id", "raw_output"]:
         assert labels[column].astype(str).str.len().gt(0).all(), column
     assert labels["prompt_tokens"].gt(100).all()
+    check_probabilities(ok)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert manifest["model"]["sha256"] == embedded.EMBEDDED.sha256
     assert manifest["git"]["revision"]
     return labels
+
+
+def check_probabilities(ok: pd.DataFrame) -> None:
+    """Every ok label has a distribution over its scale that sums to 1, and greedy decoding chose its mode."""
+    assert ok["probs"].notna().all()
+    for row in ok.itertuples():
+        probs = {int(k): v for k, v in json.loads(row.probs).items()}
+        assert abs(sum(probs.values()) - 1) < 1e-4
+        assert row.confidence == pytest.approx(probs[row.value], abs=1e-5)
+        assert row.confidence == pytest.approx(max(probs.values()), abs=1e-5), row
+        assert min(probs) <= row.expected <= max(probs)
 
 
 @pytest.mark.model
@@ -118,6 +130,7 @@ def test_openai_backend_against_a_real_local_server(two_chats: Path, tmp_path: P
     labels = pd.read_parquet(out / "labels.parquet")
     assert (labels["status"] == "ok").sum() >= len(labels) - 2
     assert (labels["model"] == "qwen2.5-coder-0.5b").all() and (labels["backend"] == "openai").all()
+    check_probabilities(labels[labels["status"] == "ok"])
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"]["base_url"] == local_server
 

@@ -1,0 +1,187 @@
+"""Label probabilities: token alignment, renormalisation over the scale, the cache, and the manifest."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from annotate.config import RunConfig
+from annotate.engines.base import Completion, Request, TokenChoice, value_logprobs
+from annotate.engines.fake import FakeBackend, lowest_values
+from annotate.engines.openai_format import completion_from_openai
+from annotate.labelling.cache import CompletionCache
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.pipeline import run
+from annotate.labelling.probabilities import NO_ENGINE_PROBABILITIES, VALUE_NOT_FOUND, Distribution, distribution
+from tests.conftest import EXAMPLES
+
+
+def tokens(*pieces: tuple[str, dict[str, float]]) -> list[TokenChoice]:
+    """Tokens whose chosen candidate is the first of its top list (or logprob 0 when it has none)."""
+    return [TokenChoice(text, next(iter(top.values()), 0.0), top) for text, top in pieces]
+
+
+def test_candidates_are_found_at_each_values_first_token() -> None:
+    found = value_logprobs(
+        tokens(
+            ('{"', {}),
+            ("emp", {}),
+            ("athy", {}),
+            ('":', {}),
+            ("2", {"2": -0.5, "1": -1.2, "３": -3.0, "Sure": -1.0}),
+            (',"', {}),
+            ("urgency", {}),
+            ('":', {}),
+            (" 1", {" 1": -0.1, "2": -2.0, " 3,": -3.0}),
+            ("}", {}),
+        )
+    )
+    # full-width digits and words never count; a leading space or trailing comma in a candidate does not matter
+    assert found == {"empathy": {"2": -0.5, "1": -1.2}, "urgency": {"1": -0.1, "2": -2.0, "3": -3.0}}
+
+
+def test_a_token_that_merges_the_colon_with_the_digit_is_read_after_the_colon() -> None:
+    found = value_logprobs(tokens(('{"a', {}), ('":1', {'":1': -0.2, '":2': -1.9, "1": -3.0}), ("}", {})))
+    assert found == {"a": {"1": -0.2, "2": -1.9}}
+
+
+def test_a_fenced_answer_is_aligned_on_its_own_tokens() -> None:
+    """llama.cpp removes a code fence from the answer text but reports the fence's tokens too."""
+    found = value_logprobs(
+        tokens(
+            ("```", {}), ("json", {}), ("\n{\n", {}), (' "', {}), ("x", {}), ('":', {}), (" ", {}), ("3", {"3": -0.7})
+        )
+    )
+    assert found == {"x": {"3": -0.7}}
+
+
+def test_the_chosen_token_counts_even_when_the_top_list_left_it_out() -> None:
+    found = value_logprobs([TokenChoice('{"v":', 0.0, {}), TokenChoice("2", -4.0, {"5": -0.1, "x": -0.2})])
+    assert found == {"v": {"5": -0.1, "2": -4.0}}
+
+
+def test_distribution_renormalises_over_the_allowed_values() -> None:
+    dist = distribution({"1": math.log(0.2), "3": math.log(0.2), "7": math.log(0.5)}, [1, 2, 3], 3, "ordinal")
+    assert isinstance(dist, Distribution)
+    assert dist.probs == pytest.approx({1: 0.5, 2: 0.0, 3: 0.5})
+    assert dist.confidence == pytest.approx(0.5)
+    assert dist.expected == pytest.approx(2.0)
+    assert json.loads(dist.probs_json()) == {"1": 0.5, "2": 0.0, "3": 0.5}
+
+
+def test_nominal_scales_have_no_expected_value_and_binary_ones_give_the_proportion() -> None:
+    nominal = distribution({"1": 0.0, "2": math.log(1 / 3)}, [1, 2], 1, "nominal")
+    binary = distribution({"0": math.log(0.25), "1": math.log(0.75)}, [0, 1], 1, "binary")
+    assert isinstance(nominal, Distribution) and nominal.expected is None
+    assert isinstance(binary, Distribution) and binary.expected == pytest.approx(0.75)
+
+
+def test_multi_token_values_are_scored_by_their_first_token() -> None:
+    # on a 0-10 scale "10" is written as "1" then "0": the first token "1" writes the value 1 itself,
+    # so its mass goes to 1; a first token "1" on a scale without 1 goes to the one value it begins
+    scale = list(range(0, 11))
+    dist = distribution({"1": math.log(0.6), "9": math.log(0.4)}, scale, 1, "ordinal")
+    assert isinstance(dist, Distribution) and dist.probs[1] == pytest.approx(0.6) and dist.probs[10] == 0
+    only_ten = distribution({"1": math.log(0.6), "5": math.log(0.4)}, [5, 10, 20], 10, "ordinal")
+    assert isinstance(only_ten, Distribution) and only_ten.probs == pytest.approx({5: 0.4, 10: 0.6, 20: 0.0})
+
+
+def test_no_distribution_without_log_probabilities_or_without_the_chosen_value() -> None:
+    assert distribution(None, [1, 2, 3], 2, "ordinal") == NO_ENGINE_PROBABILITIES
+    assert distribution({}, [1, 2, 3], 2, "ordinal") == VALUE_NOT_FOUND
+    assert distribution({"1": -0.1}, [1, 2, 3], 2, "ordinal") == VALUE_NOT_FOUND
+
+
+def test_an_openai_response_with_logprobs_becomes_candidates_per_key() -> None:
+    def token(text: str, logprob: float, top: dict[str, float]) -> dict[str, object]:
+        return {"token": text, "logprob": logprob, "top_logprobs": [{"token": t, "logprob": v} for t, v in top.items()]}
+
+    response = {
+        "choices": [
+            {
+                "message": {"content": '{"empathy":3}'},
+                "finish_reason": "stop",
+                "logprobs": {
+                    "content": [
+                        token('{"', 0, {}),
+                        token("empathy", 0, {}),
+                        token('":', 0, {}),
+                        token("3", -0.3, {"3": -0.3, "2": -1.5}),
+                    ]
+                },
+            }
+        ]
+    }
+    assert completion_from_openai(response, 1.0).value_logprobs == {"empathy": {"3": -0.3, "2": -1.5}}
+    del response["choices"][0]["logprobs"]
+    assert completion_from_openai(response, 1.0).value_logprobs is None
+
+
+def answer_with_probabilities(request: Request) -> Completion:
+    """The lowest value of each key, with the engine's candidates: 60% on it, 30% on the next, 10% elsewhere."""
+    text = lowest_values(request)
+    candidates = {}
+    for key, spec in request.schema["properties"].items():
+        values = sorted(spec["enum"])
+        candidates[key] = {str(values[0]): math.log(0.6), str(values[1]): math.log(0.3), "9": math.log(0.1)}
+    return Completion(text, "stop", value_logprobs=candidates)
+
+
+def fake_config(library: PromptLibrary, out: Path) -> RunConfig:
+    return RunConfig(inputs=[EXAMPLES], out=out, prompts=library.paths, backend="fake", limit=4)
+
+
+def test_every_ok_row_gets_probabilities_that_sum_to_one_and_the_cache_keeps_them(
+    library: PromptLibrary, tmp_path: Path
+) -> None:
+    run(fake_config(library, tmp_path / "a"), backend=FakeBackend(script=answer_with_probabilities))
+    labels = pd.read_parquet(tmp_path / "a" / "labels.parquet")
+    assert (labels["status"] == "ok").all() and labels["probs"].notna().all()
+    for row in labels.itertuples():
+        probs = {int(k): v for k, v in json.loads(row.probs).items()}
+        assert sum(probs.values()) == pytest.approx(1, abs=1e-5)
+        assert row.confidence == pytest.approx(probs[row.value]) == pytest.approx(2 / 3, abs=1e-5)
+    negative = labels[labels["variable"] == "negative_sentiment"]
+    assert negative["expected"].round(4).unique().tolist() == [round(1 + 1 / 3, 4)]  # per round, in chat_rounds
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["probabilities"]["with_probabilities"] == len(labels)
+
+    never_called = FakeBackend(script=lambda r: pytest.fail("the cache should answer"))  # type: ignore[arg-type,return-value]
+    run(fake_config(library, tmp_path / "b"), backend=never_called)
+    again = pd.read_parquet(tmp_path / "b" / "labels.parquet")
+    assert again["cached"].all() and again["probs"].tolist() == labels["probs"].tolist()
+
+
+def test_an_engine_without_probabilities_leaves_the_columns_empty_and_says_why(
+    library: PromptLibrary, tmp_path: Path
+) -> None:
+    run(fake_config(library, tmp_path / "run"), backend=FakeBackend())
+    labels = pd.read_parquet(tmp_path / "run" / "labels.parquet")
+    assert labels["probs"].isna().all() and labels["confidence"].isna().all() and labels["expected"].isna().all()
+    entry = json.loads((tmp_path / "run" / "manifest.json").read_text())["probabilities"]
+    assert entry["method"].startswith("none: the engine returned no log probabilities")
+    assert entry["with_probabilities"] == 0 and entry["missing"] == {NO_ENGINE_PROBABILITIES: len(labels)}
+
+
+def test_a_cache_written_before_probabilities_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE completions (key TEXT PRIMARY KEY, text TEXT NOT NULL, finish_reason TEXT NOT NULL,"
+        " prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, latency_ms REAL NOT NULL)"
+    )
+    db.execute("INSERT INTO completions VALUES ('k', '{}', 'stop', 1, 1, 1.0)")
+    db.commit()
+    db.close()
+    cache = CompletionCache(path)
+    old = cache.get("k")
+    assert old is not None and old.value_logprobs is None
+    cache.put("n", Completion("{}", "stop", value_logprobs={"a": {"1": -0.5}}))
+    new = cache.get("n")
+    assert new is not None and new.value_logprobs == {"a": {"1": -0.5}}
+    cache.close()
