@@ -6,19 +6,17 @@ imported inside the commands, so ``annotate --help`` loads neither pandas nor an
 
 from __future__ import annotations
 
-import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from annotate import __version__
 from annotate import cli_options as opt
 from annotate.config import PromptPaths, RayOptions, RunConfig, Sampling
-from annotate.errors import AnnotateError, Terminated
+from annotate.errors import AnnotateError, Terminated, sigterm_raises_terminated
 
 if TYPE_CHECKING:
     from annotate.labelling.library import PromptLibrary
@@ -41,9 +39,9 @@ def user_errors() -> Iterator[None]:
     """The one place where domain errors and stop signals turn into a single line and an exit code."""
     from rich.console import Console
 
-    previous = _on_sigterm(_terminate)
     try:
-        yield
+        with sigterm_raises_terminated():
+            yield
     except AnnotateError as e:
         Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
@@ -53,19 +51,6 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         typer.echo(f"interrupted: {RESUME_HINT}", err=True)
         raise typer.Exit(130) from None
-    finally:
-        _on_sigterm(previous)
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    raise Terminated()
-
-
-def _on_sigterm(handler: Any) -> Any:
-    """Install ``handler`` for SIGTERM and return the one it replaces (only the main thread may)."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, handler) if handler is not None else None
 
 
 def _version(value: bool) -> None:
@@ -95,55 +80,34 @@ def run(
         list[Path], typer.Argument(help="Transcript files: .jsonl, .csv or .parquet.", show_default=False)
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (created, or resumed if it exists).")],
-    task: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--task",
-            "-t",
-            help="Task to run (repeatable) (default: every task, except one whose variables another task rates too).",
-        ),
-    ] = None,
-    prompt_version: Annotated[
-        list[str] | None,
-        typer.Option(help="Version for the selected tasks (v2) or one task (empathy=v2) (default: newest)."),
-    ] = None,
+    task: opt.Task = None,
+    prompt_version: opt.PromptVersionOption = None,
     backend: opt.Backend = "llamacpp",
     model: opt.Model = None,
     base_url: opt.BaseUrl = None,
     api_key: opt.ApiKey = "",
     limit: opt.Limit = None,
-    repeats: Annotated[int, typer.Option(min=1, help="Label every unit N times (replication tests).")] = 1,
-    temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
-    top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
+    repeats: opt.Repeats = 1,
+    temperature: opt.Temperature = 0.0,
+    top_p: opt.TopP = 1.0,
     seed: Annotated[int, typer.Option()] = 0,
     max_model_len: opt.MaxModelLen = 8192,
     max_chars: opt.MaxChars = 12000,
-    batch_size: Annotated[int, typer.Option(min=1, help="Requests per engine call.")] = 512,
-    max_attempts: Annotated[int, typer.Option(min=1, help="Tries per unit when an answer is invalid.")] = 3,
+    batch_size: opt.BatchSize = 512,
+    max_attempts: opt.MaxAttempts = 3,
     concurrency: opt.Concurrency = 4,
     threads: opt.Threads = None,
     dtype: opt.Dtype = None,
     tensor_parallel_size: opt.TensorParallel = 1,
-    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse cached answers.")] = True,
+    cache: opt.Cache = True,
     prefix_cache: opt.PrefixCache = True,
-    strict: Annotated[bool, typer.Option(help="Fail on the first bad input record instead of skipping it.")] = False,
-    redact: Annotated[
-        bool, typer.Option(help="Mask emails, phone, order, IBAN and card numbers before the model sees text.")
-    ] = False,
-    ray_workers: Annotated[
-        int | None,
-        typer.Option(min=1, help="Run the engine on N Ray workers (one engine each) instead of in this process."),
-    ] = None,
-    ray_address: Annotated[
-        str | None, typer.Option(help="Ray cluster to join, e.g. auto (default: start a local Ray instance).")
-    ] = None,
-    ray_cpus: Annotated[float, typer.Option(min=0.0, help="CPUs per Ray worker (default: 1).")] = 1.0,
-    ray_gpus: Annotated[
-        float, typer.Option(min=0.0, help="GPUs per Ray worker; = --tensor-parallel-size for vllm (default: 0).")
-    ] = 0.0,
-    skip_corrupt_journal_lines: Annotated[
-        bool, typer.Option(help="Resume past damaged journal lines: drop them and label their units again.")
-    ] = False,
+    strict: opt.Strict = False,
+    redact: opt.Redact = False,
+    ray_workers: opt.RayWorkers = None,
+    ray_address: opt.RayAddress = None,
+    ray_cpus: opt.RayCpus = 1.0,
+    ray_gpus: opt.RayGpus = 0.0,
+    skip_corrupt_journal_lines: opt.SkipCorrupt = False,
     role: opt.Roles = None,
     prompts_dir: opt.PromptsDir = None,
     rubrics_dir: opt.RubricsDir = None,
@@ -313,6 +277,46 @@ def sample(
             run_dir, out, library, per_variable, confidence, margin, stratify_by, variable, seed, transcripts
         )
     print_sample(files, run_dir)
+
+
+@app.command()
+def estimate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.", show_default=False)],
+    gold: opt.Gold,
+    out: opt.EstimateOut,
+    formula: opt.Formula = None,
+    covariates: opt.Covariates = None,
+    by: opt.By = None,
+    variable: opt.Variables = None,
+    family: opt.Family = opt.FamilyChoice.ols,
+    label: opt.LabelKind = opt.LabelChoice.chosen,
+    target_width: opt.TargetWidth = None,
+    drop_missing: opt.DropMissing = False,
+    transcripts: opt.Transcripts = None,
+    prompts_dir: opt.PromptsDir = None,
+    rubrics_dir: opt.RubricsDir = None,
+) -> None:
+    """Effects from LLM labels plus a human sample: LLM-only, human-only and prediction-powered, with 95% intervals."""
+    from annotate.analysis.estimate import EstimateOptions
+    from annotate.report.console import print_estimate, print_paths
+    from annotate.report.estimate import estimate_report
+
+    options = EstimateOptions(
+        gold=gold,
+        covariates=covariates,
+        formula=formula,
+        by=by,
+        variables=tuple(variable or ()),
+        family="logit" if family is opt.FamilyChoice.logit else "ols",
+        label=label.value,
+        target_width=target_width,
+        drop_missing=drop_missing,
+        transcripts=tuple(transcripts or ()),
+    )
+    with user_errors():
+        report = estimate_report(run_dir, options, out, _library(prompts_dir, rubrics_dir))
+    print_estimate(report.result)
+    print_paths(report.paths)
 
 
 @app.command()

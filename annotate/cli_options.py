@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +25,76 @@ Transcripts = Annotated[list[Path] | None, typer.Option(help="Transcript files, 
 Roles = Annotated[list[str] | None, typer.Option(help="Map a role name onto customer/ai/agent, e.g. bot=ai.")]
 MaxChars = Annotated[int, typer.Option(help="Transcript characters per unit before truncation.")]
 Limit = Annotated[int | None, typer.Option(min=1, help="Only the first N chats.")]
+# `run` only.
+Task = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--task",
+        "-t",
+        help="Task to run (repeatable) (default: every task, except one whose variables another task rates too).",
+    ),
+]
+PromptVersionOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--prompt-version", help="Version for the selected tasks (v2) or one task (empathy=v2) (default: newest)."
+    ),
+]
+Repeats = Annotated[int, typer.Option(min=1, help="Label every unit N times (replication tests).")]
+Temperature = Annotated[float, typer.Option(min=0.0)]
+TopP = Annotated[float, typer.Option(min=0.0, max=1.0)]
+BatchSize = Annotated[int, typer.Option(min=1, help="Requests per engine call.")]
+MaxAttempts = Annotated[int, typer.Option(min=1, help="Tries per unit when an answer is invalid.")]
+Cache = Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse cached answers.")]
+Strict = Annotated[bool, typer.Option(help="Fail on the first bad input record instead of skipping it.")]
+Redact = Annotated[
+    bool, typer.Option(help="Mask emails, phone, order, IBAN and card numbers before the model sees text.")
+]
+RayWorkers = Annotated[
+    int | None,
+    typer.Option(min=1, help="Run the engine on N Ray workers (one engine each) instead of in this process."),
+]
+RayAddress = Annotated[
+    str | None, typer.Option(help="Ray cluster to join, e.g. auto (default: start a local Ray instance).")
+]
+RayCpus = Annotated[float, typer.Option(min=0.0, help="CPUs per Ray worker (default: 1).")]
+RayGpus = Annotated[
+    float, typer.Option(min=0.0, help="GPUs per Ray worker; = --tensor-parallel-size for vllm (default: 0).")
+]
+SkipCorrupt = Annotated[
+    bool, typer.Option(help="Resume past damaged journal lines: drop them and label their units again.")
+]
+# `estimate` only.
+Gold = Annotated[
+    Path, typer.Option(help="Human labels: chat_id, round, variable, value[, annotator, inclusion_probability].")
+]
+Covariates = Annotated[
+    Path | None, typer.Option(help="Table keyed by chat_id (CSV or Parquet); the chats' meta fields are there anyway.")
+]
+Formula = Annotated[
+    str | None, typer.Option(help="Regression, e.g. 'empathy ~ C(escalation)' (default: each variable's mean).")
+]
+By = Annotated[str | None, typer.Option(help="Without --formula: means by this covariate or meta field.")]
+Variables = Annotated[list[str] | None, typer.Option("--variable", help="Without --formula: only these variables.")]
+
+
+class FamilyChoice(str, Enum):
+    ols = "ols"
+    logit = "logit"
+
+
+class LabelChoice(str, Enum):
+    chosen = "chosen"
+    expected = "expected"
+
+
+Family = Annotated[FamilyChoice, typer.Option(help="logit: for a 0/1 outcome.")]
+LabelKind = Annotated[LabelChoice, typer.Option(help="LLM label: the answer, or the probability-weighted value.")]
+EstimateOut = Annotated[Path, typer.Option("--out", "-o", help="Folder for estimate.json, estimate.csv, report.html.")]
+TargetWidth = Annotated[
+    float | None, typer.Option(min=0.0, help="Also say how many human labels a 95% interval this wide needs.")
+]
+DropMissing = Annotated[bool, typer.Option(help="Leave out chats with missing covariates instead of stopping.")]
 # Engine options: `run` and `diff` take the same set (see engine_options).
 Backend = Annotated[str, typer.Option("--backend", "-b", help="llamacpp, vllm, openai (or fake, for tests).")]
 Model = Annotated[str | None, typer.Option("--model", "-m", help="Model path or name (default: the embedded model).")]

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 
 class AnnotateError(Exception):
     """Base class: anything the user can fix, reported without a traceback."""
@@ -37,3 +43,20 @@ class Terminated(KeyboardInterrupt):
 
 class RunStoreError(AnnotateError):
     """A run directory cannot be used as asked (e.g. resuming with another configuration)."""
+
+
+@contextmanager
+def sigterm_raises_terminated() -> Iterator[None]:
+    """Within the block, SIGTERM raises Terminated (only the main thread may install a handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()

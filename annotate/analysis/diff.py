@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from annotate.analysis import statistics as st
-from annotate.analysis.gold import read_truth
+from annotate.analysis.gold import read_truth, record_development_gold
 from annotate.analysis.results import (
     DiffResult,
     Flip,
@@ -157,6 +157,8 @@ def compare(
         return result
     scales = {v: _categories(a, b, v) for v in shared}
     truth = read_truth(gold_path, scales) if gold_path else None  # bad gold stops the diff before any labelling
+    if gold_path:
+        result.gold_sha256 = record_development_gold(gold_path, f"diff {a.name} vs {b.name} in {base.out}")
     for side in (a, b):
         result.runs[side.name] = _label_side(side, base, progress, backend)
     first, manifest = load_run(Path(result.runs[a.name].dir))

@@ -1,8 +1,11 @@
 """Human gold labels: ``chat_id``, ``round`` (empty for chat-level variables), ``variable``, ``value``,
-optional ``annotator``. CSV or Parquet; extra columns are ignored."""
+optional ``annotator`` and ``inclusion_probability`` (written by ``annotate sample``: the chance the
+item had of being drawn, which ``annotate estimate`` weights by). CSV or Parquet; other columns are ignored."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,9 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from annotate.config import cache_dir
 from annotate.errors import InputError
 
-GOLD_COLUMNS = ["chat_id", "round", "variable", "value", "annotator", "line"]
+GOLD_COLUMNS = ["chat_id", "round", "variable", "value", "annotator", "inclusion_probability", "line"]
 """``line``: where the label is in the file, for error messages."""
 
 
@@ -45,6 +49,7 @@ def read_gold(path: Path) -> pd.DataFrame:
                 "variable": _required(rec, "variable", path, line),
                 "value": _integer(rec.get("value"), path, line, "value"),
                 "annotator": str(rec.get("annotator") or "gold").strip() or "gold",
+                "inclusion_probability": _probability(rec, path, line),
                 "line": line,
             }
         )
@@ -79,6 +84,20 @@ def _required(rec: dict[str, Any], field: str, path: Path, line: int) -> str:
     return str(value).strip()
 
 
+def _probability(rec: dict[str, Any], path: Path, line: int) -> float:
+    """The item's inclusion probability, in (0, 1]; NaN when the file has no such column."""
+    if "inclusion_probability" not in rec:
+        return float("nan")
+    value = rec["inclusion_probability"]
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise InputError(str(path), line, "inclusion_probability", f"not a number: '{value}'") from None
+    if not 0 < number <= 1:
+        raise InputError(str(path), line, "inclusion_probability", f"{value} is not a probability in (0, 1]")
+    return number
+
+
 def _round(value: Any, path: Path, line: int) -> int | None:
     if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
         return None
@@ -111,3 +130,38 @@ def check_scales(gold: pd.DataFrame, path: Path, scales: Mapping[str, Sequence[i
             allowed = ", ".join(map(str, categories))
             message = f"{first['value']} is not a value of {variable} (allowed: {allowed})"
             raise InputError(str(path), int(first["line"]), "value", message)
+
+
+DEVELOPMENT_GOLD = "development-gold.jsonl"
+"""In the cache folder: gold files a prompt diff used, so that estimate can warn when they come back."""
+
+
+def gold_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def record_development_gold(path: Path, used_by: str) -> str:
+    """Remember that this gold helped choose a prompt (it is development data now); return its sha256."""
+    digest = gold_sha256(path)
+    try:
+        with (cache_dir() / DEVELOPMENT_GOLD).open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"sha256": digest, "path": str(path), "used_by": used_by}) + "\n")
+    except OSError:
+        pass  # the diff's own output records the hash too; a read-only cache only loses the warning
+    return digest
+
+
+def development_gold(digest: str) -> str | None:
+    """What used gold with this hash to choose a prompt, if anything did."""
+    try:
+        lines = (cache_dir() / DEVELOPMENT_GOLD).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if entry.get("sha256") == digest:
+            return str(entry.get("used_by", "a prompt diff"))
+    return None

@@ -38,10 +38,10 @@ class Result(BaseModel):
         data: dict[str, Any] = json.loads(self.model_dump_json())
         return data
 
-    def write(self, folder: Path, table: pd.DataFrame) -> list[Path]:
-        """``agreement.json`` (every figure) and ``agreement.csv`` (``table``: one row per variable or pair)."""
+    def write(self, folder: Path, table: pd.DataFrame, name: str = "agreement") -> list[Path]:
+        """``<name>.json`` (every figure) and ``<name>.csv`` (``table``: one row per variable, pair or term)."""
         folder.mkdir(parents=True, exist_ok=True)
-        paths = [folder / "agreement.json", folder / "agreement.csv"]
+        paths = [folder / f"{name}.json", folder / f"{name}.csv"]
         paths[0].write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
         write_csv(table, paths[1])
         return paths
@@ -286,5 +286,61 @@ class DiffResult(Result):
     versions: dict[str, SideDescription]
     text_diff: str
     gold_path: str | None = None
+    gold_sha256: str | None = None
+    """The gold's content hash: this gold chose a prompt, so ``estimate`` warns when it meets it again."""
     runs: dict[str, SideRun] = Field(default_factory=dict)
     variables: list[VariableDiff] = Field(default_factory=list)
+
+
+class Estimator(Result):
+    estimate: float
+    se: float
+    low: float
+    high: float
+    """Bounds of the 95% interval."""
+
+
+class TermEstimate(Result):
+    """One coefficient (or group mean), three ways."""
+
+    term: str
+    llm_only: Estimator
+    """The LLM labels of all units, as if they were true."""
+    human_only: Estimator
+    """The human labels alone, weighted by inverse inclusion probabilities."""
+    ppi: Estimator
+    """Prediction-powered (PPI++): all LLM labels, corrected by the human sample."""
+    effective_human_labels: float
+    """Human labels the PPI estimate is worth: n times (human-only variance / PPI variance)."""
+    human_labels_for_target: float | None = None
+    """Human labels the human-only interval would need to reach ``target_width`` (inf: unreachable)."""
+    ppi_human_labels_for_target: float | None = None
+    """The same for the PPI interval, with the LLM labels of all units as now."""
+
+
+class ModelEstimate(Result):
+    outcome: str
+    formula: str
+    family: str
+    clustered_by_chat: bool
+    units: int
+    human_labels: int
+    chats: int
+    design: str
+    """How the human sample was drawn (from the gold's inclusion probabilities)."""
+    lam: float
+    """The share of the LLM labels in the PPI estimate (0: ignored, 1: fully used)."""
+    terms: list[TermEstimate]
+
+
+class EstimateResult(Result):
+    run_dir: str
+    gold: str
+    gold_sha256: str
+    family: str
+    label: str
+    """``chosen`` or ``expected``: which LLM label stood in for the human one."""
+    level: float
+    target_width: float | None
+    warnings: list[str]
+    models: list[ModelEstimate]

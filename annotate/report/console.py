@@ -11,7 +11,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from annotate.analysis.results import AgreementResult, DiffResult, ValidationResult
+from annotate.analysis.results import AgreementResult, DiffResult, EstimateResult, ValidationResult
 from annotate.analysis.sample import CodingFiles
 from annotate.config import RunSummary
 from annotate.labelling.library import PromptLibrary
@@ -164,6 +164,39 @@ def print_diff(result: DiffResult) -> None:
                 f"(change {fmt(g.change['cohen_kappa'])}, 95% CI {fmt_ci(g.change_ci95.get('cohen_kappa'))})"
             )
         say(line)
+
+
+def print_estimate(result: EstimateResult) -> None:
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    for model in result.models:
+        say(
+            f"{model.formula} ({model.family}): {model.units} units, {model.human_labels} human labels "
+            f"({model.design}), λ = {model.lam:.2f}"
+        )
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        for name in ("term", "LLM only", "human only", "prediction-powered", "effective n"):
+            table.add_column(name, no_wrap=True, justify="left" if name == "term" else "right")
+        for term in model.terms:
+            row = [
+                f"{fmt(e.estimate, 2)} [{fmt(e.low, 2)}, {fmt(e.high, 2)}]"
+                for e in (term.llm_only, term.human_only, term.ppi)
+            ]
+            table.add_row(term.term, *row, fmt(term.effective_human_labels, 1))
+        out.print(table)
+        if result.target_width:
+            for term in model.terms:
+                with_llm, without = _count(term.ppi_human_labels_for_target), _count(term.human_labels_for_target)
+                say(
+                    f"  {term.term}: a {result.target_width:g}-wide interval needs {with_llm} human labels with "
+                    f"the LLM labels, {without} without"
+                )
+
+
+def _count(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return "more than any sample (the LLM part alone is wider)" if value == float("inf") else str(int(value))
 
 
 def print_paths(paths: list[Any]) -> None:

@@ -84,9 +84,9 @@ def render_html(page: Page) -> str:
     return env.get_template("report.html.j2").render(page=page)
 
 
-def write_report(folder: Path, result: Result, table: pd.DataFrame, page: Page) -> list[Path]:
-    """``agreement.json``, ``agreement.csv`` and ``report.html`` in ``folder``."""
-    paths = result.write(folder, table)
+def write_report(folder: Path, result: Result, table: pd.DataFrame, page: Page, name: str = "agreement") -> list[Path]:
+    """``<name>.json``, ``<name>.csv`` and ``report.html`` in ``folder``."""
+    paths = result.write(folder, table, name)
     page_path = folder / "report.html"
     page_path.write_text(render_html(page), encoding="utf-8")
     return [*paths, page_path]

@@ -102,3 +102,28 @@ def trajectories(curves: Sequence[Trajectory], group_by: str | None, seed: int =
     if curves:
         ax.legend(fontsize=8, frameon=False)
     return _png(fig)
+
+
+ESTIMATORS = [
+    ("llm_only", "LLM labels only", "#d62728"),
+    ("human_only", "human labels only", "#7f7f7f"),
+    ("ppi", "prediction-powered", "#1f77b4"),
+]
+
+
+def coefficients(terms: Sequence[Any], title: str) -> bytes:
+    """Each term's three estimates with their 95% intervals, one row per term."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.55 * len(terms)))
+    for k, (name, label, colour) in enumerate(ESTIMATORS):
+        for i, term in enumerate(terms):
+            est = getattr(term, name)
+            y = len(terms) - 1 - i + (1 - k) * 0.22
+            ax.plot([est.low, est.high], [y, y], color=colour, lw=2.2, alpha=0.7)
+            ax.plot([est.estimate], [y], "o", color=colour, label=label if i == 0 else None)
+    ax.set_yticks(range(len(terms)))
+    ax.set_yticklabels([t.term for t in reversed(terms)])
+    ax.axvline(0, color="#bbb", lw=1)
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="best", fontsize=8)
+    return _png(fig)

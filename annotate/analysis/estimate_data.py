@@ -1,0 +1,237 @@
+"""The data an estimate needs: one row per label unit with its LLM label, covariates and, when coded, the
+human label with its inclusion probability. Every problem with the inputs is one line naming the file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from annotate.analysis import ppi
+from annotate.analysis.gold import check_scales, consensus, read_gold
+from annotate.errors import AnnotateError, InputError
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.runs import VariableInfo, load_run, run_chats, variable_info
+
+if TYPE_CHECKING:
+    from annotate.analysis.estimate import EstimateOptions
+
+
+MIN_PER_TERM = 3
+"""Human labels needed per model term (and never fewer than MIN_HUMAN_LABELS)."""
+MIN_HUMAN_LABELS = 10
+
+
+@dataclass(frozen=True)
+class EstimateData:
+    outcome: str
+    formula: str
+    family: ppi.Family
+    terms: list[str]
+    sample: ppi.Sample
+    clustered: bool
+    design: str
+    target_width: float | None
+
+
+@dataclass
+class Assembled:
+    models: list[EstimateData] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def estimate_data(run_dir: Path, options: EstimateOptions, library: PromptLibrary | None) -> Assembled:
+    labels, manifest = load_run(run_dir)
+    info = variable_info(labels, manifest, library)
+    ok = labels[labels["status"] == "ok"]
+    assembled = Assembled()
+    formulas = _formulas(options, info, set(ok["variable"]))
+    chats = _chat_table(manifest, options, assembled.warnings)
+    gold = _gold(options.gold, info, assembled.warnings)
+    for outcome, rhs in formulas:
+        units = _units(ok, outcome, options.label, run_dir)
+        units = _with_covariates(units, chats, rhs, options, assembled.warnings)
+        assembled.models.append(_model(outcome, rhs, units, gold, info[outcome], options, assembled.warnings))
+    return assembled
+
+
+def _formulas(options: EstimateOptions, info: dict[str, VariableInfo], labelled: set[str]) -> list[tuple[str, str]]:
+    """(outcome, right-hand side) pairs: the formula's, or each variable's mean (by group)."""
+    if options.formula:
+        lhs, tilde, rhs = options.formula.partition("~")
+        outcome = lhs.strip()
+        if not tilde or not rhs.strip():
+            raise AnnotateError(f"formula '{options.formula}': write it as 'variable ~ terms'")
+        if outcome not in labelled:
+            known = ", ".join(sorted(labelled)) or "none"
+            raise AnnotateError(f"formula '{options.formula}': '{outcome}' is not a variable of the run ({known})")
+        return [(outcome, rhs.strip())]
+    variables = list(options.variables) or sorted(labelled)
+    for variable in variables:
+        if variable not in labelled:
+            raise AnnotateError(f"--variable {variable}: the run has no ok labels of it")
+    rhs = f"0 + C({options.by})" if options.by else "1"
+    return [(variable, rhs) for variable in variables]
+
+
+def _units(ok: pd.DataFrame, outcome: str, label: str, run_dir: Path) -> pd.DataFrame:
+    """One row per (chat, round): the LLM label, averaged over repeats."""
+    rows = ok[ok["variable"] == outcome]
+    column = "value" if label == "chosen" else "expected"
+    if column == "expected" and rows["expected"].isna().any():
+        raise AnnotateError(
+            f"{run_dir}: {int(rows['expected'].isna().sum())} {outcome} labels have no probabilities "
+            "(the engine gave none): use --label chosen"
+        )
+    units = rows.groupby(["chat_id", "round"], dropna=False, sort=True)[column].mean().rename("yhat").reset_index()
+    units["yhat"] = units["yhat"].astype(float)
+    return units
+
+
+def _chat_table(manifest: dict[str, Any], options: EstimateOptions, warnings: list[str]) -> pd.DataFrame:
+    """Per chat: its meta fields, overridden by the covariates table where both have a column."""
+    chats = run_chats(manifest, list(options.transcripts) or None)
+    table = pd.DataFrame([{"chat_id": c.chat_id, **dict(c.meta)} for c in chats])
+    if table.empty:
+        table = pd.DataFrame({"chat_id": pd.Series(dtype=str)})
+    if options.covariates is None:
+        return table
+    covariates = read_covariates(options.covariates)
+    shared = [c for c in covariates.columns if c in table.columns and c != "chat_id"]
+    if shared:
+        warnings.append(f"{options.covariates}: {', '.join(shared)} also in the chats' meta; the table's values used")
+    return table.drop(columns=shared).merge(covariates, on="chat_id", how="outer")
+
+
+def read_covariates(path: Path) -> pd.DataFrame:
+    """A table keyed by ``chat_id`` (CSV or Parquet); numeric-looking CSV columns become numbers."""
+    if not path.is_file():
+        raise InputError(str(path), None, None, "no such file")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            table = pd.read_parquet(path)
+        else:
+            table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+            table = table.replace("", np.nan)
+            for column in table.columns:
+                numbers = pd.to_numeric(table[column], errors="coerce")
+                if column != "chat_id" and numbers.notna().sum() == table[column].notna().sum():
+                    table[column] = numbers
+    except (UnicodeDecodeError, ValueError, OSError) as e:
+        raise InputError(str(path), None, None, f"cannot read covariates: {e}") from None
+    if "chat_id" not in table.columns:
+        raise InputError(str(path), None, "chat_id", "missing column (covariates are keyed by chat_id)")
+    table["chat_id"] = table["chat_id"].astype(str).str.strip()
+    duplicated = table["chat_id"].duplicated()
+    if duplicated.any():
+        line = int(np.flatnonzero(duplicated.to_numpy())[0]) + 2
+        raise InputError(str(path), line, "chat_id", f"'{table['chat_id'][line - 2]}' appears twice")
+    return table
+
+
+def _with_covariates(
+    units: pd.DataFrame, chats: pd.DataFrame, rhs: str, options: EstimateOptions, warnings: list[str]
+) -> pd.DataFrame:
+    from formulaic import Formula
+
+    try:
+        needed = sorted(Formula(rhs).required_variables)
+    except Exception as e:  # formulaic raises several kinds of parse error
+        raise AnnotateError(f"formula '{rhs}': {e}") from None
+    available = {"round", *chats.columns} - {"chat_id"}
+    unknown = [name for name in needed if name not in available]
+    if unknown:
+        where = (
+            f"{options.covariates} or the chats' meta" if options.covariates else "the chats' meta (no --covariates)"
+        )
+        known = ", ".join(sorted(available)) or "none"
+        raise AnnotateError(f"formula names '{unknown[0]}', which is not a column of {where}; known: {known}")
+    merged = units.merge(chats[["chat_id", *[n for n in needed if n != "round"]]], on="chat_id", how="left")
+    missing = merged[merged[needed].isna().any(axis=1)]["chat_id"].unique() if needed else []
+    if len(missing):
+        shown = ", ".join(sorted(map(str, missing))[:5]) + (" ..." if len(missing) > 5 else "")
+        what = f"{len(missing)} of {merged['chat_id'].nunique()} chats have no {' / '.join(needed)} ({shown})"
+        if not options.drop_missing:
+            raise AnnotateError(f"{what}: add them, or pass --drop-missing to leave those chats out")
+        warnings.append(f"{what}: dropped")
+        merged = merged[~merged["chat_id"].isin(missing)]
+    return merged.reset_index(drop=True)
+
+
+def _gold(path: Path, info: dict[str, VariableInfo], warnings: list[str]) -> pd.DataFrame:
+    """The reference label per item with its inclusion probability (NaN when the file has none)."""
+    gold = read_gold(path)
+    check_scales(gold, path, {name: v.categories for name, v in info.items()})
+    key = ["chat_id", "round", "variable"]
+    truth = consensus(gold) if gold["annotator"].nunique() > 1 else gold[[*key, "value"]]
+    probability = gold.groupby(key, dropna=False, sort=False)["inclusion_probability"].first().reset_index()
+    if gold["inclusion_probability"].isna().all():
+        warnings.append(
+            f"{path} has no inclusion_probability column: its items are treated as a simple random sample of the units"
+        )
+    return truth.merge(probability, on=key, how="left")
+
+
+def _model(
+    outcome: str,
+    rhs: str,
+    units: pd.DataFrame,
+    gold: pd.DataFrame,
+    info: VariableInfo,
+    options: EstimateOptions,
+    warnings: list[str],
+) -> EstimateData:
+    from formulaic import model_matrix
+
+    coded = gold[gold["variable"] == outcome].drop(columns="variable")
+    joined = units.merge(coded, on=["chat_id", "round"], how="left")
+    labelled = np.flatnonzero(joined["value"].notna().to_numpy())
+    stray = len(coded) - len(labelled)
+    if stray:
+        warnings.append(f"{outcome}: {stray} gold items are not among the run's ok units used here and are left out")
+    matrix = model_matrix(rhs, joined, na_action="raise")
+    terms = [str(c) for c in matrix.columns]
+    x_all = np.asarray(matrix, dtype=float)
+    _check_sizes(outcome, rhs, x_all, labelled, options)
+    if options.family == "logit" and not set(info.categories) <= {0, 1}:
+        raise AnnotateError(f"--family logit needs a 0/1 outcome; {outcome} takes {info.categories}")
+    inclusion = joined["inclusion_probability"].to_numpy(dtype=float)[labelled]
+    has_design = not np.isnan(inclusion).any()
+    clusters = pd.factorize(joined["chat_id"])[0].astype(np.int64)
+    data = ppi.sample(
+        x_all,
+        joined["yhat"].to_numpy(dtype=float),
+        labelled.astype(np.int64),
+        joined["value"].to_numpy(dtype=float)[labelled],
+        inclusion if has_design else None,
+        clusters,
+    )
+    return EstimateData(
+        outcome=outcome,
+        formula=f"{outcome} ~ {rhs}",
+        family=options.family,
+        terms=terms,
+        sample=data,
+        clustered=bool(joined["chat_id"].duplicated().any()),
+        design="inclusion probabilities from the gold" if has_design else "simple random sample (assumed)",
+        target_width=options.target_width,
+    )
+
+
+def _check_sizes(outcome: str, rhs: str, x_all: np.ndarray, labelled: np.ndarray, options: EstimateOptions) -> None:
+    terms = x_all.shape[1]
+    needed = max(MIN_HUMAN_LABELS, MIN_PER_TERM * terms)
+    if len(labelled) < needed:
+        raise AnnotateError(
+            f"{outcome} ~ {rhs}: {len(labelled)} human labels match the run's units; the model has {terms} terms "
+            f"and needs at least {needed}"
+        )
+    if np.linalg.matrix_rank(x_all) < terms:
+        raise AnnotateError(f"{outcome} ~ {rhs}: the terms are collinear over the run's units (a group is empty?)")
+    if np.linalg.matrix_rank(x_all[labelled]) < terms:
+        raise AnnotateError(
+            f"{outcome} ~ {rhs}: the human labels leave a term without data (code units in every group)"
+        )

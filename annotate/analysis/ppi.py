@@ -1,0 +1,238 @@
+"""Prediction-powered inference (PPI++) for OLS and logistic regression, with design weights and clusters.
+
+Every unit has an LLM label ``yhat``; a random subset also has a human label ``y``, drawn with known
+inclusion probabilities. The estimate solves the PPI++ estimating equation (Angelopoulos, Duchi and
+Zrnic 2023): the LLM labels of all units, plus the human-minus-LLM correction measured on the human
+subset, with the LLM labels' share ``lam`` tuned to minimise the variance (``lam = 0`` is the
+human-only estimate, so a useless labeller cannot make the interval worse in large samples).
+
+The formulas are ppi-python's (``ppi_ols_ci``, ``ppi_logistic_ci``, ``_calc_lam_glm``), generalised in
+two ways it does not cover: inverse-inclusion-probability weights for the human subset, and
+cluster-robust variances (sums of gradients within a chat) when several units come from one chat.
+With one unit per cluster the estimates equal ppi-python's; tests/test_estimate.py checks that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.optimize import minimize
+from scipy.special import expit
+from scipy.stats import norm
+
+Family = Literal["ols", "logit"]
+Array = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The data of one estimate: all units (LLM labels) and the human-labelled subset."""
+
+    x_all: Array
+    yhat_all: Array
+    clusters_all: NDArray[np.int64]
+    x: Array
+    y: Array
+    yhat: Array
+    clusters: NDArray[np.int64]
+    weights: Array
+    """Inverse inclusion probabilities of the human-labelled units, scaled to mean 1."""
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+    @property
+    def big_n(self) -> int:
+        return len(self.yhat_all)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One estimator's coefficients with their variance parts (``se**2 = labelled / n + unlabelled / N``)."""
+
+    coef: Array
+    labelled_var: Array
+    """Per coefficient: n times the variance contributed by the human subset."""
+    unlabelled_var: Array
+    """Per coefficient: N times the variance contributed by the LLM labels of all units."""
+    n: int
+    big_n: int
+    lam: float
+
+    @property
+    def se(self) -> Array:
+        return np.sqrt(self.labelled_var / self.n + (self.unlabelled_var / self.big_n if self.big_n else 0.0))
+
+    def interval(self, level: float = 0.95) -> tuple[Array, Array]:
+        z = norm.ppf(0.5 + level / 2)
+        return self.coef - z * self.se, self.coef + z * self.se
+
+
+def sample(
+    x_all: Array,
+    yhat_all: Array,
+    labelled: NDArray[np.int64],
+    y: Array,
+    inclusion: Array | None = None,
+    clusters_all: NDArray[np.int64] | None = None,
+) -> Sample:
+    """A Sample from all units and the positions (into them) of the human-labelled ones."""
+    clusters_all = np.arange(len(yhat_all)) if clusters_all is None else clusters_all
+    weights = np.ones(len(y)) if inclusion is None else 1.0 / inclusion
+    return Sample(
+        x_all=x_all,
+        yhat_all=yhat_all,
+        clusters_all=clusters_all,
+        x=x_all[labelled],
+        y=y,
+        yhat=yhat_all[labelled],
+        clusters=clusters_all[labelled],
+        weights=weights / weights.mean(),
+    )
+
+
+def ppi(data: Sample, family: Family = "ols", lam: float | None = None) -> Fit:
+    """The PPI++ estimate; ``lam=None`` tunes the LLM labels' share to minimise the total variance.
+
+    The share is tuned twice, as ppi-python's ``*_ci`` functions do: at the estimate with ``lam = 1``,
+    then again at the estimate that share gives.
+    """
+    if lam is None:
+        lam = 1.0
+        for _ in range(2):
+            lam = _tuned_lambda(data, *_stats(data, family, _point(data, family, lam), use_all=True))
+    coef = _point(data, family, lam)
+    g, g_hat, g_hat_all, inv_h = _stats(data, family, coef, use_all=lam != 0)
+    labelled = _diag(inv_h, _cov(g - lam * g_hat, data.clusters))
+    unlabelled = _diag(inv_h, _cov(lam * g_hat_all, data.clusters_all)) if lam != 0 else np.zeros_like(coef)
+    return Fit(coef, labelled, unlabelled, data.n, data.big_n, float(lam))
+
+
+def human_only(data: Sample, family: Family = "ols") -> Fit:
+    """The classical estimate from the human labels alone (weighted by inverse inclusion probabilities)."""
+    fit = ppi(data, family, lam=0.0)
+    return Fit(fit.coef, fit.labelled_var, fit.unlabelled_var, fit.n, 0, 0.0)
+
+
+def llm_only(data: Sample, family: Family = "ols") -> Fit:
+    """The naive estimate that treats the LLM labels of all units as if they were true."""
+    everyone = Sample(
+        x_all=data.x_all,
+        yhat_all=data.yhat_all,
+        clusters_all=data.clusters_all,
+        x=data.x_all,
+        y=data.yhat_all,
+        yhat=data.yhat_all,
+        clusters=data.clusters_all,
+        weights=np.ones(data.big_n),
+    )
+    return human_only(everyone, family)
+
+
+def _point(data: Sample, family: Family, lam: float) -> Array:
+    if family == "ols":
+        imputed = _wls(data.x_all, lam * data.yhat_all, np.ones(data.big_n))
+        return imputed + _wls(data.x, data.y - lam * data.yhat, data.weights)
+    return _logistic_point(data, lam)
+
+
+def _wls(x: Array, y: Array, w: Array) -> Array:
+    root = np.sqrt(w)
+    coef, *_ = np.linalg.lstsq(x * root[:, None], y * root, rcond=None)
+    return np.asarray(coef, dtype=float)
+
+
+def _logistic_point(data: Sample, lam: float) -> Array:
+    """Minimise the rectified logistic loss (ppi-python's, with its L-BFGS-B settings)."""
+    n, big_n, w = data.n, data.big_n, data.weights
+
+    def loss(theta: Array) -> float:
+        eta_all, eta = data.x_all @ theta, data.x @ theta
+        total = lam / big_n * np.sum(-data.yhat_all * eta_all + np.logaddexp(0, eta_all))
+        total -= lam / n * np.sum(w * (-data.yhat * eta + np.logaddexp(0, eta)))
+        return float(total + np.sum(w * (-data.y * eta + np.logaddexp(0, eta))) / n)
+
+    def grad(theta: Array) -> Array:
+        g = lam / big_n * data.x_all.T @ (expit(data.x_all @ theta) - data.yhat_all)
+        g -= lam / n * data.x.T @ (w * (expit(data.x @ theta) - data.yhat))
+        return np.asarray(g + data.x.T @ (w * (expit(data.x @ theta) - data.y)) / n, dtype=float)
+
+    start = np.zeros(data.x.shape[1])
+    result = minimize(loss, start, jac=grad, method="L-BFGS-B", tol=1e-15, options={"ftol": 1e-15})
+    return np.asarray(result.x, dtype=float)
+
+
+def _stats(data: Sample, family: Family, coef: Array, use_all: bool) -> tuple[Array, Array, Array, Array]:
+    """Per-unit gradients (human labels, LLM labels on the subset, LLM labels on all) and the inverse Hessian."""
+    mean = _mean_function(family)
+    mu, mu_all = mean(data.x @ coef), mean(data.x_all @ coef)
+    curvature = np.ones_like if family == "ols" else (lambda m: m * (1 - m))
+    w = data.weights
+    g = data.x * (w * (mu - data.y))[:, None]
+    g_hat = data.x * (w * (mu - data.yhat))[:, None]
+    g_hat_all = data.x_all * (mu_all - data.yhat_all)[:, None]
+    if use_all:
+        hessian = (data.x.T * (w * curvature(mu))) @ data.x + (data.x_all.T * curvature(mu_all)) @ data.x_all
+        hessian /= data.n + data.big_n
+    else:
+        hessian = (data.x.T * (w * curvature(mu))) @ data.x / data.n
+    return g, g_hat, g_hat_all, np.linalg.inv(hessian)
+
+
+def _mean_function(family: Family) -> Callable[[Array], Array]:
+    return (lambda eta: eta) if family == "ols" else expit
+
+
+def _cov(values: Array, clusters: NDArray[np.int64]) -> Array:
+    """n times the variance of the mean of ``values``, summing within clusters (CR1); np.cov for singletons."""
+    centred = values - values.mean(axis=0)
+    _, index = np.unique(clusters, return_inverse=True)
+    sums = np.zeros((index.max() + 1, values.shape[1]))
+    np.add.at(sums, index, centred)
+    groups = len(sums)
+    return np.asarray(sums.T @ sums / len(values) * groups / max(groups - 1, 1), dtype=float)
+
+
+def _diag(inv_h: Array, middle: Array) -> Array:
+    return np.diag(inv_h @ middle @ inv_h).copy()
+
+
+def _tuned_lambda(data: Sample, g: Array, g_hat: Array, g_hat_all: Array, inv_h: Array) -> float:
+    """The share of the LLM labels that minimises the total variance (ppi-python's rule), clipped to [0, 1]."""
+    n, big_n = data.n, data.big_n
+    centred_g, centred_hat = g - g.mean(axis=0), g_hat - g_hat.mean(axis=0)
+    cross = _cross(centred_g, centred_hat, data.clusters) / n
+    pooled = np.concatenate([g_hat, g_hat_all])
+    offset = data.clusters_all.max() + 1
+    var_hat = _cov(pooled, np.concatenate([data.clusters, data.clusters_all + offset]))
+    denominator = 2 * (1 + n / big_n) * np.trace(inv_h @ var_hat @ inv_h)
+    if denominator <= 0:
+        return 0.0
+    return float(np.clip(np.trace(inv_h @ cross @ inv_h) / denominator, 0, 1))
+
+
+def _cross(a: Array, b: Array, clusters: NDArray[np.int64]) -> Array:
+    """a'b + b'a over cluster sums (for one unit per cluster, over units)."""
+    _, index = np.unique(clusters, return_inverse=True)
+    sums_a, sums_b = np.zeros((index.max() + 1, a.shape[1])), np.zeros((index.max() + 1, b.shape[1]))
+    np.add.at(sums_a, index, a)
+    np.add.at(sums_b, index, b)
+    return np.asarray(sums_a.T @ sums_b + sums_b.T @ sums_a, dtype=float)
+
+
+def effective_labels(human: Fit, combined: Fit) -> Array:
+    """Human labels the combined estimate is worth, per coefficient: n times the ratio of variances."""
+    return np.asarray(human.n * human.se**2 / combined.se**2, dtype=float)
+
+
+def labels_for_width(fit: Fit, width: float, level: float = 0.95) -> Array:
+    """Human labels needed for an interval of ``width`` (all else as now); inf when the LLM part alone is wider."""
+    z = norm.ppf(0.5 + level / 2)
+    room = (width / (2 * z)) ** 2 - (fit.unlabelled_var / fit.big_n if fit.big_n else 0.0)
+    with np.errstate(divide="ignore"):
+        return np.where(room > 0, np.ceil(fit.labelled_var / np.where(room > 0, room, 1)), np.inf)

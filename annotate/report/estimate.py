@@ -1,0 +1,76 @@
+"""``annotate estimate`` outputs: estimate.json, estimate.csv and a page with a coefficient plot per model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from annotate.analysis.estimate import EstimateOptions, estimate, estimate_table
+from annotate.analysis.results import EstimateResult, Estimator, ModelEstimate
+from annotate.labelling.library import PromptLibrary
+from annotate.report import plots
+from annotate.report.html import FigureSection, Page, Table, figure, fmt, write_report
+
+NOTE = (
+    "LLM only: every unit's LLM label taken as true; its interval ignores the labeller's errors. Human only: the "
+    "coded sample alone, weighted by inverse inclusion probabilities. Prediction-powered (PPI++): all LLM labels, "
+    "corrected by the human-minus-LLM difference on the coded sample; λ is the LLM labels' share (0 = ignored). "
+    "Effective human labels: how many human labels alone would give the PPI interval's width."
+)
+
+
+@dataclass(frozen=True)
+class EstimateReport:
+    result: EstimateResult
+    table: pd.DataFrame
+    paths: list[Path]
+
+
+def estimate_report(
+    run_dir: Path, options: EstimateOptions, out: Path, library: PromptLibrary | None
+) -> EstimateReport:
+    result = estimate(run_dir, options, library)
+    table = estimate_table(result)
+    return EstimateReport(result, table, write_report(out, result, table, estimate_page(result), name="estimate"))
+
+
+def interval(est: Estimator) -> str:
+    return f"{fmt(est.estimate)} [{fmt(est.low)}, {fmt(est.high)}]"
+
+
+def model_rows(model: ModelEstimate) -> list[list[str]]:
+    return [
+        [
+            t.term,
+            interval(t.llm_only),
+            interval(t.human_only),
+            interval(t.ppi),
+            fmt(t.effective_human_labels, 1),
+        ]
+        for t in model.terms
+    ]
+
+
+def estimate_page(result: EstimateResult) -> Page:
+    meta = [
+        ("run", result.run_dir),
+        ("gold", f"{result.gold} (sha256 {result.gold_sha256[:12]})"),
+        ("LLM label used", result.label),
+        ("intervals", f"{result.level:.0%}, normal approximation; clustered by chat when a chat has several units"),
+    ]
+    page = Page("Estimates from LLM labels and a human sample", meta)
+    if result.warnings:
+        page.tables.append(Table("Warnings", ["warning"], [[w] for w in result.warnings], left=1))
+    columns = ["term", "LLM only", "human only", "prediction-powered", "effective human labels"]
+    figures = []
+    for model in result.models:
+        title = (
+            f"{model.formula} ({model.family}): {model.units} units, {model.human_labels} human labels, "
+            f"λ = {model.lam:.2f}, {model.design}"
+        )
+        page.tables.append(Table(title, columns, model_rows(model), note=NOTE, left=1))
+        figures.append(figure(model.formula, plots.coefficients(model.terms, model.formula)))
+    page.figure_sections.append(FigureSection("Coefficients, three ways, with 95% intervals", figures))
+    return page
