@@ -253,29 +253,35 @@ def diff(
 def sample(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="The coding file to write (.csv).")],
-    per_variable: Annotated[
-        int | None, typer.Option(min=1, help="Items per variable (default: from --confidence and --margin).")
-    ] = None,
-    confidence: Annotated[float, typer.Option(min=0.5, max=0.999, help="Confidence level.")] = 0.95,
-    margin: Annotated[float, typer.Option(min=0.005, max=0.5, help="Margin of error.")] = 0.05,
-    stratify_by: Annotated[
-        str | None, typer.Option(help="Chat metadata field to stratify by, besides the LLM label.")
-    ] = None,
-    variable: Annotated[list[str] | None, typer.Option(help="Only these variables (repeatable).")] = None,
+    per_variable: opt.PerVariable = None,
+    confidence: opt.ConfidenceLevel = 0.95,
+    margin: opt.Margin = 0.05,
+    design: opt.Design = opt.DesignChoice.stratified,
+    floor: opt.Floor = 0.1,
+    stratify_by: opt.StratifyBy = None,
+    variable: opt.Variables = None,
     seed: opt.Seed = 0,
     transcripts: opt.Transcripts = None,
     prompts_dir: opt.PromptsDir = None,
     rubrics_dir: opt.RubricsDir = None,
 ) -> None:
-    """A blinded, shuffled sample for human coders, stratified by LLM label; comes back in the gold format."""
-    from annotate.analysis.sample import write_sample
+    """A blinded, shuffled sample for human coders with each item's inclusion probability; comes back as gold."""
+    from annotate.analysis.sample import SampleOptions, write_sample
     from annotate.report.console import print_sample
 
+    options = SampleOptions(
+        per_variable=per_variable,
+        confidence=confidence,
+        margin=margin,
+        stratify_by=stratify_by,
+        variables=tuple(variable or ()),
+        seed=seed,
+        design=design.value,
+        floor=floor,
+        transcripts=tuple(transcripts or ()),
+    )
     with user_errors():
-        library = _library(prompts_dir, rubrics_dir)
-        files = write_sample(
-            run_dir, out, library, per_variable, confidence, margin, stratify_by, variable, seed, transcripts
-        )
+        files = write_sample(run_dir, out, _library(prompts_dir, rubrics_dir), options)
     print_sample(files, run_dir)
 
 

@@ -64,6 +64,14 @@ RayGpus = Annotated[
 SkipCorrupt = Annotated[
     bool, typer.Option(help="Resume past damaged journal lines: drop them and label their units again.")
 ]
+# `sample` only.
+PerVariable = Annotated[
+    int | None, typer.Option(min=1, help="Items per variable (default: from --confidence and --margin).")
+]
+ConfidenceLevel = Annotated[float, typer.Option(min=0.5, max=0.999, help="Confidence level.")]
+Margin = Annotated[float, typer.Option(min=0.005, max=0.5, help="Margin of error.")]
+Floor = Annotated[float, typer.Option(min=0.0, help="--design confidence: added to every unit's uncertainty.")]
+StratifyBy = Annotated[str | None, typer.Option(help="Chat metadata field to stratify by, besides the LLM label.")]
 # `estimate` only.
 Gold = Annotated[
     Path, typer.Option(help="Human labels: chat_id, round, variable, value[, annotator, inclusion_probability].")
@@ -75,7 +83,19 @@ Formula = Annotated[
     str | None, typer.Option(help="Regression, e.g. 'empathy ~ C(escalation)' (default: each variable's mean).")
 ]
 By = Annotated[str | None, typer.Option(help="Without --formula: means by this covariate or meta field.")]
-Variables = Annotated[list[str] | None, typer.Option("--variable", help="Without --formula: only these variables.")]
+Variables = Annotated[list[str] | None, typer.Option("--variable", help="Only these variables (repeatable).")]
+
+
+class DesignChoice(str, Enum):
+    stratified = "stratified"
+    random = "random"
+    confidence = "confidence"
+
+
+Design = Annotated[
+    DesignChoice,
+    typer.Option(help="stratified by LLM label; random; or confidence: the less sure the model, the likelier drawn."),
+]
 
 
 class FamilyChoice(str, Enum):

@@ -89,6 +89,7 @@ def _model(model: EstimateData) -> ModelEstimate:
             TermEstimate(
                 term=term,
                 **estimators,
+                lam=float(fits["ppi"].lam[i]),
                 effective_human_labels=float(effective[i]),
                 human_labels_for_target=_needed(needed["human_only"], i),
                 ppi_human_labels_for_target=_needed(needed["ppi"], i),
@@ -103,7 +104,6 @@ def _model(model: EstimateData) -> ModelEstimate:
         human_labels=sample.n,
         chats=len(np.unique(sample.clusters_all)) if model.clustered else sample.big_n,
         design=model.design,
-        lam=fits["ppi"].lam,
         terms=terms,
     )
 
@@ -125,7 +125,7 @@ def estimate_table(result: EstimateResult) -> pd.DataFrame:
                 units=model.units,
                 human_labels=model.human_labels,
                 effective_human_labels=round(term.effective_human_labels, 1),
-                lam=round(model.lam, 3),
+                lam=round(term.lam, 3),
             )
             rows.append(row)
     return pd.DataFrame(rows)

@@ -6,10 +6,18 @@ Zrnic 2023): the LLM labels of all units, plus the human-minus-LLM correction me
 subset, with the LLM labels' share ``lam`` tuned to minimise the variance (``lam = 0`` is the
 human-only estimate, so a useless labeller cannot make the interval worse in large samples).
 
-The formulas are ppi-python's (``ppi_ols_ci``, ``ppi_logistic_ci``, ``_calc_lam_glm``), generalised in
-two ways it does not cover: inverse-inclusion-probability weights for the human subset, and
-cluster-robust variances (sums of gradients within a chat) when several units come from one chat.
-With one unit per cluster the estimates equal ppi-python's; tests/test_estimate.py checks that.
+The point estimates are ppi-python's (``ppi_ols_ci``, ``ppi_logistic_ci``) with the LLM-labelled set
+being *all* units and the human subset weighted by inverse inclusion probabilities. Two things
+ppi-python does not cover are added:
+
+- the human subset is part of the LLM-labelled set here, not an independent second sample, so the
+  variance has a covariance term, ``2 lam Cov(psi - lam psi_hat, psi_hat) / N``: without it a run whose
+  every unit is coded would claim more information than its human labels hold. The variance-minimising
+  share is then ``lam = Cov(psi, psi_hat) / Var(psi_hat)`` (traces over coefficients), clipped to [0, 1];
+- cluster-robust (CR1) variances, summing gradients within a chat, when a chat has several units.
+
+With ``labelled_in_all=False`` (an independent LLM-only set, ppi-python's setting) and one unit per
+cluster, estimates and intervals equal ppi-python's; tests/test_estimate.py checks both settings.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ class Sample:
     clusters: NDArray[np.int64]
     weights: Array
     """Inverse inclusion probabilities of the human-labelled units, scaled to mean 1."""
+    labelled_in_all: bool = True
+    """The human-labelled units are among ``x_all`` (a sample of them), not a separate sample."""
 
     @property
     def n(self) -> int:
@@ -62,7 +72,8 @@ class Fit:
     """Per coefficient: N times the variance contributed by the LLM labels of all units."""
     n: int
     big_n: int
-    lam: float
+    lam: Array
+    """Per coefficient: the share of the LLM labels (0 for the human-only estimate)."""
 
     @property
     def se(self) -> Array:
@@ -97,26 +108,49 @@ def sample(
 
 
 def ppi(data: Sample, family: Family = "ols", lam: float | None = None) -> Fit:
-    """The PPI++ estimate; ``lam=None`` tunes the LLM labels' share to minimise the total variance.
+    """The PPI++ estimate; ``lam=None`` tunes the LLM labels' share for each coefficient separately.
 
-    The share is tuned twice, as ppi-python's ``*_ci`` functions do: at the estimate with ``lam = 1``,
-    then again at the estimate that share gives.
+    Tuning per coefficient (ppi-python's ``coord``) keeps every coefficient's interval from being
+    wider than the human-only one, which one shared share cannot promise. Each share is tuned twice,
+    as ppi-python's ``*_ci`` functions do: at the estimate with ``lam = 1``, then at the one it gives.
     """
-    if lam is None:
-        lam = 1.0
+    if lam is not None:
+        return _fit(data, family, lam)
+    fits = []
+    for j in range(data.x.shape[1]):
+        share = 1.0
         for _ in range(2):
-            lam = _tuned_lambda(data, *_stats(data, family, _point(data, family, lam), use_all=True))
+            share = _tuned_lambda(data, _stats(data, family, _point(data, family, share), use_all=True), j)
+        fits.append(_fit(data, family, share))
+    pick = np.arange(len(fits))
+    return Fit(
+        coef=np.array([f.coef[j] for j, f in zip(pick, fits, strict=True)]),
+        labelled_var=np.array([f.labelled_var[j] for j, f in zip(pick, fits, strict=True)]),
+        unlabelled_var=np.array([f.unlabelled_var[j] for j, f in zip(pick, fits, strict=True)]),
+        n=data.n,
+        big_n=data.big_n,
+        lam=np.array([f.lam[0] for f in fits]),
+    )
+
+
+def _fit(data: Sample, family: Family, lam: float) -> Fit:
+    """The estimate with a given share of the LLM labels, with its variance parts."""
     coef = _point(data, family, lam)
-    g, g_hat, g_hat_all, inv_h = _stats(data, family, coef, use_all=lam != 0)
-    labelled = _diag(inv_h, _cov(g - lam * g_hat, data.clusters))
-    unlabelled = _diag(inv_h, _cov(lam * g_hat_all, data.clusters_all)) if lam != 0 else np.zeros_like(coef)
-    return Fit(coef, labelled, unlabelled, data.n, data.big_n, float(lam))
+    stats = _stats(data, family, coef, use_all=lam != 0)
+    labelled = _diag(stats.inv_h, _cov(stats.g - lam * stats.g_hat, data.clusters))
+    unlabelled = np.zeros_like(coef)
+    if lam != 0:
+        middle = lam**2 * _cov(stats.g_hat_all, data.clusters_all)
+        if data.labelled_in_all:
+            middle += lam * _cross(stats.g - lam * stats.g_hat, stats.g_hat / data.weights[:, None], data.clusters)
+        unlabelled = _diag(stats.inv_h, middle)
+    return Fit(coef, labelled, unlabelled, data.n, data.big_n, np.full(len(coef), float(lam)))
 
 
 def human_only(data: Sample, family: Family = "ols") -> Fit:
     """The classical estimate from the human labels alone (weighted by inverse inclusion probabilities)."""
     fit = ppi(data, family, lam=0.0)
-    return Fit(fit.coef, fit.labelled_var, fit.unlabelled_var, fit.n, 0, 0.0)
+    return Fit(fit.coef, fit.labelled_var, fit.unlabelled_var, fit.n, 0, fit.lam)
 
 
 def llm_only(data: Sample, family: Family = "ols") -> Fit:
@@ -167,8 +201,19 @@ def _logistic_point(data: Sample, lam: float) -> Array:
     return np.asarray(result.x, dtype=float)
 
 
-def _stats(data: Sample, family: Family, coef: Array, use_all: bool) -> tuple[Array, Array, Array, Array]:
-    """Per-unit gradients (human labels, LLM labels on the subset, LLM labels on all) and the inverse Hessian."""
+@dataclass(frozen=True)
+class _Stats:
+    g: Array
+    """Per human-labelled unit: the weighted gradient with the human label."""
+    g_hat: Array
+    """The same with the LLM label."""
+    g_hat_all: Array
+    """Per unit of the LLM-labelled set: the gradient with the LLM label."""
+    inv_h: Array
+
+
+def _stats(data: Sample, family: Family, coef: Array, use_all: bool) -> _Stats:
+    """Per-unit gradients and the inverse Hessian (ppi-python's ``_ols_get_stats`` / ``_logistic_get_stats``)."""
     mean = _mean_function(family)
     mu, mu_all = mean(data.x @ coef), mean(data.x_all @ coef)
     curvature = np.ones_like if family == "ols" else (lambda m: m * (1 - m))
@@ -181,7 +226,7 @@ def _stats(data: Sample, family: Family, coef: Array, use_all: bool) -> tuple[Ar
         hessian /= data.n + data.big_n
     else:
         hessian = (data.x.T * (w * curvature(mu))) @ data.x / data.n
-    return g, g_hat, g_hat_all, np.linalg.inv(hessian)
+    return _Stats(g, g_hat, g_hat_all, np.linalg.inv(hessian))
 
 
 def _mean_function(family: Family) -> Callable[[Array], Array]:
@@ -202,27 +247,36 @@ def _diag(inv_h: Array, middle: Array) -> Array:
     return np.diag(inv_h @ middle @ inv_h).copy()
 
 
-def _tuned_lambda(data: Sample, g: Array, g_hat: Array, g_hat_all: Array, inv_h: Array) -> float:
-    """The share of the LLM labels that minimises the total variance (ppi-python's rule), clipped to [0, 1]."""
+def _tuned_lambda(data: Sample, stats: _Stats, coord: int | None = None) -> float:
+    """The LLM labels' share that minimises the variance ``ppi`` reports, clipped to [0, 1]: of coefficient
+    ``coord``, or the sum over all coefficients."""
     n, big_n = data.n, data.big_n
-    centred_g, centred_hat = g - g.mean(axis=0), g_hat - g_hat.mean(axis=0)
-    cross = _cross(centred_g, centred_hat, data.clusters) / n
-    pooled = np.concatenate([g_hat, g_hat_all])
-    offset = data.clusters_all.max() + 1
-    var_hat = _cov(pooled, np.concatenate([data.clusters, data.clusters_all + offset]))
-    denominator = 2 * (1 + n / big_n) * np.trace(inv_h @ var_hat @ inv_h)
-    if denominator <= 0:
+    v = stats.inv_h if coord is None else stats.inv_h[coord : coord + 1, :]
+    cross = _cross(stats.g, stats.g_hat, data.clusters)  # 2 Cov(g, g_hat), symmetrised
+    if data.labelled_in_all:
+        unweighted = stats.g_hat / data.weights[:, None]
+        numerator = cross / (2 * n) - _cross(stats.g, unweighted, data.clusters) / (2 * big_n)
+        denominator = _cov(stats.g_hat, data.clusters) / n + _cov(stats.g_hat_all, data.clusters_all) / big_n
+        denominator -= _cross(stats.g_hat, unweighted, data.clusters) / big_n
+        ratio = np.trace(v @ numerator @ v.T), np.trace(v @ denominator @ v.T)
+    else:  # ppi-python's rule for an independent LLM-only set
+        offset = data.clusters_all.max() + 1
+        pooled = np.concatenate([stats.g_hat, stats.g_hat_all])
+        var_hat = _cov(pooled, np.concatenate([data.clusters, data.clusters_all + offset]))
+        ratio = np.trace(v @ cross @ v.T), 2 * (1 + n / big_n) * np.trace(v @ var_hat @ v.T)
+    if ratio[1] <= 1e-12 * max(abs(ratio[0]), 1e-300):
         return 0.0
-    return float(np.clip(np.trace(inv_h @ cross @ inv_h) / denominator, 0, 1))
+    return float(np.clip(ratio[0] / ratio[1], 0, 1))
 
 
 def _cross(a: Array, b: Array, clusters: NDArray[np.int64]) -> Array:
-    """a'b + b'a over cluster sums (for one unit per cluster, over units)."""
+    """(a'b + b'a) / n over cluster sums of the centred values (for one unit per cluster, over units)."""
+    a, b = a - a.mean(axis=0), b - b.mean(axis=0)
     _, index = np.unique(clusters, return_inverse=True)
     sums_a, sums_b = np.zeros((index.max() + 1, a.shape[1])), np.zeros((index.max() + 1, b.shape[1]))
     np.add.at(sums_a, index, a)
     np.add.at(sums_b, index, b)
-    return np.asarray(sums_a.T @ sums_b + sums_b.T @ sums_a, dtype=float)
+    return np.asarray((sums_a.T @ sums_b + sums_b.T @ sums_a) / len(a), dtype=float)
 
 
 def effective_labels(human: Fit, combined: Fit) -> Array:

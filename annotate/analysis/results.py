@@ -310,6 +310,8 @@ class TermEstimate(Result):
     """The human labels alone, weighted by inverse inclusion probabilities."""
     ppi: Estimator
     """Prediction-powered (PPI++): all LLM labels, corrected by the human sample."""
+    lam: float
+    """The share of the LLM labels in this PPI estimate (0: ignored, 1: fully used), tuned per term."""
     effective_human_labels: float
     """Human labels the PPI estimate is worth: n times (human-only variance / PPI variance)."""
     human_labels_for_target: float | None = None
@@ -328,8 +330,6 @@ class ModelEstimate(Result):
     chats: int
     design: str
     """How the human sample was drawn (from the gold's inclusion probabilities)."""
-    lam: float
-    """The share of the LLM labels in the PPI estimate (0: ignored, 1: fully used)."""
     terms: list[TermEstimate]
 
 

@@ -1,8 +1,9 @@
-"""``annotate sample``: a blinded, stratified sample of a run's items for human coders.
+"""``annotate sample``: a blinded sample of a run's items for human coders, with known inclusion probabilities.
 
 The coding file has the gold columns (``chat_id``, ``round``, ``variable``, ``value``, ``annotator``)
-plus what the model saw, shuffled, without the LLM's labels; once coded it goes straight into
-``annotate validate --gold``. The rubric text goes beside it.
+plus what the model saw, shuffled, without the LLM's labels, and each item's inclusion probability
+and the design; once coded it goes straight into ``annotate validate --gold`` and ``annotate estimate
+--gold`` (which weights by the probabilities). The rubric text goes beside it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from annotate.errors import AnnotateError
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.runs import load_run, run_chats, unit_excerpts
 from annotate.labelling.store import write_csv
@@ -54,45 +56,126 @@ def allocate(sizes: dict[Any, int], total: int) -> dict[Any, int]:
     return alloc
 
 
+DESIGNS = ("stratified", "random", "confidence")
+
+
+@dataclass(frozen=True)
+class SampleOptions:
+    per_variable: int | None = None
+    """Items per variable (default: from ``confidence`` and ``margin``)."""
+    confidence: float = 0.95
+    margin: float = 0.05
+    stratify_by: str | None = None
+    variables: tuple[str, ...] = ()
+    seed: int = 0
+    design: str = "stratified"
+    """``stratified`` by LLM label (and ``stratify_by``), ``random``, or ``confidence``: the less sure the
+    model, the likelier a unit is drawn."""
+    floor: float = 0.1
+    """``confidence`` design: added to every unit's uncertainty (1 - confidence), so every unit can be drawn."""
+    transcripts: tuple[Path, ...] = ()
+
+
 def draw_sample(
-    run_dir: Path,
-    library: PromptLibrary | None,
-    per_variable: int | None = None,
-    confidence: float = 0.95,
-    margin: float = 0.05,
-    stratify_by: str | None = None,
-    variables: list[str] | None = None,
-    seed: int = 0,
-    transcripts: list[Path] | None = None,
+    run_dir: Path, library: PromptLibrary | None, options: SampleOptions
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     labels, manifest = load_run(run_dir)
     ok = labels[(labels["status"] == "ok") & (labels["repeat"] == 0)].copy()
-    if variables:
-        ok = ok[ok["variable"].isin(variables)]
-    chats = run_chats(manifest, transcripts)
-    meta = {c.chat_id: dict(c.meta) for c in chats}
-    ok["stratum_meta"] = [str(meta.get(c, {}).get(stratify_by, "")) if stratify_by else "" for c in ok["chat_id"]]
-    rng = np.random.default_rng(seed)
-    picked = []
-    plan: dict[str, Any] = {}
+    if options.variables:
+        ok = ok[ok["variable"].isin(options.variables)]
+    transcripts = list(options.transcripts) or None
+    meta = {c.chat_id: dict(c.meta) for c in run_chats(manifest, transcripts)}
+    by = options.stratify_by
+    ok["stratum_meta"] = [str(meta.get(c, {}).get(by, "")) if by else "" for c in ok["chat_id"]]
+    if options.design not in DESIGNS:
+        raise AnnotateError(f"unknown sampling design '{options.design}' (known: {', '.join(DESIGNS)})")
+    rng = np.random.default_rng(options.seed)
+    picked, plan = [], {}
     for variable, rows in ok.groupby("variable", sort=True):
-        n = per_variable if per_variable is not None else sample_size(len(rows), confidence, margin)
-        strata = rows.groupby(["value", "stratum_meta"]).size().to_dict()
-        alloc = allocate(strata, n)
-        for (value, group), k in alloc.items():
-            members = rows[(rows["value"] == value) & (rows["stratum_meta"] == group)]
-            picked.append(members.iloc[rng.choice(len(members), size=k, replace=False)])
-        plan[str(variable)] = {
-            "population": len(rows),
-            "sample": int(sum(alloc.values())),
-            "strata": {
-                f"llm={v}" + (f", {stratify_by}={g}" if stratify_by else ""): int(k) for (v, g), k in alloc.items()
-            },
-        }
-    chosen = pd.concat(picked, ignore_index=True) if picked else ok.iloc[:0]
+        n = options.per_variable or sample_size(len(rows), options.confidence, options.margin)
+        chosen, described = _draw(rows.reset_index(drop=True), min(n, len(rows)), options, rng, run_dir)
+        picked.append(chosen)
+        plan[str(variable)] = {"population": len(rows), "sample": len(chosen), **described}
+    chosen = pd.concat(picked, ignore_index=True) if picked else ok.iloc[:0].assign(inclusion_probability=1.0)
     chosen = chosen.iloc[rng.permutation(len(chosen))].reset_index(drop=True)
-    seen = unit_excerpts(manifest, transcripts, library)
-    coding = pd.DataFrame(
+    info = {
+        "run_id": manifest.get("run_id"),
+        "run_dir": str(run_dir),
+        "design": options.design,
+        "seed": options.seed,
+        "confidence": options.confidence,
+        "margin": options.margin,
+        "per_variable": options.per_variable,
+        "floor": options.floor if options.design == "confidence" else None,
+        "stratified_by": ["llm label", *([by] if by else [])] if options.design == "stratified" else [],
+        "variables": plan,
+    }
+    return _coding_file(chosen, unit_excerpts(manifest, transcripts, library), options.design), info
+
+
+def _draw(
+    rows: pd.DataFrame, n: int, options: SampleOptions, rng: np.random.Generator, run_dir: Path
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The drawn rows of one variable, each with the probability it had of being drawn."""
+    if options.design == "random":
+        index = rng.choice(len(rows), size=n, replace=False)
+        return rows.iloc[index].assign(inclusion_probability=n / len(rows)), {}
+    if options.design == "confidence":
+        if rows["confidence"].isna().any():
+            raise AnnotateError(
+                f"{run_dir}: {int(rows['confidence'].isna().sum())} labels have no probabilities (the engine gave "
+                "none), so the confidence design cannot weigh them: use --design random or stratified"
+            )
+        size = options.floor + (1 - rows["confidence"].to_numpy(dtype=float))
+        probability = inclusion_probabilities(size, n)
+        drawn = systematic_pps(probability, rng)
+        return rows.iloc[drawn].assign(inclusion_probability=probability[drawn]), {}
+    strata = rows.groupby(["value", "stratum_meta"]).size().to_dict()
+    alloc = allocate(strata, n)
+    parts = []
+    for (value, group), k in alloc.items():
+        members = rows[(rows["value"] == value) & (rows["stratum_meta"] == group)]
+        part = members.iloc[rng.choice(len(members), size=k, replace=False)]
+        parts.append(part.assign(inclusion_probability=k / len(members)))
+    label = options.stratify_by
+    described = {f"llm={v}" + (f", {label}={g}" if label else ""): int(k) for (v, g), k in alloc.items()}
+    return pd.concat(parts), {"strata": described}
+
+
+def inclusion_probabilities(size: np.ndarray, n: int) -> np.ndarray:
+    """Probabilities proportional to ``size`` that sum to ``n``, none above 1 (the excess spread over the rest)."""
+    probability = np.zeros(len(size))
+    capped = np.zeros(len(size), dtype=bool)
+    while True:
+        rest = n - capped.sum()
+        probability[~capped] = rest * size[~capped] / size[~capped].sum() if rest > 0 else 0.0
+        probability[capped] = 1.0
+        over = (probability > 1) & ~capped
+        if not over.any():
+            return probability
+        capped |= over
+
+
+def systematic_pps(probability: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Systematic sampling in a random order: exactly round(sum) units, unit i drawn with ``probability[i]``."""
+    order = rng.permutation(len(probability))
+    cumulative = np.cumsum(probability[order])
+    n = round(float(cumulative[-1])) if len(order) else 0
+    if n == 0:
+        return np.array([], dtype=int)
+    cumulative[-1] = n  # rounding must not push the last point past the end
+    points = rng.uniform() + np.arange(n)
+    return np.sort(order[np.searchsorted(cumulative, points, side="right")])
+
+
+def _coding_file(chosen: pd.DataFrame, seen: Any, design: str) -> pd.DataFrame:
+    def excerpt(part: str) -> list[str]:
+        return [
+            seen.get((t, c, None if pd.isna(r) else int(r)), {}).get(part, "")
+            for t, c, r in zip(chosen["task"], chosen["chat_id"], chosen["round"], strict=True)
+        ]
+
+    return pd.DataFrame(
         {
             "item": [f"i{i + 1:05d}" for i in range(len(chosen))],
             "chat_id": chosen["chat_id"],
@@ -100,27 +183,12 @@ def draw_sample(
             "variable": chosen["variable"],
             "value": "",
             "annotator": "",
-            "context": [
-                seen.get((t, c, None if pd.isna(r) else int(r)), {}).get("context", "")
-                for t, c, r in zip(chosen["task"], chosen["chat_id"], chosen["round"], strict=True)
-            ],
-            "target": [
-                seen.get((t, c, None if pd.isna(r) else int(r)), {}).get("target", "")
-                for t, c, r in zip(chosen["task"], chosen["chat_id"], chosen["round"], strict=True)
-            ],
+            "context": excerpt("context"),
+            "target": excerpt("target"),
+            "inclusion_probability": chosen["inclusion_probability"].round(8),
+            "design": design,
         }
     )
-    info = {
-        "run_id": manifest.get("run_id"),
-        "run_dir": str(run_dir),
-        "seed": seed,
-        "confidence": confidence,
-        "margin": margin,
-        "per_variable": per_variable,
-        "stratified_by": ["llm label", *([stratify_by] if stratify_by else [])],
-        "variables": plan,
-    }
-    return coding, info
 
 
 def rubric_text(library: PromptLibrary, manifest_prompts: dict[str, Any], variables: set[str]) -> str:
@@ -154,22 +222,9 @@ class CodingFiles:
     info: dict[str, Any]
 
 
-def write_sample(
-    run_dir: Path,
-    out: Path,
-    library: PromptLibrary,
-    per_variable: int | None = None,
-    confidence: float = 0.95,
-    margin: float = 0.05,
-    stratify_by: str | None = None,
-    variables: list[str] | None = None,
-    seed: int = 0,
-    transcripts: list[Path] | None = None,
-) -> CodingFiles:
+def write_sample(run_dir: Path, out: Path, library: PromptLibrary, options: SampleOptions) -> CodingFiles:
     """Draw the sample and write the coding file, its coding instructions and the sampling plan beside it."""
-    coding, info = draw_sample(
-        run_dir, library, per_variable, confidence, margin, stratify_by, variables, seed, transcripts
-    )
+    coding, info = draw_sample(run_dir, library, options)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_csv(coding, out)
     _, manifest = load_run(run_dir)

@@ -170,27 +170,29 @@ def print_estimate(result: EstimateResult) -> None:
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     for model in result.models:
-        say(
-            f"{model.formula} ({model.family}): {model.units} units, {model.human_labels} human labels "
-            f"({model.design}), λ = {model.lam:.2f}"
-        )
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        for name in ("term", "LLM only", "human only", "prediction-powered", "effective n"):
-            table.add_column(name, no_wrap=True, justify="left" if name == "term" else "right")
-        for term in model.terms:
-            row = [
-                f"{fmt(e.estimate, 2)} [{fmt(e.low, 2)}, {fmt(e.high, 2)}]"
-                for e in (term.llm_only, term.human_only, term.ppi)
-            ]
-            table.add_row(term.term, *row, fmt(term.effective_human_labels, 1))
-        out.print(table)
+        say(f"{model.formula} ({model.family}): {model.units} units, {model.human_labels} human labels, {model.design}")
+        rows = [
+            {
+                "term": t.term,
+                **{name: f"{e.estimate:.2f} [{e.low:.2f}, {e.high:.2f}]" for name, e in _estimators(t)},
+                "λ": f"{t.lam:.2f}",
+                "effective n": f"{t.effective_human_labels:.1f}",
+            }
+            for t in model.terms
+        ]
+        say(pd.DataFrame(rows).to_string(index=False))
         if result.target_width:
-            for term in model.terms:
-                with_llm, without = _count(term.ppi_human_labels_for_target), _count(term.human_labels_for_target)
+            for t in model.terms:
+                with_llm, without = _count(t.ppi_human_labels_for_target), _count(t.human_labels_for_target)
                 say(
-                    f"  {term.term}: a {result.target_width:g}-wide interval needs {with_llm} human labels with "
+                    f"  {t.term}: a {result.target_width:g}-wide interval needs {with_llm} human labels with "
                     f"the LLM labels, {without} without"
                 )
+        say("")
+
+
+def _estimators(term: Any) -> list[tuple[str, Any]]:
+    return [("LLM only", term.llm_only), ("human only", term.human_only), ("prediction-powered", term.ppi)]
 
 
 def _count(value: float | None) -> str:

@@ -47,6 +47,7 @@ def model_rows(model: ModelEstimate) -> list[list[str]]:
             interval(t.llm_only),
             interval(t.human_only),
             interval(t.ppi),
+            fmt(t.lam, 2),
             fmt(t.effective_human_labels, 1),
         ]
         for t in model.terms
@@ -63,12 +64,11 @@ def estimate_page(result: EstimateResult) -> Page:
     page = Page("Estimates from LLM labels and a human sample", meta)
     if result.warnings:
         page.tables.append(Table("Warnings", ["warning"], [[w] for w in result.warnings], left=1))
-    columns = ["term", "LLM only", "human only", "prediction-powered", "effective human labels"]
+    columns = ["term", "LLM only", "human only", "prediction-powered", "λ", "effective human labels"]
     figures = []
     for model in result.models:
         title = (
-            f"{model.formula} ({model.family}): {model.units} units, {model.human_labels} human labels, "
-            f"λ = {model.lam:.2f}, {model.design}"
+            f"{model.formula} ({model.family}): {model.units} units, {model.human_labels} human labels, {model.design}"
         )
         page.tables.append(Table(title, columns, model_rows(model), note=NOTE, left=1))
         figures.append(figure(model.formula, plots.coefficients(model.terms, model.formula)))
