@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from annotate.analysis.sample import write_sample
+from annotate.analysis.sample import SampleOptions, write_sample
 from annotate.config import RunConfig
 from annotate.engines.fake import FakeBackend
 from annotate.errors import RunStoreError
@@ -240,5 +240,5 @@ def test_csv_outputs_cannot_carry_spreadsheet_formulas(library: PromptLibrary, t
         backend=FakeBackend(),
     )
     coding = tmp_path / "to_code.csv"
-    write_sample(answered, coding, library, per_variable=1)
+    write_sample(answered, coding, library, SampleOptions(per_variable=1))
     assert set(pd.read_csv(coding, dtype=str)["chat_id"]) == {"'" + str(record["chat_id"])}

@@ -1,20 +1,44 @@
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from annotate.analysis.gold import read_gold
-from annotate.analysis.sample import allocate, draw_sample, sample_size
+from annotate.analysis.sample import (
+    SampleOptions,
+    allocate,
+    draw_sample,
+    inclusion_probabilities,
+    sample_size,
+    systematic_pps,
+)
 from annotate.cli import app
 from annotate.config import RunConfig
-from annotate.engines.fake import FakeBackend
+from annotate.engines.base import Completion, Request
+from annotate.engines.fake import FakeBackend, lowest_values
+from annotate.errors import AnnotateError
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
 from tests.conftest import EXAMPLES
 from tests.test_agree_diff import varied
+
+
+def answer_with_probabilities_by_chat(request: Request) -> Completion:
+    """The lowest value, with a confidence that differs from chat to chat (from the message hash)."""
+    text = lowest_values(request)
+    spread = hashlib.sha256(json.dumps(request.messages).encode()).digest()[0] / 255
+    candidates = {}
+    for key, spec in request.schema["properties"].items():
+        low, high = sorted(spec["enum"])[:2]
+        candidates[key] = {str(low): math.log(0.5 + 0.45 * spread), str(high): math.log(0.5 - 0.45 * spread)}
+    return Completion(text, "stop", value_logprobs=candidates)
 
 
 @pytest.mark.parametrize(
@@ -47,10 +71,22 @@ def labelled(library: PromptLibrary, tmp_path: Path) -> Path:
 
 
 def test_sample_is_blinded_stratified_and_reproducible(labelled: Path, library: PromptLibrary) -> None:
-    coding, info = draw_sample(labelled, library, per_variable=10, stratify_by="escalation", seed=3)
-    again, _ = draw_sample(labelled, library, per_variable=10, stratify_by="escalation", seed=3)
+    options = SampleOptions(per_variable=10, stratify_by="escalation", seed=3)
+    coding, info = draw_sample(labelled, library, options)
+    again, _ = draw_sample(labelled, library, options)
     assert coding.equals(again)
-    assert list(coding.columns) == ["item", "chat_id", "round", "variable", "value", "annotator", "context", "target"]
+    assert list(coding.columns) == [
+        "item",
+        "chat_id",
+        "round",
+        "variable",
+        "value",
+        "annotator",
+        "context",
+        "target",
+        "inclusion_probability",
+        "design",
+    ]
     assert (coding.groupby("variable").size() == 10).all()
     assert (coding["value"] == "").all()  # no LLM label leaks into the coding file
     assert coding["target"].str.len().gt(0).all()
@@ -84,3 +120,60 @@ def test_trajectories_command(labelled: Path, tmp_path: Path) -> None:
     assert "30 chats" in result.output
     missing = CliRunner().invoke(app, ["trajectories", str(labelled), "--group-by", "colour", "--out", str(png)])
     assert missing.exit_code == 1 and "metadata field 'colour'" in missing.output
+
+
+def test_each_design_records_the_probability_every_drawn_item_had(labelled: Path, library: PromptLibrary) -> None:
+    labels = pd.read_parquet(labelled / "labels.parquet")
+    population = labels[(labels["status"] == "ok") & (labels["variable"] == "empathy")]
+    random, _ = draw_sample(labelled, library, SampleOptions(per_variable=8, design="random", variables=("empathy",)))
+    assert (random["inclusion_probability"] == round(8 / len(population), 8)).all()
+    assert (random["design"] == "random").all()
+    stratified, _ = draw_sample(labelled, library, SampleOptions(per_variable=8, variables=("empathy",)))
+    by_value = population.groupby("value").size()
+    drawn = stratified.merge(population[["chat_id", "value"]].rename(columns={"value": "llm"}), on="chat_id")
+    for value, rows in drawn.groupby("llm"):
+        assert (rows["inclusion_probability"] == round(len(rows) / by_value[value], 8)).all()
+
+
+def test_the_confidence_design_needs_probabilities(labelled: Path, library: PromptLibrary) -> None:
+    with pytest.raises(AnnotateError, match="no probabilities"):
+        draw_sample(labelled, library, SampleOptions(per_variable=5, design="confidence"))
+
+
+def test_inclusion_probabilities_follow_uncertainty_with_a_cap_and_sum_to_n() -> None:
+    size = np.array([0.1, 0.2, 0.3, 0.4, 5.0])
+    probability = inclusion_probabilities(size, 3)
+    assert probability.sum() == pytest.approx(3)
+    assert probability[-1] == 1.0  # capped; the rest share the other two draws in proportion
+    assert probability[:4] == pytest.approx(2 * size[:4] / size[:4].sum())
+
+
+def test_systematic_pps_draws_each_unit_with_its_probability() -> None:
+    rng = np.random.default_rng(7)
+    probability = inclusion_probabilities(rng.uniform(0.1, 1.0, 40), 10)
+    counts = np.zeros(40)
+    draws = 20_000
+    for _ in range(draws):
+        drawn = systematic_pps(probability, rng)
+        assert len(drawn) == 10 and len(set(drawn)) == 10
+        counts[drawn] += 1
+    # each frequency within 4 binomial standard errors of its probability
+    assert np.all(np.abs(counts / draws - probability) <= 4 * np.sqrt(probability * (1 - probability) / draws) + 1e-9)
+
+
+def test_a_confidence_sample_favours_uncertain_labels(library: PromptLibrary, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run(
+        RunConfig(inputs=[EXAMPLES], out=out, prompts=library.paths, backend="fake"),
+        backend=FakeBackend(script=answer_with_probabilities_by_chat),
+    )
+    labels = pd.read_parquet(out / "labels.parquet")
+    coding, info = draw_sample(out, library, SampleOptions(per_variable=6, design="confidence", variables=("empathy",)))
+    assert info["design"] == "confidence" and len(coding) == 6
+    empathy = labels[labels["variable"] == "empathy"].set_index("chat_id")["confidence"]
+    chosen = coding.set_index("chat_id")["inclusion_probability"]
+    sure, unsure = empathy.idxmax(), empathy.idxmin()
+    everyone = inclusion_probabilities(0.1 + (1 - empathy.to_numpy()), 6)
+    assert everyone[list(empathy.index).index(unsure)] > everyone[list(empathy.index).index(sure)]
+    for chat_id, probability in chosen.items():
+        assert probability == pytest.approx(everyone[list(empathy.index).index(chat_id)], abs=1e-7)

@@ -142,7 +142,7 @@ def _fit(data: Sample, family: Family, lam: float) -> Fit:
     if lam != 0:
         middle = lam**2 * _cov(stats.g_hat_all, data.clusters_all)
         if data.labelled_in_all:
-            middle += lam * _cross(stats.g - lam * stats.g_hat, stats.g_hat / data.weights[:, None], data.clusters)
+            middle += lam * _overlap(stats.g - lam * stats.g_hat, stats.g_hat_all, data)
         unlabelled = _diag(stats.inv_h, middle)
     return Fit(coef, labelled, unlabelled, data.n, data.big_n, np.full(len(coef), float(lam)))
 
@@ -254,10 +254,9 @@ def _tuned_lambda(data: Sample, stats: _Stats, coord: int | None = None) -> floa
     v = stats.inv_h if coord is None else stats.inv_h[coord : coord + 1, :]
     cross = _cross(stats.g, stats.g_hat, data.clusters)  # 2 Cov(g, g_hat), symmetrised
     if data.labelled_in_all:
-        unweighted = stats.g_hat / data.weights[:, None]
-        numerator = cross / (2 * n) - _cross(stats.g, unweighted, data.clusters) / (2 * big_n)
+        numerator = cross / (2 * n) - _overlap(stats.g, stats.g_hat_all, data) / (2 * big_n)
         denominator = _cov(stats.g_hat, data.clusters) / n + _cov(stats.g_hat_all, data.clusters_all) / big_n
-        denominator -= _cross(stats.g_hat, unweighted, data.clusters) / big_n
+        denominator -= _overlap(stats.g_hat, stats.g_hat_all, data) / big_n
         ratio = np.trace(v @ numerator @ v.T), np.trace(v @ denominator @ v.T)
     else:  # ppi-python's rule for an independent LLM-only set
         offset = data.clusters_all.max() + 1
@@ -277,6 +276,22 @@ def _cross(a: Array, b: Array, clusters: NDArray[np.int64]) -> Array:
     np.add.at(sums_a, index, a)
     np.add.at(sums_b, index, b)
     return np.asarray((sums_a.T @ sums_b + sums_b.T @ sums_a) / len(a), dtype=float)
+
+
+def _overlap(labelled: Array, everyone: Array, data: Sample) -> Array:
+    """2 Cov(mean over the human subset of ``labelled``, mean over all units of ``everyone``) times n N, symmetrised.
+
+    A coded unit's term co-varies with the LLM-label term of every unit of its chat, coded or not, so the
+    subset's cluster sums pair with the cluster sums over all units.
+    """
+    ids = np.unique(data.clusters_all)
+    index_all = np.searchsorted(ids, data.clusters_all)
+    sums_all = np.zeros((len(ids), everyone.shape[1]))
+    np.add.at(sums_all, index_all, everyone - everyone.mean(axis=0))
+    sums_labelled = np.zeros_like(sums_all)
+    np.add.at(sums_labelled, np.searchsorted(ids, data.clusters), labelled - labelled.mean(axis=0))
+    product = sums_labelled.T @ sums_all / len(labelled)
+    return np.asarray(product + product.T, dtype=float)
 
 
 def effective_labels(human: Fit, combined: Fit) -> Array:
