@@ -181,6 +181,7 @@ def agree(
     repeat: Annotated[int, typer.Option(min=0, help="Which repeat of each run to compare (several runs).")] = 0,
     bootstrap: opt.Bootstrap = 1000,
     seed: opt.Seed = 0,
+    label: opt.LabelKind = opt.LabelChoice.chosen,
     prompts_dir: opt.PromptsDir = None,
     rubrics_dir: opt.RubricsDir = None,
 ) -> None:
@@ -189,7 +190,7 @@ def agree(
     from annotate.report.console import print_agreement, print_paths
 
     with user_errors():
-        report = agree_report(runs, out, _library(prompts_dir, rubrics_dir), repeat, bootstrap, seed)
+        report = agree_report(runs, out, _library(prompts_dir, rubrics_dir), repeat, bootstrap, seed, label.value)
     print_agreement(report.result, report.table)
     print_paths(report.paths)
 

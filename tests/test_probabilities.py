@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from annotate.config import RunConfig
 from annotate.engines.base import Completion, Request, TokenChoice, value_logprobs
 from annotate.engines.fake import FakeBackend, lowest_values
 from annotate.engines.openai_format import completion_from_openai
+from annotate.errors import AnnotateError
 from annotate.labelling.cache import CompletionCache
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
@@ -132,8 +134,8 @@ def answer_with_probabilities(request: Request) -> Completion:
     return Completion(text, "stop", value_logprobs=candidates)
 
 
-def fake_config(library: PromptLibrary, out: Path) -> RunConfig:
-    return RunConfig(inputs=[EXAMPLES], out=out, prompts=library.paths, backend="fake", limit=4)
+def fake_config(library: PromptLibrary, out: Path, use_cache: bool = True) -> RunConfig:
+    return RunConfig(inputs=[EXAMPLES], out=out, prompts=library.paths, backend="fake", limit=4, use_cache=use_cache)
 
 
 def test_every_ok_row_gets_probabilities_that_sum_to_one_and_the_cache_keeps_them(
@@ -185,3 +187,47 @@ def test_a_cache_written_before_probabilities_is_upgraded_in_place(tmp_path: Pat
     new = cache.get("n")
     assert new is not None and new.value_logprobs == {"a": {"1": -0.5}}
     cache.close()
+
+
+def test_validate_reports_calibration_and_the_probability_weighted_label(
+    library: PromptLibrary, tmp_path: Path
+) -> None:
+    from annotate.analysis.validate import validate
+
+    run(fake_config(library, tmp_path / "run"), backend=FakeBackend(script=answer_with_probabilities))
+    result = validate(tmp_path / "run", EXAMPLES.parent / "gold.csv", library, n_boot=0)
+    empathy = next(v for v in result.variables if v.variable == "empathy")
+    assert empathy.calibration is not None and empathy.expected_label is not None
+    calibration = empathy.calibration
+    # every label says 1 with 2/3 confidence: one bin, whose accuracy is the share of gold 1s
+    assert calibration.mean_confidence == pytest.approx(2 / 3, abs=1e-5)
+    assert len(calibration.reliability) == 1
+    assert calibration.ece == pytest.approx(abs(2 / 3 - calibration.accuracy), abs=1e-5)
+    assert math.isnan(calibration.auroc) or 0 <= calibration.auroc <= 1
+    assert [p.deferred for p in calibration.risk_coverage] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    assert calibration.risk_coverage[-1].kept == round(empathy.n / 2)
+
+
+def test_calibration_statistics_on_known_values() -> None:
+    from annotate.analysis.calibration import calibration, probability_weighted
+
+    # confident labels are right, unsure ones wrong: perfect separation
+    scores = calibration([0.9, 0.9, 0.8, 0.3, 0.2], [1, 2, 3, 1, 2], [1, 2, 3, 2, 3], [1, 2, 3], "ordinal")
+    assert scores.auroc == 1.0 and scores.accuracy == pytest.approx(0.6)
+    assert scores.brier == pytest.approx((0.01 + 0.01 + 0.04 + 0.09 + 0.04) / 5)
+    assert scores.risk_coverage[-1].accuracy == 1.0  # half deferred: the unsure two (and one more) are gone
+    assert probability_weighted(pd.Series([1.4, 1.5, 2.6, 0.2]), [1, 2, 3]).tolist() == [1, 1, 3, 1]
+
+
+def test_agree_can_compare_probability_weighted_labels(library: PromptLibrary, tmp_path: Path) -> None:
+    from annotate.analysis.agree import agree
+
+    run(fake_config(library, tmp_path / "a"), backend=FakeBackend(script=answer_with_probabilities))
+    run(fake_config(library, tmp_path / "b", use_cache=False), backend=FakeBackend())
+    shutil.copytree(tmp_path / "a", tmp_path / "a2")
+    result = agree([tmp_path / "a", tmp_path / "a2"], library, n_boot=0, label="expected")
+    assert result.label == "expected"
+    # every probability-weighted value is 1 + 1/3 -> 1: the two runs agree everywhere
+    assert all(pair.percent_agreement == 1.0 for v in result.variables for pair in v.pairs.values())
+    with pytest.raises(AnnotateError, match="have no probabilities"):
+        agree([tmp_path / "a", tmp_path / "b"], library, n_boot=0, label="expected")

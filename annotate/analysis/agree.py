@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from annotate.analysis import statistics as st
+from annotate.analysis.calibration import use_label
 from annotate.analysis.results import (
     AgreementResult,
     Bootstrap,
@@ -26,17 +27,34 @@ from annotate.labelling.runs import VariableInfo, load_run, variable_info
 
 
 def agree(
-    run_dirs: list[Path], library: PromptLibrary | None = None, repeat: int = 0, n_boot: int = 1000, seed: int = 0
+    run_dirs: list[Path],
+    library: PromptLibrary | None = None,
+    repeat: int = 0,
+    n_boot: int = 1000,
+    seed: int = 0,
+    label: str = "chosen",
 ) -> AgreementResult:
-    """One run: across its repeats; several runs: pairwise across runs."""
+    """One run: across its repeats; several runs: pairwise across runs.
+
+    ``label='expected'`` compares the probability-weighted labels instead of the chosen ones.
+    """
     if len(run_dirs) == 1:
-        return agree_repeats(run_dirs[0], library)
-    return agree_runs(run_dirs, library, repeat, n_boot, seed)
+        result = agree_repeats(run_dirs[0], library, label)
+    else:
+        result = agree_runs(run_dirs, library, repeat, n_boot, seed, label)
+    result.label = label
+    return result
 
 
-def agree_repeats(run_dir: Path, library: PromptLibrary | None = None) -> AgreementResult:
+def _load(run_dir: Path, library: PromptLibrary | None, label: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     labels, manifest = load_run(run_dir)
     labels = labels[labels["status"] != "skipped"]
+    scales = {name: (v.scale, v.categories) for name, v in variable_info(labels, manifest, library).items()}
+    return use_label(labels, label, scales, str(run_dir)), manifest
+
+
+def agree_repeats(run_dir: Path, library: PromptLibrary | None = None, label: str = "chosen") -> AgreementResult:
+    labels, manifest = _load(run_dir, library, label)
     repeats = sorted(int(r) for r in labels["repeat"].dropna().unique())
     if len(repeats) < 2:
         raise RunStoreError(f"{run_dir} has one repeat: run it with --repeats N (N >= 2), or compare several runs")
@@ -64,16 +82,21 @@ def agree_repeats(run_dir: Path, library: PromptLibrary | None = None) -> Agreem
 
 
 def agree_runs(
-    run_dirs: list[Path], library: PromptLibrary | None = None, repeat: int = 0, n_boot: int = 1000, seed: int = 0
+    run_dirs: list[Path],
+    library: PromptLibrary | None = None,
+    repeat: int = 0,
+    n_boot: int = 1000,
+    seed: int = 0,
+    label: str = "chosen",
 ) -> AgreementResult:
     if len(run_dirs) < 2:
         raise RunStoreError("give two or more run directories, or one run made with --repeats")
-    loaded = [load_run(d) for d in run_dirs]
+    loaded = [_load(d, library, label) for d in run_dirs]
     names = _coder_names(run_dirs)
     frames = []
     info: dict[str, VariableInfo] = {}
     for name, (labels, manifest) in zip(names, loaded, strict=True):
-        rows = labels[(labels["status"] != "skipped") & (labels["repeat"] == repeat)].assign(coder=name)
+        rows = labels[labels["repeat"] == repeat].assign(coder=name)
         frames.append(rows)
         info = {**variable_info(rows, manifest, library), **info}
     everything = pd.concat(frames, ignore_index=True)

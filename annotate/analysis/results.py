@@ -95,6 +95,41 @@ class AnnotatorComparison(Result):
     human_mean_kappa: float | None = None
 
 
+class ReliabilityBin(Result):
+    low: float
+    high: float
+    n: int
+    confidence: float
+    """Mean confidence of the labels in the bin."""
+    accuracy: float
+    """Share of them that equal the gold label."""
+
+
+class CoveragePoint(Result):
+    deferred: float
+    """Share of the least confident labels handed to humans."""
+    kept: int
+    accuracy: float
+    cohen_kappa: float
+    """Agreement with gold of the labels kept."""
+
+
+class Calibration(Result):
+    """How well the model's confidence in its chosen label matches how often that label is right."""
+
+    n: int
+    mean_confidence: float
+    accuracy: float
+    ece: float
+    """Expected calibration error: the bins' |confidence - accuracy|, weighted by their share of labels."""
+    auroc: float
+    """How well confidence separates right from wrong labels (0.5: not at all; NaN if all right or all wrong)."""
+    brier: float
+    """Mean squared difference between confidence and being right."""
+    reliability: list[ReliabilityBin]
+    risk_coverage: list[CoveragePoint]
+
+
 class VariableValidation(PairStatistics):
     """One variable: the LLM's labels against gold."""
 
@@ -112,6 +147,10 @@ class VariableValidation(PairStatistics):
     """Rows: gold label; columns: LLM label; in ``categories`` order."""
     per_class: dict[int, ClassScore]
     by_annotator: AnnotatorComparison | None = None
+    calibration: Calibration | None = None
+    """When the labels carry probabilities."""
+    expected_label: PairStatistics | None = None
+    """The probability-weighted label (rounded to the nearest value) against gold: ordinal and binary scales."""
 
 
 class Item(Result):
@@ -224,6 +263,8 @@ class AgreementResult(Result):
     differences: dict[str, list[str]] = Field(default_factory=dict)
     """For each pair of runs: the configuration that differs, named from the manifests."""
     variables: list[VariableAgreement]
+    label: str = "chosen"
+    """``chosen`` labels, or ``expected``: the value nearest the probability-weighted mean."""
 
 
 # ---------------------------------------------------------------------------------------------- diff

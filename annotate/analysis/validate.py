@@ -7,11 +7,13 @@ not dropped: gold items the run never labelled, and items whose label is a failu
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from annotate.analysis import statistics as st
+from annotate.analysis.calibration import calibration, probability_weighted
 from annotate.analysis.gold import check_scales, consensus, read_gold
 from annotate.analysis.results import (
     AnnotatorComparison,
@@ -113,7 +115,21 @@ def _variable(
             "per_class": st.per_class_from_counts(counts, cats),
             "by_annotator": _by_annotator(variable, rows, gold, annotators, meta) if len(annotators) > 1 else None,
         }
+        | _distribution_scores(rows, human, llm, meta)
     )
+
+
+def _distribution_scores(rows: pd.DataFrame, human: list[int], llm: list[int], meta: VariableInfo) -> dict[str, Any]:
+    """Calibration of the confidence, and the probability-weighted label's agreement, when labels have probabilities."""
+    if not len(rows) or rows["confidence"].isna().any():
+        return {}
+    scores: dict[str, Any] = {
+        "calibration": calibration(rows["confidence"].tolist(), human, llm, meta.categories, meta.scale)
+    }
+    if meta.scale != "nominal":
+        weighted = probability_weighted(rows["expected"], meta.categories).tolist()
+        scores["expected_label"] = PairStatistics.of(st.pair_statistics(human, weighted, meta.categories, meta.scale))
+    return scores
 
 
 def _by_annotator(

@@ -24,10 +24,16 @@ class AgreementReport:
 
 
 def agree_report(
-    runs: list[Path], out: Path, library: PromptLibrary, repeat: int = 0, n_boot: int = 1000, seed: int = 0
+    runs: list[Path],
+    out: Path,
+    library: PromptLibrary,
+    repeat: int = 0,
+    n_boot: int = 1000,
+    seed: int = 0,
+    label: str = "chosen",
 ) -> AgreementReport:
     """Agreement across the repeats of one run, or across runs; writes agreement.json, .csv and report.html."""
-    result = agree(runs, library, repeat, n_boot, seed)
+    result = agree(runs, library, repeat, n_boot, seed, label)
     table = agree_table(result)
     return AgreementReport(result, table, write_report(out, result, table, agree_page(result)))
 

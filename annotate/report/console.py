@@ -114,6 +114,24 @@ def print_validation(result: ValidationResult) -> None:
             fmt(v.krippendorff_alpha, 2),
         )
     out.print(table)
+    scored = [v for v in result.variables if v.calibration is not None]
+    if scored:
+        rows = [
+            {
+                "variable": v.variable,
+                "confidence": v.calibration.mean_confidence,
+                "accuracy": v.calibration.accuracy,
+                "ECE": v.calibration.ece,
+                "AUROC": v.calibration.auroc,
+                "κ chosen": v.cohen_kappa,
+                "κ weighted": v.expected_label.cohen_kappa if v.expected_label else float("nan"),
+                "κ, 30% to humans": v.calibration.risk_coverage[3].cohen_kappa,
+            }
+            for v in scored
+            if v.calibration is not None
+        ]
+        say("calibration of the model's confidence (report.html explains each column):")
+        say(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.2f}", na_rep="-"))
     missing = result.unmatched
     say(
         f"not compared: {len(missing.gold_not_labelled)} gold items never labelled, "

@@ -127,3 +127,34 @@ def coefficients(terms: Sequence[Any], title: str) -> bytes:
     ax.set_title(title, fontsize=10)
     ax.legend(loc="best", fontsize=8)
     return _png(fig)
+
+
+def reliability(scored: Sequence[tuple[str, Any]]) -> bytes:
+    """Accuracy against mean confidence per confidence bin, one line per variable."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    ax.plot([0, 1], [0, 1], color="#bbb", lw=1)
+    for name, calibration in scored:
+        bins = calibration.reliability
+        ax.plot([b.confidence for b in bins], [b.accuracy for b in bins], "-", lw=1, alpha=0.6)
+        ax.scatter([b.confidence for b in bins], [b.accuracy for b in bins], s=[8 + 4 * b.n for b in bins], label=name)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("confidence of the chosen label")
+    ax.set_ylabel("share equal to the human label")
+    ax.legend(fontsize=7, loc="upper left")
+    return _png(fig)
+
+
+def risk_coverage(scored: Sequence[tuple[str, Any]]) -> bytes:
+    """Cohen's kappa of the labels kept as the least confident share goes to humans."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    for name, calibration in scored:
+        points = calibration.risk_coverage
+        ax.plot([100 * p.deferred for p in points], [p.cohen_kappa for p in points], "o-", label=name)
+    ax.axhline(0, color="#bbb", lw=1)
+    ax.set_xlabel("% least confident labels sent to humans")
+    ax.set_ylabel("Cohen κ of the labels kept")
+    ax.legend(fontsize=7)
+    return _png(fig)

@@ -14,6 +14,7 @@ from annotate.analysis.validate import validate
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.runs import load_run, run_chats
 from annotate.report import plots
+from annotate.report.calibration import calibration_figures, calibration_table
 from annotate.report.html import Browser, BrowserRow, FigureSection, Page, Table, figure, fmt, fmt_ci, write_report
 
 
@@ -57,6 +58,12 @@ def validation_table(result: ValidationResult) -> pd.DataFrame:
             row[stat] = getattr(v, stat)
             if stat in v.ci95:
                 row[f"{stat}_ci_low"], row[f"{stat}_ci_high"] = v.ci95[stat]
+        if v.calibration is not None:
+            c = v.calibration
+            row |= {"mean_confidence": c.mean_confidence, "accuracy": c.accuracy, "ece": c.ece, "auroc": c.auroc}
+            row |= {f"kappa_{p.deferred:.0%}_to_humans": p.cohen_kappa for p in c.risk_coverage[1:]}
+        if v.expected_label is not None:
+            row["cohen_kappa_weighted_label"] = v.expected_label.cohen_kappa
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -79,8 +86,12 @@ def validation_page(result: ValidationResult, trajectory_png: bytes | None, grou
     ceiling = _ceiling_table(result.variables)
     if ceiling is not None:
         page.tables.append(ceiling)
+    calibrated = calibration_table(result.variables)
+    if calibrated is not None:
+        page.tables.append(calibrated)
     page.tables.append(_unmatched_table(result))
     page.figure_sections += _figures(result.variables, trajectory_png, group_by)
+    page.figure_sections += calibration_figures(result.variables)
     page.browser = _disagreement_browser(result)
     return page
 

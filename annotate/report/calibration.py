@@ -1,0 +1,49 @@
+"""The calibration part of the validation page: a table, reliability diagrams, risk-coverage curves."""
+
+from __future__ import annotations
+
+from annotate.analysis.results import VariableValidation
+from annotate.report import plots
+from annotate.report.html import FigureSection, Table, figure, fmt
+
+NOTE = (
+    "Confidence is the probability the model gave its chosen value. ECE: mean gap between confidence and "
+    "accuracy over 10 confidence bins (0 = calibrated). AUROC: how well confidence separates right from "
+    "wrong labels (0.5 = not at all). κ weighted label: Cohen κ of the value nearest the probability-weighted "
+    "mean, against the κ of the chosen value. κ with x% to humans: κ of the labels kept when the x% least "
+    "confident go to human coders."
+)
+
+
+def calibration_table(variables: list[VariableValidation]) -> Table | None:
+    scored = [v for v in variables if v.calibration is not None]
+    if not scored:
+        return None
+    shares = [p.deferred for p in scored[0].calibration.risk_coverage] if scored[0].calibration else []
+    columns = ["variable", "n", "mean confidence", "accuracy", "ECE", "AUROC", "Brier", "κ chosen", "κ weighted label"]
+    columns += [f"κ, {share:.0%} to humans" for share in shares[1:]]
+    rows = []
+    for v in scored:
+        c = v.calibration
+        assert c is not None
+        weighted = v.expected_label.cohen_kappa if v.expected_label else None
+        row = [v.variable, c.n, fmt(c.mean_confidence), fmt(c.accuracy), fmt(c.ece), fmt(c.auroc), fmt(c.brier)]
+        row += [fmt(v.cohen_kappa), fmt(weighted)] + [fmt(p.cohen_kappa) for p in c.risk_coverage[1:]]
+        rows.append(row)
+    return Table("Calibration of the model's confidence", columns, rows, note=NOTE, left=1)
+
+
+def calibration_figures(variables: list[VariableValidation]) -> list[FigureSection]:
+    scored = [(v.variable, v.calibration) for v in variables if v.calibration is not None]
+    if not scored:
+        return []
+    return [
+        FigureSection(
+            "Calibration",
+            [
+                figure("Reliability: accuracy against confidence, per bin", plots.reliability(scored)),
+                figure("Risk-coverage: κ of the labels kept", plots.risk_coverage(scored)),
+            ],
+            note="The diagonal is perfect calibration; dot size is the number of labels in the bin.",
+        )
+    ]
