@@ -20,17 +20,13 @@ Run: python bench/ppi_coverage.py [--studies 500] [--seed 0]
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from annotate.analysis import ppi  # noqa: E402
-from annotate.analysis.sample import inclusion_probabilities, systematic_pps  # noqa: E402
+from annotate.analysis import ppi
+from annotate.analysis.sample import inclusion_probabilities, systematic_pps
 
 TRUE_EFFECT = 0.4
 """Difference in the mean true outcome between treated and untreated units."""
