@@ -101,6 +101,7 @@ def run(
     tensor_parallel_size: opt.TensorParallel = 1,
     cache: opt.Cache = True,
     prefix_cache: opt.PrefixCache = True,
+    top_logprobs: opt.TopLogprobs = 20,
     strict: opt.Strict = False,
     redact: opt.Redact = False,
     ray_workers: opt.RayWorkers = None,
@@ -122,9 +123,7 @@ def run(
         tasks=task or None,
         prompt_versions=opt.prompt_versions(prompt_version or [], task),
         backend=backend,
-        options=opt.engine_options(
-            model, base_url, api_key, max_model_len, concurrency, threads, dtype, tensor_parallel_size, prefix_cache
-        ),
+        options=opt.engine_from(locals()),
         sampling=Sampling(temperature=temperature, top_p=top_p, seed=seed),
         repeats=repeats,
         limit=limit,
@@ -222,22 +221,20 @@ def diff(
     dtype: opt.Dtype = None,
     tensor_parallel_size: opt.TensorParallel = 1,
     prefix_cache: opt.PrefixCache = True,
+    top_logprobs: opt.TopLogprobs = 20,
     prompts_dir: opt.PromptsDir = None,
     rubrics_dir: opt.RubricsDir = None,
 ) -> None:
     """What changed between two prompts; with --on which labels flipped, with --gold the effect on agreement.
 
-    Two versions of one task: `annotate diff empathy v1 v2`. Two task sets that rate the same variables,
-    each `task[=version],...`: `annotate diff empathy,information_seeking,solution_provision,proactivity
-    agent_behaviour` (one request per construct against one for all four).
+    Two versions of one task: `annotate diff empathy v1 v2`. Two task sets rating the same variables, each
+    `task[=version],...`: `annotate diff empathy,information_seeking,solution_provision,proactivity agent_behaviour`.
     """
     if gold is not None and not on:
         raise typer.BadParameter("--gold needs --on: the transcripts both versions should label", param_hint="--gold")
     base = None
     if on:
-        options = opt.engine_options(
-            model, base_url, api_key, max_model_len, concurrency, threads, dtype, tensor_parallel_size, prefix_cache
-        )
+        options = opt.engine_from(locals())
         prompts = PromptPaths.resolve(prompts_dir, rubrics_dir)
         base = RunConfig(inputs=on, out=out, prompts=prompts, backend=backend, limit=limit, options=options)
     from annotate.report.console import ProgressBar, print_diff, print_paths
@@ -311,7 +308,7 @@ def estimate(
     options = EstimateOptions(
         gold=gold,
         covariates=covariates,
-        formula=formula,
+        formulas=tuple(formula or ()),
         by=by,
         variables=tuple(variable or ()),
         family="logit" if family is opt.FamilyChoice.logit else "ols",

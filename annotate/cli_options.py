@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -80,7 +81,8 @@ Covariates = Annotated[
     Path | None, typer.Option(help="Table keyed by chat_id (CSV or Parquet); the chats' meta fields are there anyway.")
 ]
 Formula = Annotated[
-    str | None, typer.Option(help="Regression, e.g. 'empathy ~ C(escalation)' (default: each variable's mean).")
+    list[str] | None,
+    typer.Option(help="Regression, e.g. 'empathy ~ C(escalation)'; repeatable (default: each variable's mean)."),
 ]
 By = Annotated[str | None, typer.Option(help="Without --formula: means by this covariate or meta field.")]
 Variables = Annotated[list[str] | None, typer.Option("--variable", help="Only these variables (repeatable).")]
@@ -125,6 +127,9 @@ Concurrency = Annotated[int, typer.Option(min=1, help="Requests in flight (opena
 Threads = Annotated[int | None, typer.Option(min=1, help="CPU threads (llamacpp) (default: all cores).")]
 Dtype = Annotated[str | None, typer.Option(help="vLLM dtype (default: float32 on CPU, auto on GPU).")]
 TensorParallel = Annotated[int, typer.Option(min=1, help="vLLM: GPUs per model.")]
+TopLogprobs = Annotated[
+    int, typer.Option(min=0, max=20, help="Candidates per token for label probabilities (0: none, a little faster).")
+]
 PrefixCache = Annotated[
     bool, typer.Option(help="Engine reuses the shared prompt prefix: fast, but repeats may differ slightly (README).")
 ]
@@ -140,6 +145,7 @@ def engine_options(
     dtype: str | None,
     tensor_parallel_size: int,
     prefix_cache: bool,
+    top_logprobs: int = 20,
 ) -> BackendOptions:
     extra: dict[str, Any] = {"api_key": api_key, "tensor_parallel_size": tensor_parallel_size}
     if dtype:
@@ -151,8 +157,28 @@ def engine_options(
         concurrency=concurrency,
         threads=threads,
         prefix_cache=prefix_cache,
+        top_logprobs=top_logprobs,
         extra=extra,
     )
+
+
+ENGINE_PARAMETERS = (
+    "model",
+    "base_url",
+    "api_key",
+    "max_model_len",
+    "concurrency",
+    "threads",
+    "dtype",
+    "tensor_parallel_size",
+    "prefix_cache",
+    "top_logprobs",
+)
+
+
+def engine_from(parameters: Mapping[str, Any]) -> BackendOptions:
+    """The engine options of a command that declares all of ENGINE_PARAMETERS (``run``, ``diff``)."""
+    return engine_options(**{name: parameters[name] for name in ENGINE_PARAMETERS})
 
 
 def prompt_versions(values: list[str], tasks: list[str] | None) -> dict[str, str]:

@@ -48,6 +48,8 @@ class BackendOptions:
     prefix_cache: bool = True
     """Reuse the evaluated shared prompt prefix (llamacpp, vllm). Much faster, but greedy outputs can then
     depend on the request evaluated before (see bench/prefix_cache_determinism.py); off gives bit-exact repeats."""
+    top_logprobs: int = 20
+    """Candidate tokens the engine reports at each generated token, for label probabilities; 0 asks for none."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Engine-specific settings: ``api_key``, ``dtype``, ``tensor_parallel_size``, ``script`` (fake), ..."""
 

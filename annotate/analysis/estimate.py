@@ -28,8 +28,8 @@ LEVEL = 0.95
 class EstimateOptions:
     gold: Path
     covariates: Path | None = None
-    formula: str | None = None
-    """``outcome ~ terms`` (formulaic syntax); without it, means of each variable (by ``by`` when given)."""
+    formulas: tuple[str, ...] = ()
+    """``outcome ~ terms`` (formulaic syntax), one model each; without any, each variable's mean (by ``by``)."""
     by: str | None = None
     variables: tuple[str, ...] = ()
     family: ppi.Family = "ols"

