@@ -45,7 +45,7 @@ test-fast:
 
 # Style, types, and the import contract (pyproject.toml [tool.importlinter]): data flows one way.
 lint:
-	$(BIN)/ruff check annotate tests bench
+	$(BIN)/ruff check annotate tests bench examples
 	$(BIN)/mypy annotate
 	$(BIN)/lint-imports
 

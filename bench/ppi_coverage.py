@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -79,8 +79,8 @@ class Tally:
     covered: int = 0
     width: float = 0.0
 
-    def add(self, fit: ppi.Fit, truth: float) -> None:
-        low, high = fit.interval(0.95)
+    def add(self, fit: ppi.Fit, truth: float, df: int) -> None:
+        low, high = fit.interval(0.95, df)  # the intervals `annotate estimate` reports
         self.covered += int(low[1] <= truth <= high[1])
         self.width += float(high[1] - low[1])
 
@@ -92,9 +92,9 @@ def coverage(scenario: Scenario, studies: int, seed: int) -> dict[str, tuple[flo
     truth = TRUE_EFFECT
     for _ in range(studies):
         data = study(scenario, rng)
-        tallies["llm_only"].add(ppi.llm_only(data), truth)
-        tallies["human_only"].add(ppi.human_only(data), truth)
-        tallies["ppi"].add(ppi.ppi(data), truth)
+        tallies["llm_only"].add(ppi.llm_only(data), truth, ppi.degrees_of_freedom(data, "llm_only"))
+        tallies["human_only"].add(ppi.human_only(data), truth, ppi.degrees_of_freedom(data, "human_only"))
+        tallies["ppi"].add(ppi.ppi(data), truth, ppi.degrees_of_freedom(data, "ppi"))
     return {name: (t.covered / studies, t.width / studies) for name, t in tallies.items()}
 
 
@@ -102,11 +102,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--coded", type=int, help="Human labels per study in every scenario (default: each its own)")
     args = parser.parse_args()
     started = time.perf_counter()
-    print(f"{args.studies} simulated studies per scenario; true treatment effect {TRUE_EFFECT}; 95% intervals")
+    coded = f"{args.coded} human labels per study" if args.coded else "human labels per study as each scenario says"
+    print(f"{args.studies} simulated studies per scenario; {coded}; true treatment effect {TRUE_EFFECT}; 95% intervals")
     print(f"{'scenario':<18} {'estimator':<11} {'coverage':>8} {'mean width':>10}  width / human-only")
     for k, scenario in enumerate(SCENARIOS):
+        if args.coded:
+            scenario = replace(scenario, coded=args.coded)
         result = coverage(scenario, args.studies, args.seed + k)
         human_width = result["human_only"][1]
         for name, (covered, width) in result.items():

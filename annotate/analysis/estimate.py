@@ -22,6 +22,7 @@ from annotate.analysis.results import EstimateResult, Estimator, ModelEstimate, 
 from annotate.labelling.library import PromptLibrary
 
 LEVEL = 0.95
+FEW_HUMAN_LABELS = 40
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,12 @@ def estimate(run_dir: Path, options: EstimateOptions, library: PromptLibrary | N
             "same gold are optimistic; code a fresh sample"
         )
     models = [_model(model) for model in data.models]
+    few = sorted({m.outcome for m in models if m.human_labels < FEW_HUMAN_LABELS})
+    if few:
+        warnings.append(
+            f"{', '.join(few)}: fewer than {FEW_HUMAN_LABELS} human labels; even with Student's t the intervals "
+            "may cover a little less than 95% (bench/ppi_coverage.py --coded 20; see the README)"
+        )
     return EstimateResult(
         run_dir=str(run_dir),
         gold=str(options.gold),
@@ -81,7 +88,7 @@ def _model(model: EstimateData) -> ModelEstimate:
     for i, term in enumerate(model.terms):
         estimators = {}
         for name, fit in fits.items():
-            low, high = fit.interval(LEVEL)
+            low, high = fit.interval(LEVEL, ppi.degrees_of_freedom(sample, name))
             estimators[name] = Estimator(
                 estimate=float(fit.coef[i]), se=float(fit.se[i]), low=float(low[i]), high=float(high[i])
             )

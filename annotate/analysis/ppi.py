@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from scipy.optimize import minimize
 from scipy.special import expit
 from scipy.stats import norm
+from scipy.stats import t as student_t
 
 Family = Literal["ols", "logit"]
 Array = NDArray[np.float64]
@@ -77,11 +78,14 @@ class Fit:
 
     @property
     def se(self) -> Array:
-        return np.sqrt(self.labelled_var / self.n + (self.unlabelled_var / self.big_n if self.big_n else 0.0))
+        """NaN where the variance estimate is negative (tiny samples): ``ppi`` then uses the human-only fit."""
+        with np.errstate(invalid="ignore"):
+            return np.sqrt(self.labelled_var / self.n + (self.unlabelled_var / self.big_n if self.big_n else 0.0))
 
-    def interval(self, level: float = 0.95) -> tuple[Array, Array]:
-        z = norm.ppf(0.5 + level / 2)
-        return self.coef - z * self.se, self.coef + z * self.se
+    def interval(self, level: float = 0.95, df: int | None = None) -> tuple[Array, Array]:
+        """Normal interval (ppi-python's); with ``df``, Student's t, which covers better with few human labels."""
+        q = norm.ppf(0.5 + level / 2) if df is None else student_t.ppf(0.5 + level / 2, max(df, 1))
+        return self.coef - q * self.se, self.coef + q * self.se
 
 
 def sample(
@@ -107,21 +111,26 @@ def sample(
     )
 
 
-def ppi(data: Sample, family: Family = "ols", lam: float | None = None) -> Fit:
+def ppi(data: Sample, family: Family = "ols", lam: float | None = None, never_wider: bool = True) -> Fit:
     """The PPI++ estimate; ``lam=None`` tunes the LLM labels' share for each coefficient separately.
 
-    Tuning per coefficient (ppi-python's ``coord``) keeps every coefficient's interval from being
-    wider than the human-only one, which one shared share cannot promise. Each share is tuned twice,
-    as ppi-python's ``*_ci`` functions do: at the estimate with ``lam = 1``, then at the one it gives.
+    Tuning per coefficient (ppi-python's ``coord``) lets each coefficient use the LLM labels as far as
+    they help it. Each share is tuned twice, as ppi-python's ``*_ci`` functions do: at the estimate with
+    ``lam = 1``, then at the one it gives. In small samples the tuned share can still give a wider
+    interval than the human labels alone (the share is tuned on noisy variance estimates); the
+    coefficient then takes share 0, the human-only estimate, so PPI is never reported wider
+    (``never_wider=False`` keeps ppi-python's behaviour, for the tests that compare with it).
     """
     if lam is not None:
         return _fit(data, family, lam)
+    human = _fit(data, family, 0.0)
     fits = []
     for j in range(data.x.shape[1]):
         share = 1.0
         for _ in range(2):
             share = _tuned_lambda(data, _stats(data, family, _point(data, family, share), use_all=True), j)
-        fits.append(_fit(data, family, share))
+        tuned = _fit(data, family, share)
+        fits.append(tuned if tuned.se[j] <= human.se[j] or not never_wider else human)
     pick = np.arange(len(fits))
     return Fit(
         coef=np.array([f.coef[j] for j, f in zip(pick, fits, strict=True)]),
@@ -292,6 +301,15 @@ def _overlap(labelled: Array, everyone: Array, data: Sample) -> Array:
     np.add.at(sums_labelled, np.searchsorted(ids, data.clusters), labelled - labelled.mean(axis=0))
     product = sums_labelled.T @ sums_all / len(labelled)
     return np.asarray(product + product.T, dtype=float)
+
+
+def degrees_of_freedom(data: Sample, estimator: str) -> int:
+    """For t intervals: independent pieces of evidence (chats, or units) minus coefficients.
+
+    The human-only and PPI variances rest on the human-labelled clusters; the LLM-only one on all of them.
+    """
+    clusters = data.clusters_all if estimator == "llm_only" else data.clusters
+    return len(np.unique(clusters)) - data.x.shape[1]
 
 
 def effective_labels(human: Fit, combined: Fit) -> Array:

@@ -228,6 +228,7 @@ def print_sample(files: CodingFiles, run_dir: Path) -> None:
         say(f"{name}: {entry['sample']} of {entry['population']} items")
     say(f"wrote {files.coding} (blinded, shuffled), {files.instructions}, {files.plan}")
     say(f"after coding: annotate validate {run_dir} --gold {files.coding} --out reports/...")
+    say(f"          and annotate estimate {run_dir} --gold {files.coding} --formula '...' --out reports/...")
 
 
 def print_prompt_list(library: PromptLibrary) -> None:
