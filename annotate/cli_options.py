@@ -1,18 +1,24 @@
-"""Command-line options that several commands share, declared once, and their parsing.
+"""What the commands share: options declared once, their parsing, the prompt library, and ``user_errors``,
+the one place where domain errors and stop signals become a single line and an exit code.
 
 ``run`` and ``diff`` take the same engine options.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from annotate.config import BackendOptions
+from annotate.config import BackendOptions, PromptPaths
+from annotate.errors import AnnotateError, Terminated, sigterm_raises_terminated
+
+if TYPE_CHECKING:
+    from annotate.labelling.library import PromptLibrary
 
 # Options shared between commands.
 Out = Annotated[Path, typer.Option("--out", "-o", help="Folder for agreement.json, agreement.csv, report.html.")]
@@ -92,11 +98,25 @@ class DesignChoice(str, Enum):
     stratified = "stratified"
     random = "random"
     confidence = "confidence"
+    disputed = "disputed"
 
 
 Design = Annotated[
     DesignChoice,
-    typer.Option(help="stratified by LLM label; random; or confidence: the less sure the model, the likelier drawn."),
+    typer.Option(
+        help="stratified by LLM label; random; confidence (the less sure the model, the likelier drawn); "
+        "disputed (a consensus run's disputed units first, then a random fill)."
+    ),
+]
+
+
+class MethodChoice(str, Enum):
+    majority = "majority"
+    dawid_skene = "dawid-skene"
+
+
+ConsensusMethod = Annotated[
+    MethodChoice, typer.Option(help="The value a unit gets: majority vote, or Dawid-Skene (3+ sources).")
 ]
 
 
@@ -204,3 +224,31 @@ def role_map(role: list[str] | None) -> Any:
         return parse_role_map(role or [])
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--role") from None
+
+
+RESUME_HINT = "everything labelled so far is saved; run the same command again to resume"
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """The one place where domain errors and stop signals turn into a single line and an exit code."""
+    from rich.console import Console
+
+    try:
+        with sigterm_raises_terminated():
+            yield
+    except AnnotateError as e:
+        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except Terminated:
+        typer.echo(f"terminated (SIGTERM): {RESUME_HINT}", err=True)
+        raise typer.Exit(143) from None
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: {RESUME_HINT}", err=True)
+        raise typer.Exit(130) from None
+
+
+def library(prompts_dir: Path | None, rubrics_dir: Path | None) -> PromptLibrary:
+    from annotate.labelling.library import PromptLibrary
+
+    return PromptLibrary.from_paths(PromptPaths.resolve(prompts_dir, rubrics_dir))

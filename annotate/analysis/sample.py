@@ -56,7 +56,7 @@ def allocate(sizes: dict[Any, int], total: int) -> dict[Any, int]:
     return alloc
 
 
-DESIGNS = ("stratified", "random", "confidence")
+DESIGNS = ("stratified", "random", "confidence", "disputed")
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,9 @@ class SampleOptions:
     variables: tuple[str, ...] = ()
     seed: int = 0
     design: str = "stratified"
-    """``stratified`` by LLM label (and ``stratify_by``), ``random``, or ``confidence``: the less sure the
-    model, the likelier a unit is drawn."""
+    """``stratified`` by LLM label (and ``stratify_by``), ``random``, ``confidence`` (the less sure the
+    model, the likelier a unit is drawn), or ``disputed`` (a consensus run's disputed units, all of them,
+    then a random fill)."""
     floor: float = 0.1
     """``confidence`` design: added to every unit's uncertainty (1 - confidence), so every unit can be drawn."""
     transcripts: tuple[Path, ...] = ()
@@ -120,6 +121,8 @@ def _draw(
     if options.design == "random":
         index = rng.choice(len(rows), size=n, replace=False)
         return rows.iloc[index].assign(inclusion_probability=n / len(rows)), {}
+    if options.design == "disputed":
+        return _disputed(rows, n, rng, run_dir)
     if options.design == "confidence":
         if rows["confidence"].isna().any():
             raise AnnotateError(
@@ -140,6 +143,22 @@ def _draw(
     label = options.stratify_by
     described = {f"llm={v}" + (f", {label}={g}" if label else ""): int(k) for (v, g), k in alloc.items()}
     return pd.concat(parts), {"strata": described}
+
+
+def _disputed(
+    rows: pd.DataFrame, n: int, rng: np.random.Generator, run_dir: Path
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Every disputed unit (probability 1), then a simple random sample of the others up to ``n``."""
+    if "disputed" not in rows.columns:
+        raise AnnotateError(f"{run_dir}: --design disputed needs a consensus run (annotate consensus RUN_A RUN_B ...)")
+    disputed = rows[rows["disputed"].astype(bool)]
+    rest = rows[~rows["disputed"].astype(bool)]
+    fill = max(0, min(n - len(disputed), len(rest)))
+    drawn = rest.iloc[rng.choice(len(rest), size=fill, replace=False)]
+    parts = [disputed.assign(inclusion_probability=1.0)]
+    if fill:
+        parts.append(drawn.assign(inclusion_probability=fill / len(rest)))
+    return pd.concat(parts), {"disputed": len(disputed), "random fill": fill}
 
 
 def inclusion_probabilities(size: np.ndarray, n: int) -> np.ndarray:
@@ -188,6 +207,7 @@ def _coding_file(chosen: pd.DataFrame, seen: Any, design: str) -> pd.DataFrame:
             "inclusion_probability": chosen["inclusion_probability"].round(8),
             "design": design,
         }
+        | ({"disputed": chosen["disputed"].astype(bool).to_numpy()} if "disputed" in chosen.columns else {})
     )
 
 

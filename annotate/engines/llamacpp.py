@@ -45,16 +45,18 @@ class LlamaCppBackend:
 
     def __init__(self, options: BackendOptions) -> None:
         self.options = options
-        if options.model:
-            self.model_path = Path(options.model)
+        chosen = embedded.resolve(options.model)
+        if chosen is not None:
+            self.model_path = embedded.gguf_path(chosen)
+            self._identity: dict[str, Any] = embedded.identity(chosen)
+        else:
+            self.model_path = Path(str(options.model))
             if not self.model_path.is_file():
                 raise BackendError(
-                    f"{options.model}: no such GGUF file (the llamacpp backend takes a local .gguf path)"
+                    f"{options.model}: no such GGUF file (the llamacpp backend takes a local .gguf path, "
+                    f"or {embedded.PREFIX}<name>: see `annotate models list`)"
                 )
-            self._identity: dict[str, Any] = {"name": self.model_path.name, "sha256": file_sha256(self.model_path)}
-        else:
-            self.model_path = embedded.gguf_path()
-            self._identity = embedded.identity()
+            self._identity = {"name": self.model_path.name, "sha256": file_sha256(self.model_path)}
         self._server: Any = None
 
     def identity(self) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """Any OpenAI-compatible chat server (``vllm serve``, llama.cpp's server, ...), with bounded concurrency.
 
+Without ``--base-url``, ``--model embedded:<name>`` starts llama.cpp's HTTP server on 127.0.0.1 with
+that embedded model and talks to it over HTTP like any other server.
+
 Uses ``response_format: json_schema``; transient failures (connection refused, 429, 5xx) are retried
 with exponential backoff, then reported as a ``backend_error`` completion.
 """
@@ -7,6 +10,7 @@ with exponential backoff, then reported as a ``backend_error`` completion.
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +21,7 @@ from typing import Any
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from annotate.config import BackendOptions
+from annotate.engines import embedded
 from annotate.engines.base import Completion, Request
 from annotate.engines.openai_format import completion_from_openai, logprob_fields
 from annotate.errors import BackendError
@@ -34,12 +39,21 @@ class OpenAIBackend:
     name = "openai"
 
     def __init__(self, options: BackendOptions) -> None:
-        if not options.base_url:
-            raise BackendError("the openai backend needs --base-url, e.g. http://127.0.0.1:8000/v1")
-        if not options.model:
+        self.embedded = embedded.resolve(options.model) if options.model and not options.base_url else None
+        self._server: Any = None
+        if self.embedded is not None:
+            self._server, base_url = _serve(self.embedded, options)
+        elif not options.base_url:
+            raise BackendError(
+                "the openai backend needs --base-url, e.g. http://127.0.0.1:8000/v1 "
+                f"(or --model {embedded.PREFIX}<name> to serve an embedded model on 127.0.0.1)"
+            )
+        elif not options.model:
             raise BackendError("the openai backend needs --model: the model name the server serves")
+        else:
+            base_url = options.base_url
         self.options = options
-        self.base_url = options.base_url.rstrip("/")
+        self.base_url = base_url.rstrip("/")
         self.api_key = options.extra.get("api_key", "")
         self.timeout = float(options.extra.get("timeout", 600))
         self.attempts = int(options.extra.get("attempts", 5))
@@ -107,4 +121,21 @@ class OpenAIBackend:
             yield from pool.map(self._one, requests)
 
     def close(self) -> None:
-        pass
+        self._server = None
+
+
+def _serve(model: embedded.EmbeddedModel, options: BackendOptions) -> tuple[Any, str]:
+    """llama.cpp's HTTP server on 127.0.0.1 with an embedded model, one slot per request in flight."""
+    try:
+        import xllamacpp
+    except ImportError:
+        raise BackendError("serving an embedded model needs the xllamacpp package: run `make install`") from None
+    params = xllamacpp.CommonParams()
+    params.model.path = str(embedded.gguf_path(model))
+    slots = max(1, options.concurrency)
+    params.n_ctx = options.max_model_len * slots
+    params.n_parallel = slots
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = options.threads or os.cpu_count() or 1
+    params.verbosity = -1
+    server = xllamacpp.Server(params)
+    return server, f"{server.listening_address}/v1"

@@ -35,14 +35,18 @@ class VllmBackend:
     def __init__(self, options: BackendOptions) -> None:
         self.options = options
         self.on_cpu = _cpu_build()
-        if options.model:
-            self.model = options.model
-            self._identity: dict[str, Any] = {"name": options.model, **_local_fingerprint(Path(options.model))}
+        self.embedded = embedded.resolve(options.model)
+        if self.embedded is None:
+            self.model = str(options.model)
+            self._identity: dict[str, Any] = {"name": self.model, **_local_fingerprint(Path(self.model))}
             if "revision" in options.extra:
                 self._identity["revision"] = options.extra["revision"]
         else:
             self.model = ""  # converted lazily: the conversion needs torch, which --help must not import
-            self._identity = {**embedded.identity(), "converted": "GGUF dequantised to float32 safetensors"}
+            self._identity = {
+                **embedded.identity(self.embedded),
+                "converted": "GGUF dequantised to float32 safetensors",
+            }
         self.dtype = options.extra.get("dtype", "float32" if self.on_cpu else "auto")
         # The prefix cache shares whole blocks only; the CPU build's default block of 128 tokens loses ~64 tokens
         # of every prompt's shared prefix. 32 is the smallest size the CPU kernels accept at full speed.
@@ -69,7 +73,7 @@ class VllmBackend:
             from vllm import LLM
         except ImportError:
             raise BackendError("the vllm backend needs vLLM: run `make install-vllm`") from None
-        model = self.model or str(embedded.hf_dir())
+        model = self.model or str(embedded.hf_dir(self.embedded or embedded.EMBEDDED))
         self._llm = LLM(
             model=model,
             dtype=self.dtype,

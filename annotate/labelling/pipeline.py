@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from annotate.config import RunConfig, RunSummary, cache_dir
 from annotate.engines import Backend, Completion, create_engine
-from annotate.engines.embedded import EMBEDDED
+from annotate.engines.embedded import resolve
 from annotate.errors import PromptError, RunStoreError
 from annotate.ingest.readers import check_inputs
 from annotate.labelling.cache import CompletionCache
@@ -304,7 +304,8 @@ def _cache_path(config: RunConfig) -> Path | None:
 
 
 def _model_name(config: RunConfig) -> str:
-    return config.options.model or f"{EMBEDDED.name} (embedded)"
+    chosen = resolve(config.options.model) if config.backend != "fake" else None
+    return f"{chosen.name} (embedded)" if chosen else config.options.model or "scripted"
 
 
 def _prompt_entry(pv: PromptVersion) -> dict[str, Any]:

@@ -114,6 +114,10 @@ def print_validation(result: ValidationResult) -> None:
             fmt(v.krippendorff_alpha, 2),
         )
     out.print(table)
+    for v in result.variables:
+        if v.by_dispute:
+            parts = [f"{name} {s.n} units, κ {fmt(s.cohen_kappa, 2)}" for name, s in v.by_dispute.items()]
+            say(f"{v.variable}: " + "; ".join(parts))
     scored = [v for v in result.variables if v.calibration is not None]
     if scored:
         rows = [
@@ -156,11 +160,31 @@ AGREE_COLUMNS = (
 def print_agreement(result: AgreementResult, table: pd.DataFrame) -> None:
     for pair, differences in result.differences.items():
         say(f"{pair}: {'; '.join(differences)}")
+    if len(result.coders) >= 3 and result.mode == "runs":
+        print_kappa_matrices(result)
+        return
     shown = [c for c in AGREE_COLUMNS if c in table.columns]
     printable = table[shown].copy()
     for column in shown[2:]:
         printable[column] = pd.to_numeric(printable[column], errors="coerce")
     say(printable.to_string(index=False, float_format=lambda x: f"{x:.3f}", na_rep="-"))
+
+
+def print_kappa_matrices(result: AgreementResult) -> None:
+    """Three or more runs: per variable, Cohen's κ of every pair of runs with its 95% interval."""
+    coders = result.coders
+    for v in result.variables:
+        say(f"{v.variable} ({v.items_left_out} items left out): Cohen κ [95% CI]")
+        matrix = pd.DataFrame("", index=coders, columns=coders)
+        for a in coders:
+            matrix.loc[a, a] = "1"
+        for pair, s in v.pairs.items():
+            a, b = pair.split(" vs ")
+            low, high = s.ci95.get("cohen_kappa", (float("nan"), float("nan")))
+            cell = f"{fmt(s.cohen_kappa, 2)} [{fmt(low, 2)}, {fmt(high, 2)}]"
+            matrix.loc[a, b] = matrix.loc[b, a] = cell
+        say(matrix.to_string())
+        say("")
 
 
 def print_diff(result: DiffResult) -> None:
@@ -229,6 +253,39 @@ def print_sample(files: CodingFiles, run_dir: Path) -> None:
     say(f"wrote {files.coding} (blinded, shuffled), {files.instructions}, {files.plan}")
     say(f"after coding: annotate validate {run_dir} --gold {files.coding} --out reports/...")
     say(f"          and annotate estimate {run_dir} --gold {files.coding} --formula '...' --out reports/...")
+
+
+def print_consensus(manifest: dict[str, Any], rows: pd.DataFrame) -> None:
+    say(
+        f"{len(manifest['sources'])} sources: {', '.join(s['name'] for s in manifest['sources'])}; "
+        f"value: {manifest['method']}"
+    )
+    table = []
+    for variable, entry in manifest["coverage"].items():
+        mine = rows[(rows["variable"] == variable) & (rows["status"] == "ok")]
+        table.append(
+            {
+                "variable": variable,
+                "units": entry["units"],
+                "by every source": entry["by_every_source"],
+                "by some": entry["by_some_sources"],
+                "by none": entry["by_no_source"],
+                "disputed": int(mine["disputed"].sum()),
+                "mean share agreeing": float(mine["share"].mean()) if len(mine) else float("nan"),
+            }
+        )
+    say(pd.DataFrame(table).to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+
+
+def print_models() -> None:
+    from annotate.labelling.models import embedded_models
+
+    for m in embedded_models():
+        state = "installed" if m.installed else f"not installed ({m.install})"
+        say(f"{m.model}{'  (default)' if m.default else ''}: {m.name}, {m.size / 1e6:.0f} MB, {state}")
+        say(f"  sha256 {m.sha256}")
+        say(f"  source {m.source}; licence {m.license}")
+        say(f"  file {m.assembled}" if m.assembled else "  file: assembled and verified at first use")
 
 
 def print_prompt_list(library: PromptLibrary) -> None:

@@ -86,6 +86,9 @@ def validation_page(result: ValidationResult, trajectory_png: bytes | None, grou
     ceiling = _ceiling_table(result.variables)
     if ceiling is not None:
         page.tables.append(ceiling)
+    disputes = _dispute_table(result.variables)
+    if disputes is not None:
+        page.tables.append(disputes)
     calibrated = calibration_table(result.variables)
     if calibrated is not None:
         page.tables.append(calibrated)
@@ -166,6 +169,20 @@ def _ceiling_table(variables: list[VariableValidation]) -> Table | None:
         return None
     columns = ["variable", "pair", "Cohen κ", "Gwet AC1", "% agree"]
     return Table("Against each annotator, and human against human (the ceiling)", columns, rows, left=2)
+
+
+def _dispute_table(variables: list[VariableValidation]) -> Table | None:
+    """A consensus run: agreement where its sources disagreed, and where they all agreed."""
+    rows = [
+        [v.variable, name, s.n, fmt(s.percent_agreement), fmt(s.cohen_kappa), fmt(s.gwet_ac1)]
+        for v in variables
+        for name, s in (v.by_dispute or {}).items()
+    ]
+    if not rows:
+        return None
+    note = "Units are disputed when the consensus's sources did not all give the same value."
+    columns = ["variable", "units", "n", "% agree", "Cohen κ", "Gwet AC1"]
+    return Table("Agreement on disputed and undisputed units", columns, rows, note=note, left=2)
 
 
 def _unmatched_table(result: ValidationResult) -> Table:
