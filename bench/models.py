@@ -62,13 +62,14 @@ def main() -> None:
             flush=True,
         )
     names = list(results)
-    print(f"\n{'variable':<20} " + " ".join(f"{n + ' ' + s:>34}" for n in names for s in ("κ", "κ quadratic", "AC1")))
+    print("\nagreement with examples/gold.csv: Cohen κ / quadratic κ / Gwet AC1")
+    print(f"{'variable':<20} " + " ".join(f"{name:>22}" for name in names))
     for variable in sorted(results[names[0]][4]):
         cells = []
         for name in names:
             v = results[name][4].get(variable, {})
-            cells += [f"{v.get(s) if v.get(s) is not None else float('nan'):>34.2f}" for s in STATISTICS]
-        print(f"{variable:<20} " + " ".join(cells))
+            cells.append(" / ".join("  - " if v.get(s) is None else f"{v[s]:.2f}" for s in STATISTICS))
+        print(f"{variable:<20} " + " ".join(f"{cell:>22}" for cell in cells))
     base = results[names[0]]
     for name in names[1:]:
         r = results[name]

@@ -100,6 +100,8 @@ def build_consensus(run_dirs: list[Path], out: Path, method: str = "majority") -
     """Combine the runs into a consensus run directory at ``out``; see the module docstring for the rules."""
     if method not in METHODS:
         raise RunStoreError(f"unknown consensus method '{method}' (known: {', '.join(METHODS)})")
+    if (out / "journal.jsonl").exists():
+        raise RunStoreError(f"{out} holds a labelling run; write the consensus to a new --out directory")
     sources = load_sources(run_dirs)
     if method == "dawid-skene" and len(sources) < 3:
         raise RunStoreError(f"Dawid-Skene needs three or more sources; these runs give {len(sources)}")

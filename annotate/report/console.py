@@ -249,7 +249,12 @@ def print_paths(paths: list[Any]) -> None:
 
 def print_sample(files: CodingFiles, run_dir: Path) -> None:
     for name, entry in files.info["variables"].items():
-        say(f"{name}: {entry['sample']} of {entry['population']} items")
+        split = (
+            f" ({entry['disputed']} disputed, all taken; {entry['random fill']} drawn at random)"
+            if "disputed" in entry
+            else ""
+        )
+        say(f"{name}: {entry['sample']} of {entry['population']} items{split}")
     say(f"wrote {files.coding} (blinded, shuffled), {files.instructions}, {files.plan}")
     say(f"after coding: annotate validate {run_dir} --gold {files.coding} --out reports/...")
     say(f"          and annotate estimate {run_dir} --gold {files.coding} --formula '...' --out reports/...")
