@@ -218,3 +218,18 @@ def test_fenced_prompts_do_not_copy_answers_planted_in_a_chat(tmp_path: Path) ->
     rows = zip(moved["chat_id"], moved["round"], moved["variable"], moved["value_i"], strict=True)
     copied = [(c, r, v) for c, r, v, value in rows if asked_for(c, r, v) == value]
     assert copied == [], moved
+
+
+@pytest.mark.model
+def test_the_openai_backend_serves_an_embedded_model_itself(two_chats: Path, tmp_path: Path) -> None:
+    """Without --base-url, --model embedded:<name> starts llama.cpp's HTTP server on 127.0.0.1."""
+    out = tmp_path / "run"
+    done = annotate(
+        "run", str(two_chats), "--out", str(out), "--backend", "openai", "--model", "embedded:qwen2.5-coder-0.5b"
+    )
+    assert done.returncode == 0, done.stderr
+    labels = pd.read_parquet(out / "labels.parquet")
+    check_probabilities(labels[labels["status"] == "ok"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["sha256"] == embedded.EMBEDDED.sha256
+    assert manifest["model"]["base_url"] == "a llama.cpp server started by annotate"
