@@ -66,6 +66,8 @@ class OpenAIBackend:
             "name": self.options.model,
             "base_url": self.base_url,
         }
+        if self.embedded is not None:  # the port changes from run to run; the served file does not
+            identity |= {**embedded.identity(self.embedded), "base_url": "a llama.cpp server started by annotate"}
         if self.options.top_logprobs:
             identity["top_logprobs"] = self.options.top_logprobs
         return {**identity, "extra_body": self.extra_body} if self.extra_body else identity
