@@ -231,3 +231,27 @@ def test_agree_can_compare_probability_weighted_labels(library: PromptLibrary, t
     assert all(pair.percent_agreement == 1.0 for v in result.variables for pair in v.pairs.values())
     with pytest.raises(AnnotateError, match="have no probabilities"):
         agree([tmp_path / "a", tmp_path / "b"], library, n_boot=0, label="expected")
+
+
+def test_the_reasons_for_missing_probabilities_survive_an_interrupted_run(
+    library: PromptLibrary, tmp_path: Path
+) -> None:
+    answered = []
+
+    def stop_after_two(request: Request) -> str:
+        if len(answered) == 2:
+            raise KeyboardInterrupt
+        answered.append(request)
+        return lowest_values(request)
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run(fake_config(library, out, use_cache=False), backend=FakeBackend(script=stop_after_two))
+    interrupted = json.loads((out / "manifest.json").read_text())
+    assert interrupted["status"] == "interrupted"
+    before = interrupted["probabilities"]["missing"][NO_ENGINE_PROBABILITIES]
+    assert before > 0
+    run(fake_config(library, out, use_cache=False), backend=FakeBackend())
+    labels = pd.read_parquet(out / "labels.parquet")
+    entry = json.loads((out / "manifest.json").read_text())["probabilities"]
+    assert entry["missing"] == {NO_ENGINE_PROBABILITIES: len(labels)} and entry["ok_labels"] == len(labels)

@@ -144,7 +144,9 @@ def _write_labels(session: _Session, progress: Progress | None) -> _Tally:
             _execute(jobs, session.engine, session.identity, config, ctx, cache, store, tally, progress)
     except KeyboardInterrupt:
         store.close()
-        store.write_manifest(session.manifest("interrupted", None))
+        manifest = session.manifest("interrupted", None)
+        manifest["probabilities"] = {"missing": _missing_probabilities(session, tally)}  # carried into the resume
+        store.write_manifest(manifest)
         raise
     finally:
         cache.close()
@@ -273,10 +275,7 @@ def _count_missing_probabilities(rows: list[LabelRow], completion: Completion, t
 def _probabilities_entry(session: _Session, tally: _Tally, counts: dict[str, dict[str, int]]) -> dict[str, Any]:
     """How the run's labels got their probabilities, how many have them, and why the others do not."""
     top = session.identity.get("top_logprobs")
-    earlier = session.previous.get("probabilities", {}).get("missing", {})
-    missing = {
-        k: earlier.get(k, 0) + tally.without_probabilities.get(k, 0) for k in {*earlier, *tally.without_probabilities}
-    }
+    missing = _missing_probabilities(session, tally)
     return {
         "method": (
             f"the engine's top-{top} token log probabilities at each value's first token, renormalised over the "
@@ -290,6 +289,13 @@ def _probabilities_entry(session: _Session, tally: _Tally, counts: dict[str, dic
         "with_probabilities": session.store.with_probabilities,
         "missing": missing,
     }
+
+
+def _missing_probabilities(session: _Session, tally: _Tally) -> dict[str, int]:
+    """Why ok labels lack probabilities -> how many, over this session and the ones before it."""
+    earlier = session.previous.get("probabilities", {}).get("missing", {})
+    now = tally.without_probabilities
+    return {k: earlier.get(k, 0) + now.get(k, 0) for k in sorted({*earlier, *now})}
 
 
 def _cache_path(config: RunConfig) -> Path | None:
