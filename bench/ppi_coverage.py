@@ -1,121 +1,217 @@
-"""Do the intervals of `annotate estimate` cover the truth? A simulation with a known effect.
+"""Do the intervals of `annotate estimate` cover the truth? A grid of simulations with a known effect.
 
-Each simulated study has chats with a binary treatment (say, the handoff was triggered by the
-algorithm) and a true integer outcome (mostly 1-3) whose mean differs with it by a known amount. An LLM labels every
-unit with errors that depend on the treatment (it over-rates treated chats), so the LLM-only
-estimate is biased. Humans code a sample; the three estimators of `annotate estimate` then estimate
-the treatment coefficient of ``y ~ treated``. Over many studies, a 95% interval should contain the
-true effect about 95% of the time.
+Each simulated study has chats with a binary treatment and a true outcome whose dependence on it is
+known: a 1-3-ish scale whose mean rises by 0.4 (OLS), or a 0/1 outcome whose log-odds rise by 0.8
+(logit; "rare" has a 5% base rate). An LLM labels every unit; humans code a sample drawn with the
+tool's own designs (``annotate.analysis.sample.draw_units``); the three estimators of `annotate
+estimate` then estimate the treatment coefficient. A 95% interval should contain the truth in about
+95% of the studies in which the tool gives one; the rest it calls "not estimable" (counted as refused).
 
-Scenarios:
-- informative: the LLM is right 75% of the time, biased on treated chats; random human sample.
-- uninformative: the LLM answers at random; random human sample (PPI must fall back to the humans).
-- confidence design: as informative, the human sample drawn with unequal inclusion probabilities
-  (``sample --design confidence``); estimates are weighted by them.
-- rounds in chats: 4 rated rounds per chat sharing a chat effect; intervals clustered by chat.
+The grid: design (random, stratified by LLM label, confidence, disputed) x labeller x coded units
+(20, 40, 100) x rounds per chat (1, or 4 sharing a chat effect: intervals clustered by chat) x family.
+Labellers:
+- informative: right 75% of the time, over-rates treated chats (so the LLM-only estimate is biased);
+- uninformative: answers at random; constant: the same answer for every unit (the fake engine);
+- one-sided: where it is unsure it over-rates (false positives), and the confidence design draws
+  exactly those units more often;
+- miscalibrated: the informative labeller's errors, with confidence highest where it is wrong.
 
-Run: python bench/ppi_coverage.py [--studies 500] [--seed 0]
+Run: python bench/ppi_coverage.py [--studies 1000] [--seed 0] [--quick] [--only ols] [--jobs 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
-from dataclasses import dataclass, replace
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit
 
 from annotate.analysis import ppi
-from annotate.analysis.sample import inclusion_probabilities, systematic_pps
+from annotate.analysis.sample import draw_units
 
-TRUE_EFFECT = 0.4
-"""Difference in the mean true outcome between treated and untreated units."""
+EFFECT = {"ols": 0.4, "logit": 0.8, "rare": 0.8}
+"""The true treatment coefficient of each outcome family."""
+DESIGNS = ("random", "stratified", "confidence", "disputed")
+LABELLERS = ("informative", "uninformative", "constant", "one-sided", "miscalibrated")
+CODED = (20, 40, 100)
+ROUNDS = (1, 4)
+FAMILIES = ("ols", "logit", "rare")
+ESTIMATORS = ("llm_only", "human_only", "ppi")
 
 
 @dataclass(frozen=True)
-class Scenario:
-    name: str
-    chats: int = 1000
-    coded: int = 150
-    rounds: int = 1
-    accuracy: float = 0.75
-    """Chance the LLM gives the true value (before its treatment bias); 0 means it answers at random."""
-    design: str = "random"
+class Cell:
+    design: str
+    labeller: str
+    coded: int
+    rounds: int
+    family: str
+
+    @property
+    def chats(self) -> int:
+        return 1000 if self.rounds == 1 else 150
 
 
-SCENARIOS = [
-    Scenario("informative"),
-    Scenario("uninformative", accuracy=0.0),
-    Scenario("confidence design", design="confidence"),
-    Scenario("rounds in chats", chats=300, coded=240, rounds=4),
-]
+def truth(cell: Cell, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Chat of each unit, treatment, true outcome."""
+    chat = np.repeat(np.arange(cell.chats), cell.rounds)
+    treated = np.repeat(rng.integers(0, 2, cell.chats), cell.rounds).astype(float)
+    shared = np.repeat(rng.normal(size=cell.chats), cell.rounds) if cell.rounds > 1 else np.zeros(len(chat))
+    if cell.family == "ols":
+        latent = 2.0 + EFFECT["ols"] * treated + 0.5 * shared + rng.normal(0, 0.7, len(chat))
+        return chat, treated, np.floor(latent + rng.uniform(size=len(chat)))  # E[floor(a + U)] = a
+    base = -0.85 if cell.family == "logit" else -2.95  # 30% and 5% of untreated units
+    # a Gaussian copula keeps P(y = 1 | treated) exactly logistic while rounds of a chat move together
+    from scipy.stats import norm
+
+    u = norm.cdf(np.sqrt(0.5) * shared + np.sqrt(0.5 if cell.rounds > 1 else 1.0) * rng.normal(size=len(chat)))
+    return chat, treated, (u < expit(base + EFFECT[cell.family] * treated)).astype(float)
 
 
-def study(scenario: Scenario, rng: np.random.Generator) -> ppi.Sample:
-    """One simulated data set: all units with LLM labels, a human-coded sample with its inclusion probabilities."""
-    chat = np.repeat(np.arange(scenario.chats), scenario.rounds)
-    treated = np.repeat(rng.integers(0, 2, scenario.chats), scenario.rounds).astype(float)
-    chat_effect = np.repeat(rng.normal(0, 0.5, scenario.chats), scenario.rounds) if scenario.rounds > 1 else 0.0
-    latent = 2.0 + TRUE_EFFECT * treated + chat_effect + rng.normal(0, 0.7, len(chat))
-    y = np.floor(latent + rng.uniform(size=len(chat)))  # E[floor(a + U)] = a: the effect stays TRUE_EFFECT
-    right = rng.uniform(size=len(chat)) < scenario.accuracy
-    guess = rng.integers(1, 4, len(chat)).astype(float)
-    over_rated = (treated == 1) & (rng.uniform(size=len(chat)) < 0.35)
-    yhat = np.where(right, y, guess) + over_rated
-    confidence = np.where(right, rng.uniform(0.6, 0.95, len(chat)), rng.uniform(0.3, 0.7, len(chat)))
-    if scenario.design == "confidence":
-        probability = inclusion_probabilities(0.1 + (1 - confidence), scenario.coded)
-        coded = systematic_pps(probability, rng)
-        inclusion = probability[coded]
-    else:
-        coded = np.sort(rng.choice(len(chat), scenario.coded, replace=False))
-        inclusion = None
-    x = np.column_stack([np.ones(len(chat)), treated])
-    return ppi.sample(x, yhat, coded.astype(np.int64), y[coded], inclusion, chat.astype(np.int64))
+def labeller(cell: Cell, y: np.ndarray, treated: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """LLM label, its confidence, and a second labeller's label (for the disputed design)."""
+    size = len(y)
+    scale = np.array([0.0, 1.0]) if cell.family != "ols" else np.array([1.0, 2.0, 3.0])
+    top = scale[-1]
+    guess = rng.choice(scale, size)
+    if cell.labeller == "uninformative":
+        return guess, rng.uniform(0.3, 1.0, size), rng.choice(scale, size)
+    if cell.labeller == "constant":
+        return np.full(size, scale[len(scale) // 2]), np.full(size, 0.9), np.full(size, scale[len(scale) // 2])
+    if cell.labeller == "one-sided":
+        unsure = rng.uniform(size=size) < 0.4
+        up = unsure & (rng.uniform(size=size) < 0.7)
+        yhat = np.minimum(y + up, top) if cell.family == "ols" else np.maximum(y, up.astype(float))
+        confidence = np.where(unsure, rng.uniform(0.3, 0.6, size), rng.uniform(0.8, 1.0, size))
+        return yhat, confidence, np.where(rng.uniform(size=size) < 0.8, y, guess)
+    right = rng.uniform(size=size) < 0.75
+    over = (treated == 1) & (rng.uniform(size=size) < 0.5)
+    yhat = np.minimum(np.where(right, y, guess) + over, top)
+    sure = rng.uniform(0.7, 1.0, size)
+    unsure = rng.uniform(0.3, 0.7, size)
+    confidence = np.where(right, sure, unsure) if cell.labeller == "informative" else np.where(right, unsure, sure)
+    second = np.where(rng.uniform(size=size) < 0.7, y, rng.choice(scale, size))
+    return yhat, confidence, second
+
+
+def study(cell: Cell, rng: np.random.Generator) -> ppi.Sample:
+    chat, treated, y = truth(cell, rng)
+    yhat, confidence, second = labeller(cell, y, treated, rng)
+    drawn = draw_units(
+        cell.design,
+        len(y),
+        cell.coded,
+        rng,
+        strata=yhat.astype(str) if cell.design == "stratified" else None,
+        confidence=confidence if cell.design == "confidence" else None,
+        disputed=(second != yhat) if cell.design == "disputed" else None,
+    )
+    x = np.column_stack([np.ones(len(y)), treated])
+    return ppi.sample(x, yhat, drawn.index.astype(np.int64), y[drawn.index], drawn.probability, chat.astype(np.int64))
 
 
 @dataclass
 class Tally:
+    studies: int = 0
+    refused: int = 0
     covered: int = 0
     width: float = 0.0
+    width_sq: float = 0.0
+    lam: float = 0.0
+    narrower: int = 0
+    """Studies whose interval is narrower than the human-only one (PPI only)."""
 
-    def add(self, fit: ppi.Fit, truth: float, df: int) -> None:
-        low, high = fit.interval(0.95, df)  # the intervals `annotate estimate` reports
-        self.covered += int(low[1] <= truth <= high[1])
-        self.width += float(high[1] - low[1])
+    def add(self, fit: ppi.Fit, effect: float, human: ppi.Fit | None = None) -> None:
+        self.studies += 1
+        if not fit.estimable[1]:
+            self.refused += 1
+            return
+        low, high = fit.interval()
+        width = float(high[1] - low[1])
+        self.covered += int(low[1] <= effect <= high[1])
+        self.width += width
+        self.width_sq += width**2
+        self.lam += float(fit.lam[1])
+        if human is not None and human.estimable[1]:
+            self.narrower += int(fit.se[1] < human.se[1] * (1 - 1e-9))
+
+    def summary(self) -> dict[str, float]:
+        given = self.studies - self.refused
+        mean = self.width / given if given else np.nan
+        spread = np.sqrt(max(self.width_sq / given - mean**2, 0) / given) if given else np.nan
+        return {
+            "coverage": self.covered / given if given else np.nan,
+            "width": mean,
+            "width_mcse": spread,
+            "refused": self.refused / self.studies,
+            "lam": self.lam / given if given else np.nan,
+            "narrower": self.narrower / given if given else np.nan,
+        }
 
 
-def coverage(scenario: Scenario, studies: int, seed: int) -> dict[str, tuple[float, float]]:
-    """Estimator -> (coverage of the true effect, mean interval width) over ``studies`` data sets."""
+def run_cell(cell: Cell, studies: int, seed: int) -> dict[str, dict[str, float]]:
+    """Estimator -> coverage, mean width (and its Monte Carlo error), share refused, mean lambda."""
     rng = np.random.default_rng(seed)
-    tallies = {name: Tally() for name in ("llm_only", "human_only", "ppi")}
-    truth = TRUE_EFFECT
+    tallies = {name: Tally() for name in ESTIMATORS}
+    family: ppi.Family = "ols" if cell.family == "ols" else "logit"
     for _ in range(studies):
-        data = study(scenario, rng)
-        tallies["llm_only"].add(ppi.llm_only(data), truth, ppi.degrees_of_freedom(data, "llm_only"))
-        tallies["human_only"].add(ppi.human_only(data), truth, ppi.degrees_of_freedom(data, "human_only"))
-        tallies["ppi"].add(ppi.ppi(data), truth, ppi.degrees_of_freedom(data, "ppi"))
-    return {name: (t.covered / studies, t.width / studies) for name, t in tallies.items()}
+        fits = ppi.three(study(cell, rng), family)
+        for name in ESTIMATORS:
+            tallies[name].add(fits[name], EFFECT[cell.family], fits["human_only"] if name == "ppi" else None)
+    return {name: t.summary() for name, t in tallies.items()}
+
+
+def grid(quick: bool, only: str | None) -> list[Cell]:
+    families = [only] if only else list(FAMILIES)
+    if quick:
+        return [
+            Cell(d, lab, 40, r, f)
+            for d, lab, r, f in itertools.product(DESIGNS, ("informative", "uninformative"), ROUNDS, families)
+        ]
+    return [Cell(*values) for values in itertools.product(DESIGNS, LABELLERS, CODED, ROUNDS, families)]
+
+
+def _job(args: tuple[Cell, int, int]) -> tuple[Cell, dict[str, dict[str, float]]]:
+    cell, studies, seed = args
+    return cell, run_cell(cell, studies, seed)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--studies", type=int, default=500)
+    parser.add_argument("--studies", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--coded", type=int, help="Human labels per study in every scenario (default: each its own)")
+    parser.add_argument("--quick", action="store_true", help="40 coded units, two labellers only")
+    parser.add_argument("--only", choices=FAMILIES, help="one outcome family")
+    parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     started = time.perf_counter()
-    coded = f"{args.coded} human labels per study" if args.coded else "human labels per study as each scenario says"
-    print(f"{args.studies} simulated studies per scenario; {coded}; true treatment effect {TRUE_EFFECT}; 95% intervals")
-    print(f"{'scenario':<18} {'estimator':<11} {'coverage':>8} {'mean width':>10}  width / human-only")
-    for k, scenario in enumerate(SCENARIOS):
-        if args.coded:
-            scenario = replace(scenario, coded=args.coded)
-        result = coverage(scenario, args.studies, args.seed + k)
-        human_width = result["human_only"][1]
-        for name, (covered, width) in result.items():
-            print(f"{scenario.name:<18} {name:<11} {covered:>8.3f} {width:>10.3f}  {width / human_width:.2f}")
+    cells = grid(args.quick, args.only)
+    print(f"{args.studies} simulated studies per cell, 95% intervals; coverage among the studies the tool estimates")
+    print(
+        "| family | design | labeller | coded | rounds | LLM-only cov | human cov | PPI cov | PPI / human width "
+        "(± MC) | PPI narrower | mean λ | refused |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    jobs = [(cell, args.studies, args.seed + k) for k, cell in enumerate(cells)]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for cell, result in pool.map(_job, jobs):
+            print(_row(cell, result), flush=True)
     print(f"({time.perf_counter() - started:.0f} s)")
+
+
+def _row(cell: Cell, result: dict[str, dict[str, float]]) -> str:
+    human, combined, llm = result["human_only"], result["ppi"], result["llm_only"]
+    ratio = combined["width"] / human["width"]
+    error = ratio * np.hypot(combined["width_mcse"] / combined["width"], human["width_mcse"] / human["width"])
+    return (
+        f"| {cell.family} | {cell.design} | {cell.labeller} | {cell.coded} | {cell.rounds} | "
+        f"{llm['coverage']:.3f} | {human['coverage']:.3f} | {combined['coverage']:.3f} | {ratio:.3f} ± {error:.3f} | "
+        f"{combined['narrower']:.2f} | {combined['lam']:.2f} | {human['refused']:.2f} |"
+    )
 
 
 if __name__ == "__main__":

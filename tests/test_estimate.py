@@ -39,99 +39,161 @@ def regression_data(seed: int = 1, big_n: int = 400, n: int = 60) -> tuple[np.nd
     return x, y, yhat, labelled, rng.uniform(0.1, 0.9, n)
 
 
-def disjoint(x: np.ndarray, y: np.ndarray, yhat: np.ndarray, labelled: np.ndarray, w: np.ndarray) -> ppi.Sample:
-    """ppi-python's setting: the LLM-only set is a separate sample from the human-labelled one."""
-    rest = np.setdiff1d(np.arange(len(y)), labelled)
-    return ppi.Sample(
-        x[rest], yhat[rest], rest, x[labelled], y[labelled], yhat[labelled], labelled, w / w.mean(), False
-    )
+def coded(x: np.ndarray, yhat: np.ndarray, y: np.ndarray, labelled: np.ndarray, **kwargs: object) -> ppi.Sample:
+    return ppi.sample(x, yhat, labelled.astype(np.int64), y[labelled], **kwargs)  # type: ignore[arg-type]
 
 
 @needs_ppi_python
 @pytest.mark.parametrize("weighted", [False, True])
-def test_ols_equals_ppi_python_for_every_coefficient(weighted: bool) -> None:
+def test_the_ols_point_estimate_is_ppi_pythons_at_the_same_share(weighted: bool) -> None:
     import ppi_py
 
     x, y, yhat, labelled, inclusion = regression_data()
-    w = 1 / inclusion if weighted else np.ones(len(labelled))
-    data = disjoint(x, y, yhat, labelled, w)
-    fit = ppi.ppi(data, never_wider=False)
-    low, high = fit.interval(0.95)
-    rest = np.setdiff1d(np.arange(len(y)), labelled)
-    for j in range(3):
-        expected = ppi_py.ppi_ols_ci(
-            data.x, data.y, data.yhat, x[rest], yhat[rest], alpha=0.05, coord=j, w=w if weighted else None
-        )
-        assert (low[j], high[j]) == pytest.approx((expected[0][j], expected[1][j]), abs=1e-10)
-    human = ppi.human_only(data).interval(0.95)
-    classical = ppi_py.ppi_ols_ci(data.x, data.y, data.yhat, x[rest], yhat[rest], alpha=0.05, lam=0, w=w)
-    np.testing.assert_allclose(human, classical, atol=1e-10)
-
-
-@needs_ppi_python
-def test_logistic_equals_ppi_python() -> None:
-    import ppi_py
-
-    x, _, _, labelled, inclusion = regression_data()
-    rng = np.random.default_rng(5)
-    y = (rng.uniform(size=len(x)) < 1 / (1 + np.exp(-(x @ [0.2, 1.0, -0.5])))).astype(float)
-    probability = np.clip(0.7 * y + 0.15 + rng.normal(scale=0.1, size=len(x)), 0, 1)
-    data = disjoint(x, y, probability, labelled, 1 / inclusion)
-    fit = ppi.ppi(data, "logit", never_wider=False)
-    rest = np.setdiff1d(np.arange(len(y)), labelled)
-    # ppi-python's logistic functions accept ``coord`` but tune one share for all coefficients,
-    # so each coefficient is compared at the share tuned for it here
-    for j in range(3):
-        low, high = ppi_py.ppi_logistic_ci(
-            data.x, data.y, data.yhat, x[rest], probability[rest], alpha=0.05, lam=float(fit.lam[j]), w=1 / inclusion
-        )
-        assert (fit.interval(0.95)[0][j], fit.interval(0.95)[1][j]) == pytest.approx((low[j], high[j]), abs=1e-6)
-    assert 0 < fit.lam.min() < 1
-
-
-@needs_ppi_python
-def test_with_the_sample_inside_the_data_the_point_estimate_is_still_ppi_pythons() -> None:
-    import ppi_py
-
-    x, y, yhat, labelled, inclusion = regression_data()
-    data = ppi.sample(x, yhat, labelled.astype(np.int64), y[labelled], inclusion)
+    data = coded(x, yhat, y, labelled, inclusion=inclusion if weighted else None)
     fit = ppi.ppi(data)
+    w = 1 / inclusion if weighted else None
     for j in range(3):
-        expected = ppi_py.ppi_ols_pointestimate(
-            data.x, data.y, data.yhat, x, yhat, lam=float(fit.lam[j]), w=1 / inclusion
-        )
+        expected = ppi_py.ppi_ols_pointestimate(data.x, data.y, data.yhat, x, yhat, lam=float(fit.lam[j]), w=w)
         assert fit.coef[j] == pytest.approx(expected[j], abs=1e-10)
+    assert (fit.lam > 0).any()
+
+
+@pytest.mark.parametrize("clustered", [False, True])
+def test_human_only_standard_errors_are_the_leave_one_chat_out_jackknife(clustered: bool) -> None:
+    """OLS: the one-step CR3 form is exact, so it equals refitting without each coded chat (weights kept)."""
+    x, y, yhat, labelled, inclusion = regression_data()
+    chats = np.arange(len(y)) // 3 if clustered else np.arange(len(y))
+    data = coded(x, yhat, y, labelled, inclusion=inclusion, clusters_all=chats)
+    fit = ppi.human_only(data)
+    w = data.weights
+    groups = np.unique(data.clusters)
+    refits = []
+    for g in groups:
+        keep = data.clusters != g
+        root = np.sqrt(w[keep])
+        refits.append(np.linalg.lstsq(data.x[keep] * root[:, None], data.y[keep] * root, rcond=None)[0])
+    refits = np.array(refits)
+    jackknife = (len(groups) - 1) / len(groups) * ((refits - fit.coef) ** 2).sum(axis=0)
+    if not clustered:  # one unit per chat: exact
+        np.testing.assert_allclose(fit.se**2, jackknife, rtol=1e-9)
+    else:  # several units per chat: the scalar leverage is an approximation of the block
+        np.testing.assert_allclose(fit.se**2, jackknife, rtol=0.25)
+
+
+def test_human_only_is_at_least_statsmodels_cr1_and_equal_without_leverage() -> None:
+    import statsmodels.api as sm
+
+    x, y, yhat, labelled, inclusion = regression_data(n=200)
+    chats = np.arange(len(y)) // 4
+    data = coded(x, yhat, y, labelled, inclusion=inclusion, clusters_all=chats)
+    fit = ppi.human_only(data)
+    model = sm.WLS(data.y, data.x, weights=data.weights).fit(cov_type="cluster", cov_kwds={"groups": data.clusters})
+    np.testing.assert_allclose(fit.coef, model.params, rtol=1e-10)
+    assert (fit.se >= model.bse * 0.97).all() and (fit.se <= model.bse * 1.1).all()
+
+
+def test_a_constant_labeller_earns_nothing() -> None:
+    """Defect 1: the fake engine (one answer for all) was credited with human labels. Now lam = 0 exactly."""
+    x, y, _, labelled, _ = regression_data(n=12)
+    data = coded(x, np.full(len(y), 2.0), y, labelled)
+    fits = ppi.three(data)
+    np.testing.assert_array_equal(fits["ppi"].lam, 0)
+    np.testing.assert_array_equal(fits["ppi"].coef, fits["human_only"].coef)
+    np.testing.assert_array_equal(fits["ppi"].se, fits["human_only"].se)
+    np.testing.assert_allclose(ppi.effective_labels(fits["human_only"], fits["ppi"], data.n), data.n)
+
+
+def test_lambda_zero_is_exactly_the_human_only_estimate_and_interval() -> None:
+    x, y, yhat, labelled, inclusion = regression_data()
+    data = coded(x, yhat, y, labelled, inclusion=inclusion)
+    zero, human = ppi.ppi(data, lam=0.0), ppi.human_only(data)
+    np.testing.assert_array_equal(zero.coef, human.coef)
+    np.testing.assert_array_equal(zero.interval(), human.interval())
 
 
 def test_when_every_unit_is_coded_the_llm_labels_add_nothing() -> None:
-    """Without the covariance term the PPI interval would claim more than the human labels hold."""
     x, y, yhat, _, _ = regression_data()
     data = ppi.sample(x, yhat, np.arange(len(y)), y)
-    fit, human = ppi.ppi(data), ppi.human_only(data)
-    np.testing.assert_allclose(fit.lam, 0, atol=1e-12)
-    np.testing.assert_allclose(fit.se, human.se)
-    np.testing.assert_allclose(ppi.effective_labels(human, fit), len(y))
+    fits = ppi.three(data)
+    np.testing.assert_allclose(fits["ppi"].lam, 0, atol=1e-12)
+    np.testing.assert_allclose(fits["ppi"].se, fits["human_only"].se)
 
 
-@pytest.mark.parametrize("seed", [4, 6, 17])
-def test_no_coefficient_is_less_precise_than_with_humans_alone(seed: int) -> None:
-    """With 15 human labels the tuned share sometimes widens a coefficient's interval; that one then uses 0."""
-    x, y, yhat, labelled, inclusion = regression_data(seed=seed, n=15)
-    data = ppi.sample(x, yhat, labelled.astype(np.int64), y[labelled], inclusion)
-    human = ppi.human_only(data)
-    unguarded = ppi.ppi(data, never_wider=False)
-    wider = unguarded.se > human.se
-    assert wider.any()  # these seeds were picked because the tuned share widens a coefficient
-    fit = ppi.ppi(data)
-    assert np.all(fit.se <= human.se * (1 + 1e-9))
-    np.testing.assert_allclose(fit.lam[wider], 0)
-    np.testing.assert_allclose(fit.coef[wider], human.coef[wider])
-    np.testing.assert_allclose(fit.se[~wider], unguarded.se[~wider])
+def test_the_llm_share_is_used_only_where_its_honest_variance_beats_humans_alone() -> None:
+    x, y, _, labelled, inclusion = regression_data(n=15)
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        noise = rng.normal(size=len(y))  # a labeller that knows nothing
+        data = coded(x, noise, y, labelled, inclusion=inclusion)
+        fits = ppi.three(data)
+        assert np.all(fits["ppi"].se <= fits["human_only"].se)
+        same = fits["ppi"].lam == 0
+        np.testing.assert_array_equal(fits["ppi"].se[same], fits["human_only"].se[same])
 
 
-def test_clusters_of_identical_copies_give_the_same_interval_as_one_copy() -> None:
+def test_unequal_weights_with_one_sided_errors_keep_their_coverage() -> None:
+    """Defect 2: centring the weighted term on its plain mean made SEs up to a third too small."""
+    cell = ppi_coverage.Cell("confidence", "one-sided", 40, 1, "ols")
+    result = ppi_coverage.run_cell(cell, studies=300, seed=5)
+    assert result["human_only"]["coverage"] >= 0.92 and result["ppi"]["coverage"] >= 0.92
+
+
+@pytest.mark.parametrize(
+    ("outcome", "reason"),
+    [(np.zeros(60), "the human labels are all 0"), (None, "separated")],
+)
+def test_constant_or_separated_logit_outcomes_are_not_estimable(outcome: np.ndarray | None, reason: str) -> None:
+    """Defect 4: all-zero labels gave -1.50 [-2.57, -0.43] and separated ones 67.20 [66.64, 67.76]."""
+    x, _, _, labelled, _ = regression_data()
+    y = (x[:, 2] == 1).astype(float) if outcome is None else np.zeros(len(x))
+    data = coded(x, y * 0.8 + 0.1, y, labelled)
+    fits = ppi.three(data, "logit")
+    for name in ("human_only", "ppi"):
+        assert not fits[name].estimable.any() and reason in str(fits[name].problems[0])
+        assert np.isnan(fits[name].coef).all()
+
+
+def test_a_rare_logit_outcome_never_raises() -> None:
+    """Defect 4: with a rare outcome 23% of studies crashed (LinAlgError) or gave huge coefficients."""
+    cell = ppi_coverage.Cell("random", "informative", 20, 1, "rare")
+    result = ppi_coverage.run_cell(cell, studies=100, seed=2)
+    assert result["human_only"]["refused"] > 0.3  # most samples hold too few events
+    assert result["ppi"]["coverage"] >= 0.9
+
+
+def test_a_group_whose_human_labels_all_agree_is_not_estimable() -> None:
+    x = np.column_stack([np.ones(200), np.repeat([0.0, 1.0], 100)])
+    y = np.where(x[:, 1] == 1, np.arange(200) % 3, 0.0)
+    data = coded(x, y, y, np.arange(0, 200, 5))
+    fit = ppi.human_only(data)
+    assert "all 20 human labels of one group are 0" in str(fit.problems[0])
+    assert not fit.estimable.any()  # the intercept is that group; the contrast rests on it too
+
+
+def test_few_coded_chats_count_as_chats_not_labels() -> None:
+    """Defect 5: rounds from two chats gave zero-width intervals and 'effective n 535 for 24 labels'."""
+    x, y, yhat, _, _ = regression_data(big_n=240)
+    chats = np.arange(240) // 12
+    data = coded(x, yhat, y, np.arange(24), clusters_all=chats)
+    assert data.coded_chats == 2
+    fits = ppi.three(data)
+    assert not fits["human_only"].estimable.any() and not fits["ppi"].estimable.any()
+    assert "effective coded chats" in str(fits["human_only"].problems[0])
+
+
+def test_an_extreme_weight_is_not_estimable_rather_than_precise() -> None:
+    """Defect 7: one item with pi = 0.001 among 0.5s collapsed the interval (0.77 -> 0.16)."""
+    x, y, yhat, labelled, _ = regression_data(n=22)
+    inclusion = np.full(22, 0.5)
+    inclusion[3] = 0.001
+    data = coded(x, yhat, y, labelled, inclusion=inclusion)
+    assert data.kish_chats < 1.1
+    assert not ppi.human_only(data).estimable.any()
+
+
+def test_clusters_of_identical_copies_give_the_same_point_estimate_as_one_copy() -> None:
     x, y, yhat, labelled, _ = regression_data(big_n=200, n=40)
-    once = ppi.human_only(ppi.sample(x, yhat, labelled.astype(np.int64), y[labelled]))
+    once = ppi.human_only(coded(x, yhat, y, labelled))
     copies = 3
     chats = np.repeat(np.arange(len(y)), copies)
     rows = np.repeat(labelled, copies) * copies + np.tile(np.arange(copies), len(labelled))
@@ -141,27 +203,30 @@ def test_clusters_of_identical_copies_give_the_same_interval_as_one_copy() -> No
         )
     )
     np.testing.assert_allclose(thrice.coef, once.coef)
-    np.testing.assert_allclose(thrice.se, once.se)
+    np.testing.assert_allclose(thrice.se, once.se, rtol=0.02)
+    assert thrice.df == once.df
 
 
 def test_labels_needed_for_a_target_width() -> None:
     x, y, yhat, labelled, _ = regression_data()
-    fit = ppi.human_only(ppi.sample(x, yhat, labelled.astype(np.int64), y[labelled]))
-    width = float(np.diff(np.array(fit.interval(0.95)), axis=0)[0][1])
-    assert ppi.labels_for_width(fit, width)[1] == pytest.approx(len(labelled), abs=1)
-    assert ppi.labels_for_width(fit, width / 2)[1] == pytest.approx(4 * len(labelled), abs=1)
+    data = coded(x, yhat, y, labelled)
+    fit = ppi.human_only(data)
+    width = float(np.diff(np.array(fit.interval()), axis=0)[0][1])
+    assert ppi.labels_for_width(fit, data.n, width)[1] == pytest.approx(len(labelled) * 1.05, rel=0.1)
+    assert ppi.labels_for_width(fit, data.n, width / 2)[1] == pytest.approx(4 * len(labelled) * 1.05, rel=0.1)
 
 
-@pytest.mark.parametrize("scenario", ppi_coverage.SCENARIOS, ids=lambda s: s.name)
-def test_simulation_prediction_powered_intervals_cover_the_true_effect(scenario: ppi_coverage.Scenario) -> None:
-    """The fast version of bench/ppi_coverage.py (which runs 500 studies a scenario)."""
-    result = ppi_coverage.coverage(scenario, studies=150, seed=11)
-    assert result["ppi"][0] >= 0.9
-    assert result["human_only"][0] >= 0.9
-    assert result["ppi"][1] <= result["human_only"][1] * 1.02  # never wider than the humans alone
-    if scenario.accuracy > 0:
-        assert result["llm_only"][0] < 0.5  # the biased labeller's own interval misses the truth
-        assert result["ppi"][1] < 0.9 * result["human_only"][1]  # and its labels still narrow the interval
+@pytest.mark.parametrize("cell", ppi_coverage.grid(quick=True, only="ols")[:8], ids=str)
+def test_simulation_intervals_cover_the_true_effect(cell: ppi_coverage.Cell) -> None:
+    """The fast version of bench/ppi_coverage.py (1,000 studies a cell there)."""
+    result = ppi_coverage.run_cell(cell, studies=150, seed=11)
+    assert result["ppi"]["coverage"] >= 0.9 and result["human_only"]["coverage"] >= 0.9
+    ratio = result["ppi"]["width"] / result["human_only"]["width"]
+    if cell.labeller == "uninformative":
+        assert ratio >= 0.97  # no narrower than the humans alone beyond Monte Carlo error
+    else:
+        assert result["llm_only"]["coverage"] < 0.9  # the biased labeller's own interval misses the truth
+        assert ratio < 0.9  # and its labels still narrow the interval
 
 
 # -- the command
@@ -225,7 +290,8 @@ def test_inclusion_probabilities_in_the_gold_weight_the_estimate(
     labelled_run: Path, library: PromptLibrary, tmp_path: Path
 ) -> None:
     gold = pd.read_csv(ROOT / "examples" / "gold.csv")
-    gold["inclusion_probability"] = np.where(gold["chat_id"] < "c12", 0.9, 0.3)
+    gold = gold[(gold["chat_id"] < "c12") | (gold.index % 2 == 0)].copy()  # every early chat, half of the rest
+    gold["inclusion_probability"] = np.where(gold["chat_id"] < "c12", 1.0, 0.5)
     path = tmp_path / "weighted.csv"
     gold.to_csv(path, index=False)
     result = estimate(labelled_run, library, tmp_path / "e", "--gold", str(path), "--variable", "empathy")
@@ -236,6 +302,107 @@ def test_inclusion_probabilities_in_the_gold_weight_the_estimate(
     weighted = gold[gold["variable"] == "empathy"]
     expected = np.average(weighted["value"], weights=1 / weighted["inclusion_probability"])
     assert model["terms"][0]["human_only"]["estimate"] == pytest.approx(expected)
+
+
+def test_probabilities_that_do_not_describe_a_sample_of_the_units_stop_the_estimate(
+    labelled_run: Path, library: PromptLibrary, tmp_path: Path
+) -> None:
+    """Defect 3: with some units given no chance the weights added up to too few units, and the human-only
+    estimate was wrong (0.30 for a true 0.42) with nothing said."""
+    gold = pd.read_csv(ROOT / "examples" / "gold.csv")
+    gold["inclusion_probability"] = 0.1  # every empathy unit is coded, yet each claims a one-in-ten chance
+    path = tmp_path / "inconsistent.csv"
+    gold.to_csv(path, index=False)
+    result = estimate(labelled_run, library, tmp_path / "e", "--gold", str(path), "--variable", "empathy")
+    assert result.exit_code == 1, result.output
+    assert "inclusion probabilities add up to 220 units (sum of 1/pi) but the run has 22" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_annotators_giving_one_item_different_probabilities_is_one_line(
+    labelled_run: Path, library: PromptLibrary, tmp_path: Path
+) -> None:
+    """Defect 7: the first row used to win."""
+    gold = pd.read_csv(ROOT / "examples" / "gold.csv").assign(inclusion_probability=1.0, annotator="ann")
+    other = gold.head(1).assign(annotator="bob", inclusion_probability=0.5)
+    path = tmp_path / "two.csv"
+    pd.concat([gold, other]).to_csv(path, index=False)
+    result = estimate(labelled_run, library, tmp_path / "e", "--gold", str(path), "--variable", "empathy")
+    assert result.exit_code == 1, result.output
+    line = len(gold) + 2
+    assert f"{path}:{line}: field 'inclusion_probability': annotators give item (c01, initial_sentiment)" in result.output
+
+
+def test_a_constant_labeller_is_credited_with_no_human_labels_end_to_end(
+    library: PromptLibrary, tmp_path: Path
+) -> None:
+    """Defect 1 through the command: the fake engine's single answer earns lambda 0 on every term."""
+    out = tmp_path / "run"
+    run(RunConfig(inputs=[EXAMPLES], out=out, prompts=library.paths, backend="fake"), backend=FakeBackend())
+    gold = str(ROOT / "examples" / "gold.csv")
+    result = estimate(out, library, tmp_path / "e", "--gold", gold, "--formula", "empathy ~ C(escalation)")
+    assert result.exit_code == 0, result.output
+    (model,) = json.loads((tmp_path / "e" / "estimate.json").read_text())["models"]
+    for term in model["terms"]:
+        assert term["lam"] in (0, None)
+        assert term["ppi"] == term["human_only"]
+        assert term["effective_human_labels"] is None  # 22 coded chats: too few for the ratio to mean anything
+
+
+@pytest.mark.parametrize(
+    ("formula", "message"),
+    [
+        ("empathy ~ I(np.lib._npyio_impl.os.system('touch pwned'))", "which formulas may not"),
+        ("empathy ~ category.__class__", "reaches into an object; formulas may not"),
+        ("empathy ~ 0", "has no terms"),
+        ("empathy ~ -1", "has no terms"),
+        ("empathy ~ category | escalation", "'|' (a multi-part formula) is not supported"),
+        ("empathy ~ value", "a column the estimate uses itself"),
+        ("empathy ~ yhat", "a column the estimate uses itself"),
+    ],
+)
+def test_formulas_are_data_not_code(
+    labelled_run: Path, library: PromptLibrary, tmp_path: Path, formula: str, message: str, monkeypatch: object
+) -> None:
+    """Defect 8: a formula ran a shell command."""
+    import os
+
+    os.chdir(tmp_path)
+    result = estimate(
+        labelled_run, library, tmp_path / "e", "--gold", str(ROOT / "examples" / "gold.csv"), "--formula", formula
+    )
+    assert result.exit_code == 1, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    ("cells", "message"),
+    [
+        ({"shift": "NA"}, "1 of 30 chats have no hours / shift (c01)"),
+        ({"shift": "NaN"}, "1 of 30 chats have no hours / shift (c01)"),
+        ({"hours": "inf"}, "cov.csv:2: field 'hours': inf is not a usable value"),
+        ({"yhat": "1"}, "cov.csv: field 'yhat': a column the estimate uses itself"),
+    ],
+)
+def test_bad_covariate_values_are_one_line(
+    labelled_run: Path, library: PromptLibrary, tmp_path: Path, cells: dict[str, str], message: str
+) -> None:
+    """Defect 8: 'NA' was read as a category level, so a missing covariate went unnoticed."""
+    chats = [f"c{i:02d}" for i in range(1, 31)]
+    table = pd.DataFrame({"chat_id": chats, "shift": ["day", "night"] * 15, "hours": np.arange(30.0)})
+    for column, value in cells.items():
+        table[column] = table.get(column, pd.Series(["0"] * 30)).astype(str)
+        table.loc[0, column] = value
+    covariates = tmp_path / "cov.csv"
+    table.to_csv(covariates, index=False)
+    gold = str(ROOT / "examples" / "gold.csv")
+    formula = "initial_urgency ~ C(shift) + hours"
+    result = estimate(
+        labelled_run, library, tmp_path / "e", "--gold", gold, "--covariates", str(covariates), "--formula", formula
+    )
+    assert result.exit_code == 1, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
 
 
 @pytest.mark.parametrize(
@@ -278,7 +445,9 @@ def test_too_few_human_labels_for_the_model(labelled_run: Path, library: PromptL
     few = tmp_path / "few.csv"
     gold[gold["variable"] == "empathy"].head(8).to_csv(few, index=False)
     result = estimate(labelled_run, library, tmp_path / "e", "--gold", str(few), "--variable", "empathy")
-    assert result.exit_code == 1 and "8 human labels match" in result.output and "needs at least 10" in result.output
+    assert result.exit_code == 1, result.output
+    assert "8 human labels match the run's units, from 8 chats" in result.output
+    assert "needs at least 10 coded chats" in result.output
 
 
 def test_gold_that_chose_a_prompt_is_flagged_as_development_data(

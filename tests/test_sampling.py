@@ -15,6 +15,7 @@ from annotate.analysis.sample import (
     SampleOptions,
     allocate,
     draw_sample,
+    draw_units,
     inclusion_probabilities,
     sample_size,
     systematic_pps,
@@ -71,7 +72,7 @@ def labelled(library: PromptLibrary, tmp_path: Path) -> Path:
 
 
 def test_sample_is_blinded_stratified_and_reproducible(labelled: Path, library: PromptLibrary) -> None:
-    options = SampleOptions(per_variable=10, stratify_by="escalation", seed=3)
+    options = SampleOptions(per_variable=20, stratify_by="escalation", seed=3)
     coding, info = draw_sample(labelled, library, options)
     again, _ = draw_sample(labelled, library, options)
     assert coding.equals(again)
@@ -87,12 +88,32 @@ def test_sample_is_blinded_stratified_and_reproducible(labelled: Path, library: 
         "inclusion_probability",
         "design",
     ]
-    assert (coding.groupby("variable").size() == 10).all()
+    assert (coding.groupby("variable").size() == 20).all()
     assert (coding["value"] == "").all()  # no LLM label leaks into the coding file
     assert coding["target"].str.len().gt(0).all()
     labels = pd.read_parquet(labelled / "labels.parquet")
     empathy_strata = labels[labels["variable"] == "empathy"]["value"].nunique()
     assert len(info["variables"]["empathy"]["strata"]) >= empathy_strata
+
+
+def test_designs_that_would_give_a_unit_no_chance_are_refused(labelled: Path, library: PromptLibrary) -> None:
+    """Fewer items than strata left strata unsampled; --floor 0 left sure units unsampled (probability 0)."""
+    with pytest.raises(AnnotateError, match=r"initial_sentiment: a stratified sample of 10 cannot reach all 16 strata"):
+        draw_sample(labelled, library, SampleOptions(per_variable=10, stratify_by="escalation"))
+    with pytest.raises(AnnotateError, match="needs a floor above 0"):
+        draw_units("confidence", 3, 2, np.random.default_rng(0), confidence=np.array([1.0, 0.5, 1.0]), floor=0)
+
+
+@pytest.mark.parametrize("disputed", [3, 30, 60])
+def test_the_disputed_design_keeps_every_unit_drawable(disputed: int) -> None:
+    """More disputed units than the sample size once gave every undisputed unit probability 0."""
+    flags = np.arange(100) < disputed
+    for seed in range(20):
+        drawn = draw_units("disputed", 100, 30, np.random.default_rng(seed), disputed=flags)
+        assert len(drawn.index) == 30 and len(set(drawn.index)) == 30
+        assert (~flags[drawn.index]).sum() >= 10  # a third stays for the undisputed units
+        assert np.sum(1 / drawn.probability) == pytest.approx(100)  # Horvitz-Thompson count of the units
+    assert drawn.described["disputed drawn"] == min(disputed, 20)
 
 
 def test_coded_sample_comes_back_as_gold(labelled: Path, library: PromptLibrary, tmp_path: Path) -> None:

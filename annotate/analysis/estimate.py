@@ -21,8 +21,8 @@ from annotate.analysis.gold import development_gold
 from annotate.analysis.results import EstimateResult, Estimator, ModelEstimate, TermEstimate
 from annotate.labelling.library import PromptLibrary
 
-LEVEL = 0.95
-FEW_HUMAN_LABELS = 40
+LEVEL = ppi.LEVEL
+FEW_CODED_CHATS = 40
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,11 @@ def estimate(run_dir: Path, options: EstimateOptions, library: PromptLibrary | N
             "same gold are optimistic; code a fresh sample"
         )
     models = [_model(model) for model in data.models]
-    few = sorted({m.outcome for m in models if m.human_labels < FEW_HUMAN_LABELS})
+    few = sorted({m.outcome for m in models if m.coded_chats < FEW_CODED_CHATS})
     if few:
         warnings.append(
-            f"{', '.join(few)}: fewer than {FEW_HUMAN_LABELS} human labels; even with Student's t the intervals "
-            "may cover a little less than 95% (bench/ppi_coverage.py --coded 20; see the README)"
+            f"{', '.join(few)}: fewer than {FEW_CODED_CHATS} coded chats; the intervals are wide and rest on few "
+            "independent pieces of evidence (docs/methods.md shows their coverage at 20)"
         )
     return EstimateResult(
         run_dir=str(run_dir),
@@ -72,32 +72,29 @@ def estimate(run_dir: Path, options: EstimateOptions, library: PromptLibrary | N
     )
 
 
+MIN_CODED_CHATS_FOR_WORTH = 40
+"""Below this many coded chats the ratio of two estimated variances is too noisy to report as labels saved."""
+
+
 def _model(model: EstimateData) -> ModelEstimate:
     sample = model.sample
-    fits = {
-        "llm_only": ppi.llm_only(sample, model.family),
-        "human_only": ppi.human_only(sample, model.family),
-        "ppi": ppi.ppi(sample, model.family),
-    }
-    effective = ppi.effective_labels(fits["human_only"], fits["ppi"])
+    fits = ppi.three(sample, model.family)
+    worth, note = _worth(fits, sample)
     needed = {
-        name: ppi.labels_for_width(fits[name], model.target_width, LEVEL) if model.target_width else None
+        name: ppi.labels_for_width(fits[name], sample.n, model.target_width, LEVEL) if model.target_width else None
         for name in ("human_only", "ppi")
     }
     terms = []
     for i, term in enumerate(model.terms):
-        estimators = {}
-        for name, fit in fits.items():
-            low, high = fit.interval(LEVEL, ppi.degrees_of_freedom(sample, name))
-            estimators[name] = Estimator(
-                estimate=float(fit.coef[i]), se=float(fit.se[i]), low=float(low[i]), high=float(high[i])
-            )
+        estimators = {name: _estimator(fit, i) for name, fit in fits.items()}
+        lam = fits["ppi"].lam[i]
         terms.append(
             TermEstimate(
                 term=term,
                 **estimators,
-                lam=float(fits["ppi"].lam[i]),
-                effective_human_labels=float(effective[i]),
+                lam=None if np.isnan(lam) else float(lam),
+                effective_human_labels=None if np.isnan(worth[i]) else float(worth[i]),
+                effective_note=note[i],
                 human_labels_for_target=_needed(needed["human_only"], i),
                 ppi_human_labels_for_target=_needed(needed["ppi"], i),
             )
@@ -109,14 +106,33 @@ def _model(model: EstimateData) -> ModelEstimate:
         clustered_by_chat=model.clustered,
         units=sample.big_n,
         human_labels=sample.n,
-        chats=len(np.unique(sample.clusters_all)) if model.clustered else sample.big_n,
+        chats=len(np.unique(sample.clusters_all)),
+        coded_chats=sample.coded_chats,
+        effective_coded_chats=round(sample.kish_chats, 2),
         design=model.design,
         terms=terms,
     )
 
 
+def _estimator(fit: ppi.Fit, i: int) -> Estimator:
+    if fit.problems[i]:
+        return Estimator(estimate=None, se=None, low=None, high=None, not_estimable=fit.problems[i])
+    low, high = fit.interval(LEVEL)
+    return Estimator(estimate=float(fit.coef[i]), se=float(fit.se[i]), low=float(low[i]), high=float(high[i]))
+
+
+def _worth(fits: dict[str, ppi.Fit], sample: ppi.Sample) -> tuple[np.ndarray, list[str | None]]:
+    """Effective human labels per term, where there are enough coded chats for the ratio to mean something."""
+    values = ppi.effective_labels(fits["human_only"], fits["ppi"], sample.n)
+    if sample.coded_chats < MIN_CODED_CHATS_FOR_WORTH:
+        reason = f"not shown below {MIN_CODED_CHATS_FOR_WORTH} coded chats (the ratio is too noisy)"
+        return np.full(len(values), np.nan), [reason] * len(values)
+    notes = [None if np.isfinite(v) else "not estimable" for v in values]
+    return np.where(np.isfinite(values), values, np.nan), notes
+
+
 def _needed(values: np.ndarray | None, i: int) -> float | None:
-    return None if values is None else float(values[i])
+    return None if values is None or np.isnan(values[i]) else float(values[i])
 
 
 def estimate_table(result: EstimateResult) -> pd.DataFrame:
@@ -131,8 +147,18 @@ def estimate_table(result: EstimateResult) -> pd.DataFrame:
             row.update(
                 units=model.units,
                 human_labels=model.human_labels,
-                effective_human_labels=round(term.effective_human_labels, 1),
-                lam=round(term.lam, 3),
+                coded_chats=model.coded_chats,
+                effective_human_labels=_rounded(term.effective_human_labels, 1),
+                lam=_rounded(term.lam, 3),
+                not_estimable="; ".join(
+                    f"{name}: {getattr(term, name).not_estimable}"
+                    for name in ("llm_only", "human_only", "ppi")
+                    if getattr(term, name).not_estimable
+                ),
             )
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from annotate.analysis import ppi
+from annotate.analysis.formulas import RESERVED, design_matrix, required_columns
 from annotate.analysis.gold import check_scales, consensus, read_gold
 from annotate.errors import AnnotateError, InputError
 from annotate.labelling.library import PromptLibrary
@@ -21,8 +22,12 @@ if TYPE_CHECKING:
 
 
 MIN_PER_TERM = 3
-"""Human labels needed per model term (and never fewer than MIN_HUMAN_LABELS)."""
-MIN_HUMAN_LABELS = 10
+"""Coded chats needed per model term (and never fewer than MIN_CODED_CHATS)."""
+MIN_CODED_CHATS = 10
+MISSING = ("", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "none", "#N/A")
+"""Covariate cells read as missing (so that missing covariates are caught, not taken as a category)."""
+DESIGN_TOLERANCE = 0.1
+"""How far (as a share of the units) the coded items' sum of 1/pi may stray beyond 4 standard errors."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,7 @@ def read_covariates(path: Path) -> pd.DataFrame:
             table = pd.read_parquet(path)
         else:
             table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-            table = table.replace("", np.nan)
+            table = table.apply(lambda column: column.str.strip()).replace(list(MISSING), np.nan)
             for column in table.columns:
                 numbers = pd.to_numeric(table[column], errors="coerce")
                 if column != "chat_id" and numbers.notna().sum() == table[column].notna().sum():
@@ -128,6 +133,14 @@ def read_covariates(path: Path) -> pd.DataFrame:
         raise InputError(str(path), None, None, f"cannot read covariates: {e}") from None
     if "chat_id" not in table.columns:
         raise InputError(str(path), None, "chat_id", "missing column (covariates are keyed by chat_id)")
+    first_line = 1 if path.suffix.lower() in (".parquet", ".pq") else 2
+    for column in table.columns:
+        if column in RESERVED and column != "chat_id":
+            raise InputError(str(path), None, column, "a column the estimate uses itself; rename it")
+        values = table[column]
+        if pd.api.types.is_numeric_dtype(values) and np.isinf(values.to_numpy(dtype=float)).any():
+            line = int(np.flatnonzero(np.isinf(values.to_numpy(dtype=float)))[0]) + first_line
+            raise InputError(str(path), line, column, f"{values.iloc[line - first_line]} is not a usable value")
     table["chat_id"] = table["chat_id"].astype(str).str.strip()
     duplicated = table["chat_id"].duplicated()
     if duplicated.any():
@@ -139,12 +152,7 @@ def read_covariates(path: Path) -> pd.DataFrame:
 def _with_covariates(
     units: pd.DataFrame, chats: pd.DataFrame, rhs: str, options: EstimateOptions, warnings: list[str]
 ) -> pd.DataFrame:
-    from formulaic import Formula
-
-    try:
-        needed = sorted(Formula(rhs).required_variables)
-    except Exception as e:  # formulaic raises several kinds of parse error
-        raise AnnotateError(f"formula '{rhs}': {e}") from None
+    needed = required_columns(rhs)
     available = {"round", *chats.columns} - {"chat_id"}
     unknown = [name for name in needed if name not in available]
     if unknown:
@@ -171,6 +179,15 @@ def _gold(path: Path, info: dict[str, VariableInfo], warnings: list[str]) -> pd.
     check_scales(gold, path, {name: v.categories for name, v in info.items()})
     key = ["chat_id", "round", "variable"]
     truth = consensus(gold) if gold["annotator"].nunique() > 1 else gold[[*key, "value"]]
+    conflict = gold.groupby(key, dropna=False, sort=False)["inclusion_probability"].transform("nunique") > 1
+    if conflict.any():
+        row = gold[conflict].iloc[1]
+        raise InputError(
+            str(path),
+            int(row["line"]),
+            "inclusion_probability",
+            f"annotators give item ({row['chat_id']}, {row['variable']}) different inclusion probabilities",
+        )
     probability = gold.groupby(key, dropna=False, sort=False)["inclusion_probability"].first().reset_index()
     if gold["inclusion_probability"].isna().all():
         warnings.append(
@@ -188,23 +205,21 @@ def _model(
     options: EstimateOptions,
     warnings: list[str],
 ) -> EstimateData:
-    from formulaic import model_matrix
-
     coded = gold[gold["variable"] == outcome].drop(columns="variable")
     joined = units.merge(coded, on=["chat_id", "round"], how="left")
     labelled = np.flatnonzero(joined["value"].notna().to_numpy())
     stray = len(coded) - len(labelled)
     if stray:
         warnings.append(f"{outcome}: {stray} gold items are not among the run's ok units used here and are left out")
-    matrix = model_matrix(rhs, joined, na_action="raise")
-    terms = [str(c) for c in matrix.columns]
-    x_all = np.asarray(matrix, dtype=float)
-    _check_sizes(outcome, rhs, x_all, labelled, options)
+    x_all, terms = design_matrix(rhs, joined)
+    clusters = pd.factorize(joined["chat_id"])[0].astype(np.int64)
+    _check_sizes(outcome, rhs, x_all, labelled, clusters)
     if options.family == "logit" and not set(info.categories) <= {0, 1}:
         raise AnnotateError(f"--family logit needs a 0/1 outcome; {outcome} takes {info.categories}")
     inclusion = joined["inclusion_probability"].to_numpy(dtype=float)[labelled]
     has_design = not np.isnan(inclusion).any()
-    clusters = pd.factorize(joined["chat_id"])[0].astype(np.int64)
+    if has_design:
+        check_design(f"{outcome} ~ {rhs}", inclusion, len(joined), warnings)
     data = ppi.sample(
         x_all,
         joined["yhat"].to_numpy(dtype=float),
@@ -213,6 +228,7 @@ def _model(
         inclusion if has_design else None,
         clusters,
     )
+    _check_weights(f"{outcome} ~ {rhs}", data, warnings)
     return EstimateData(
         outcome=outcome,
         formula=f"{outcome} ~ {rhs}",
@@ -225,13 +241,50 @@ def _model(
     )
 
 
-def _check_sizes(outcome: str, rhs: str, x_all: np.ndarray, labelled: np.ndarray, options: EstimateOptions) -> None:
-    terms = x_all.shape[1]
-    needed = max(MIN_HUMAN_LABELS, MIN_PER_TERM * terms)
-    if len(labelled) < needed:
+def check_design(model: str, inclusion: np.ndarray, units: int, warnings: list[str]) -> None:
+    """The coded items' 1/pi must add up to about the number of units they were drawn from (Horvitz-Thompson).
+
+    Far off, the probabilities do not describe a sample of these units (a design that gave some units no
+    chance, a coding file from another run), and every weighted estimate would be wrong: stop. A little
+    short, the coders skipped items: say so, since the estimate then assumes they were skipped at random."""
+    total = float(np.sum(1 / inclusion))
+    spread = 4 * float(np.sqrt(np.sum((1 - inclusion) / inclusion**2)))
+    gap = abs(total - units)
+    if gap > spread + DESIGN_TOLERANCE * units:
         raise AnnotateError(
-            f"{outcome} ~ {rhs}: {len(labelled)} human labels match the run's units; the model has {terms} terms "
-            f"and needs at least {needed}"
+            f"{model}: the {len(inclusion)} coded items' inclusion probabilities add up to {total:.0f} units "
+            f"(sum of 1/pi) but the run has {units}: they were not drawn from these units with these probabilities "
+            "(some units had no chance, or the coding file is another run's); draw it again with annotate sample"
+        )
+    if gap > spread + 0.01 * units:
+        warnings.append(
+            f"{model}: the coded items' 1/pi add up to {total:.0f} of {units} units: items left uncoded are "
+            "assumed missing at random"
+        )
+
+
+KISH_WARNING = 0.5
+"""Warn when Kish's effective sample size is below this share of the coded items."""
+
+
+def _check_weights(model: str, data: ppi.Sample, warnings: list[str]) -> None:
+    kish = data.kish_units
+    if kish < KISH_WARNING * data.n:
+        top = float(data.weights.max() / data.weights.sum())
+        warnings.append(
+            f"{model}: unequal inclusion probabilities leave an effective sample of {kish:.1f} of {data.n} coded items "
+            f"(Kish; the largest weight is {top:.0%} of the total); intervals use the effective number of coded chats"
+        )
+
+
+def _check_sizes(outcome: str, rhs: str, x_all: np.ndarray, labelled: np.ndarray, clusters: np.ndarray) -> None:
+    terms = x_all.shape[1]
+    needed = max(MIN_CODED_CHATS, MIN_PER_TERM * terms)
+    chats = len(np.unique(clusters[labelled]))
+    if chats < needed:
+        raise AnnotateError(
+            f"{outcome} ~ {rhs}: {len(labelled)} human labels match the run's units, from {chats} chats; the model "
+            f"has {terms} terms and needs at least {needed} coded chats"
         )
     if np.linalg.matrix_rank(x_all) < terms:
         raise AnnotateError(f"{outcome} ~ {rhs}: the terms are collinear over the run's units (a group is empty?)")

@@ -1,40 +1,49 @@
-"""Prediction-powered inference (PPI++) for OLS and logistic regression, with design weights and clusters.
+"""Prediction-powered estimates of regression coefficients, with design weights and chat clusters.
 
-Every unit has an LLM label ``yhat``; a random subset also has a human label ``y``, drawn with known
-inclusion probabilities. The estimate solves the PPI++ estimating equation (Angelopoulos, Duchi and
-Zrnic 2023): the LLM labels of all units, plus the human-minus-LLM correction measured on the human
-subset, with the LLM labels' share ``lam`` tuned to minimise the variance (``lam = 0`` is the
-human-only estimate, so a useless labeller cannot make the interval worse in large samples).
+Every unit has an LLM label ``yhat``; a sample of them also has a human label ``y``, drawn with known
+inclusion probabilities ``pi``. Three estimators, all from one machinery (``_Parts``):
 
-The point estimates are ppi-python's (``ppi_ols_ci``, ``ppi_logistic_ci``) with the LLM-labelled set
-being *all* units and the human subset weighted by inverse inclusion probabilities. Two things
-ppi-python does not cover are added:
+- human only: the weighted fit of ``y`` on the coded units, weights ``1/pi`` (the Hajek form: a ratio of
+  weighted sums, so ``sum 1/pi`` need not equal the number of units; it has a small bias, of order
+  1/n, which the coverage grid in docs/methods.md measures);
+- LLM only: the fit of ``yhat`` on all units, as if the LLM were right (biased when it errs);
+- prediction-powered: ``theta_human(y) + lam * (theta_all(yhat) - theta_human(yhat))`` per coefficient.
+  The bracket is the LLM labels' own coefficient over all units minus the same fit on the coded units
+  only: it has mean zero whatever the labeller, so the estimate is valid for any labeller and any
+  ``lam``; it helps exactly as far as the LLM labels' error in the coded sample tracks the human one's.
+  For OLS this is ppi-python's PPI++ point estimate; for the logit it is the same control-variate
+  form (ppi-python solves one joint equation instead; both have the same first-order behaviour).
 
-- the human subset is part of the LLM-labelled set here, not an independent second sample, so the
-  variance has a covariance term, ``2 lam Cov(psi - lam psi_hat, psi_hat) / N``: without it a run whose
-  every unit is coded would claim more information than its human labels hold. The variance-minimising
-  share is then ``lam = Cov(psi, psi_hat) / Var(psi_hat)`` (traces over coefficients), clipped to [0, 1];
-- cluster-robust (CR1) variances, summing gradients within a chat, when a chat has several units.
+Variances come from each fit's influence on its coefficients, summed within chats and over chats
+(cluster-robust, with statsmodels' CR1 small-sample factor counted on coded chats). Because the
+coded units are part of all units, the covariance between the two parts is in the chat sums.
 
-With ``labelled_in_all=False`` (an independent LLM-only set, ppi-python's setting) and one unit per
-cluster, estimates and intervals equal ppi-python's; tests/test_estimate.py checks both settings.
+``lam`` is tuned per coefficient to minimise that variance, and then judged honestly: the variance
+reported for it is the leave-one-chat-out one (each chat's term uses the ``lam`` tuned without it),
+and the LLM labels are used only where that honest variance beats the human-only one. So a labeller
+that carries no information earns nothing (a constant labeller gives ``lam = 0`` exactly), and
+``lam = 0`` is the human-only estimate and interval, to the last digit.
+
+Degenerate data is "not estimable", with a reason, rather than a number: a constant or separated
+outcome, a coefficient whose human labels do not vary, weights that leave fewer effective coded chats
+than the model has terms plus two.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import minimize
-from scipy.special import expit
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
-Family = Literal["ols", "logit"]
-Array = NDArray[np.float64]
+from annotate.analysis.glm import Array, Family, GLMFit, fit_glm, number
+
+LEVEL = 0.95
+MAX_LEVERAGE = 0.99
+MIN_EFFECTIVE_DF = 2
+"""Effective coded chats (Kish) minus terms below which no interval is given."""
 
 
 @dataclass(frozen=True)
@@ -49,9 +58,7 @@ class Sample:
     yhat: Array
     clusters: NDArray[np.int64]
     weights: Array
-    """Inverse inclusion probabilities of the human-labelled units, scaled to mean 1."""
-    labelled_in_all: bool = True
-    """The human-labelled units are among ``x_all`` (a sample of them), not a separate sample."""
+    """Inverse inclusion probabilities of the human-labelled units (any common scale)."""
 
     @property
     def n(self) -> int:
@@ -61,31 +68,20 @@ class Sample:
     def big_n(self) -> int:
         return len(self.yhat_all)
 
-
-@dataclass(frozen=True)
-class Fit:
-    """One estimator's coefficients with their variance parts (``se**2 = labelled / n + unlabelled / N``)."""
-
-    coef: Array
-    labelled_var: Array
-    """Per coefficient: n times the variance contributed by the human subset."""
-    unlabelled_var: Array
-    """Per coefficient: N times the variance contributed by the LLM labels of all units."""
-    n: int
-    big_n: int
-    lam: Array
-    """Per coefficient: the share of the LLM labels (0 for the human-only estimate)."""
+    @property
+    def coded_chats(self) -> int:
+        return len(np.unique(self.clusters))
 
     @property
-    def se(self) -> Array:
-        """NaN where the variance estimate is negative (tiny samples): ``ppi`` then uses the human-only fit."""
-        with np.errstate(invalid="ignore"):
-            return np.sqrt(self.labelled_var / self.n + (self.unlabelled_var / self.big_n if self.big_n else 0.0))
+    def kish_chats(self) -> float:
+        """Kish's effective number of coded chats: (sum of chat weights)^2 / sum of squared chat weights."""
+        _, index = np.unique(self.clusters, return_inverse=True)
+        totals = np.bincount(index, weights=self.weights)
+        return float(totals.sum() ** 2 / np.sum(totals**2))
 
-    def interval(self, level: float = 0.95, df: int | None = None) -> tuple[Array, Array]:
-        """Normal interval (ppi-python's); with ``df``, Student's t, which covers better with few human labels."""
-        q = norm.ppf(0.5 + level / 2) if df is None else student_t.ppf(0.5 + level / 2, max(df, 1))
-        return self.coef - q * self.se, self.coef + q * self.se
+    @property
+    def kish_units(self) -> float:
+        return float(self.weights.sum() ** 2 / np.sum(self.weights**2))
 
 
 def sample(
@@ -98,7 +94,7 @@ def sample(
 ) -> Sample:
     """A Sample from all units and the positions (into them) of the human-labelled ones."""
     clusters_all = np.arange(len(yhat_all)) if clusters_all is None else clusters_all
-    weights = np.ones(len(y)) if inclusion is None else 1.0 / inclusion
+    weights = np.ones(len(y)) if inclusion is None else 1.0 / np.asarray(inclusion, dtype=float)
     return Sample(
         x_all=x_all,
         yhat_all=yhat_all,
@@ -111,215 +107,214 @@ def sample(
     )
 
 
-def ppi(data: Sample, family: Family = "ols", lam: float | None = None, never_wider: bool = True) -> Fit:
-    """The PPI++ estimate; ``lam=None`` tunes the LLM labels' share for each coefficient separately.
+@dataclass(frozen=True)
+class Fit:
+    """One estimator's coefficients, standard errors and degrees of freedom; NaN where not estimable."""
 
-    Tuning per coefficient (ppi-python's ``coord``) lets each coefficient use the LLM labels as far as
-    they help it. Each share is tuned twice, as ppi-python's ``*_ci`` functions do: at the estimate with
-    ``lam = 1``, then at the one it gives. In small samples the tuned share can still give a wider
-    interval than the human labels alone (the share is tuned on noisy variance estimates); the
-    coefficient then takes share 0, the human-only estimate, so PPI is never reported wider
-    (``never_wider=False`` keeps ppi-python's behaviour, for the tests that compare with it).
-    """
-    if lam is not None:
-        return _fit(data, family, lam)
-    human = _fit(data, family, 0.0)
-    fits = []
-    for j in range(data.x.shape[1]):
-        share = 1.0
-        for _ in range(2):
-            share = _tuned_lambda(data, _stats(data, family, _point(data, family, share), use_all=True), j)
-        tuned = _fit(data, family, share)
-        fits.append(tuned if tuned.se[j] <= human.se[j] or not never_wider else human)
-    pick = np.arange(len(fits))
-    return Fit(
-        coef=np.array([f.coef[j] for j, f in zip(pick, fits, strict=True)]),
-        labelled_var=np.array([f.labelled_var[j] for j, f in zip(pick, fits, strict=True)]),
-        unlabelled_var=np.array([f.unlabelled_var[j] for j, f in zip(pick, fits, strict=True)]),
-        n=data.n,
-        big_n=data.big_n,
-        lam=np.array([f.lam[0] for f in fits]),
+    coef: Array
+    se: Array
+    df: float
+    lam: Array
+    """Per coefficient: the LLM labels' share (0 for the human-only estimate)."""
+    problems: list[str | None]
+    """Per coefficient: why it is not estimable, or None."""
+    llm_var: Array = field(default_factory=lambda: np.zeros(0))
+    """The part of ``se**2`` that comes from the LLM labels of all units (does not shrink with more coding)."""
+
+    def interval(self, level: float = LEVEL) -> tuple[Array, Array]:
+        """Student's t interval with ``df`` degrees of freedom (effective coded chats minus terms)."""
+        q = student_t.ppf(0.5 + level / 2, self.df) if self.df >= 1 else np.nan
+        return self.coef - q * self.se, self.coef + q * self.se
+
+    @property
+    def estimable(self) -> NDArray[np.bool_]:
+        return np.array([p is None for p in self.problems])
+
+
+# -- cluster sums and the three estimators
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """Chat sums of each fit's influence, on one index of chats, and the CR1 factors."""
+
+    human: GLMFit
+    llm_all: GLMFit
+    llm_coded: GLMFit
+    p: Array
+    """Per chat: the human-only estimate's influence."""
+    q_coded: Array
+    """Per chat: minus the coded-units LLM fit's influence."""
+    q_all: Array
+    """Per chat: the all-units LLM fit's influence."""
+    factor_coded: float
+    factor_all: float
+    df_coded: float
+    df_all: float
+    cell_problems: list[str | None]
+
+
+def _parts(data: Sample, family: Family) -> _Parts:
+    k = data.x.shape[1]
+    ids = np.unique(data.clusters_all)
+    coded_index, all_index = np.searchsorted(ids, data.clusters), np.searchsorted(ids, data.clusters_all)
+    human = fit_glm(data.x, data.y, data.weights, family, "human labels")
+    llm_all = fit_glm(data.x_all, data.yhat_all, np.ones(data.big_n), family, "LLM labels")
+    llm_coded = fit_glm(data.x, data.yhat, data.weights, family, "LLM labels of the coded units")
+
+    def sums(values: Array, index: NDArray[np.int64]) -> Array:
+        out = np.zeros((len(ids), k))
+        np.add.at(out, index, values)
+        return out
+
+    def jackknifed(fit: GLMFit, index: NDArray[np.int64]) -> Array:
+        """Chat sums of influence, each divided by 1 - the chat's leverage: the one-step leave-one-chat-out
+        (CR3) form, exact for OLS with one unit per chat (HC3). Heavily weighted chats pull the fit towards
+        themselves, so their residuals understate their error; this undoes that."""
+        leverage = np.bincount(index, weights=fit.leverage, minlength=len(ids))
+        return sums(fit.influence, index) / (1 - np.minimum(leverage, MAX_LEVERAGE))[:, None]
+
+    chats_coded, chats_all = data.coded_chats, len(ids)
+    return _Parts(
+        human=human,
+        llm_all=llm_all,
+        llm_coded=llm_coded,
+        p=jackknifed(human, coded_index),
+        q_coded=-jackknifed(llm_coded, coded_index),
+        q_all=jackknifed(llm_all, all_index),
+        factor_coded=(chats_coded - 1) / chats_coded if chats_coded > 1 else np.nan,
+        factor_all=_cr1(chats_all, data.big_n, k),
+        df_coded=min(float(chats_coded), data.kish_chats) - k,
+        df_all=float(chats_all - k),
+        cell_problems=_flat_cells(data, human) if family == "ols" else [None] * k,
     )
 
 
-def _fit(data: Sample, family: Family, lam: float) -> Fit:
-    """The estimate with a given share of the LLM labels, with its variance parts."""
-    coef = _point(data, family, lam)
-    stats = _stats(data, family, coef, use_all=lam != 0)
-    labelled = _diag(stats.inv_h, _cov(stats.g - lam * stats.g_hat, data.clusters))
-    unlabelled = np.zeros_like(coef)
-    if lam != 0:
-        middle = lam**2 * _cov(stats.g_hat_all, data.clusters_all)
-        if data.labelled_in_all:
-            middle += lam * _overlap(stats.g - lam * stats.g_hat, stats.g_hat_all, data)
-        unlabelled = _diag(stats.inv_h, middle)
-    return Fit(coef, labelled, unlabelled, data.n, data.big_n, np.full(len(coef), float(lam)))
+def _cr1(clusters: int, units: int, terms: int) -> float:
+    """statsmodels' and Stata's CR1 factor: G/(G-1) (n-1)/(n-k); HC1 when every unit is its own cluster."""
+    if clusters < 2 or units <= terms:
+        return np.nan
+    return clusters / (clusters - 1) * (units - 1) / (units - terms)
+
+
+def _flat_cells(data: Sample, human: GLMFit) -> list[str | None]:
+    """Terms resting on a group of coded units (same terms) whose human labels all agree: the sandwich would
+    give that group no variance, so the interval would claim a precision the data lack (rare outcomes)."""
+    k = data.x.shape[1]
+    problems: list[str | None] = [None] * k
+    if human.problem:
+        return problems
+    _, index = np.unique(data.x, axis=0, return_inverse=True)
+    index = index.ravel()
+    reach = np.abs(data.x @ np.linalg.pinv(data.x.T @ data.x).T)  # how much each unit moves each term
+    for cell in np.unique(index):
+        members = index == cell
+        if len(np.unique(data.clusters[members])) >= 2 and np.ptp(data.y[members]) == 0:
+            for j in np.flatnonzero(reach[members].max(axis=0) > 1e-9 * reach[:, :].max(axis=0)):
+                problems[j] = problems[j] or (
+                    f"all {int(members.sum())} human labels of one group are {number(data.y[members][0])}: "
+                    "its variance cannot be estimated"
+                )
+    return problems
+
+
+def _finish(coef: Array, var: Array, df: float, lam: Array, problems: list[str | None], llm_var: Array) -> Fit:
+    problems = list(problems)
+    if df < MIN_EFFECTIVE_DF:
+        reason = f"the weights leave {df + len(coef):.1f} effective coded chats for {len(coef)} terms"
+        problems = [p or reason for p in problems]
+    ok = np.array([p is None for p in problems])
+    coef = np.where(ok, coef, np.nan)
+    se = np.where(ok, np.sqrt(np.maximum(var, 0)), np.nan)
+    return Fit(coef, se, df, np.where(ok, lam, np.nan), problems, np.where(ok, llm_var, np.nan))
 
 
 def human_only(data: Sample, family: Family = "ols") -> Fit:
     """The classical estimate from the human labels alone (weighted by inverse inclusion probabilities)."""
-    fit = ppi(data, family, lam=0.0)
-    return Fit(fit.coef, fit.labelled_var, fit.unlabelled_var, fit.n, 0, fit.lam)
+    return _human(_parts(data, family))
+
+
+def _human(parts: _Parts) -> Fit:
+    fit, k = parts.human, parts.p.shape[1]
+    var = parts.factor_coded * np.sum(parts.p**2, axis=0)
+    problems = [fit.problem or cell or _flat(var[j], fit.coef[j]) for j, cell in enumerate(parts.cell_problems)]
+    return _finish(fit.coef, var, parts.df_coded, np.zeros(k), problems, np.zeros(k))
+
+
+def _flat(var: float, coef: float) -> str | None:
+    scale = max(1.0, abs(coef)) if np.isfinite(coef) else 1.0
+    return "the labels behind this term do not vary" if not var > 1e-24 * scale**2 else None
 
 
 def llm_only(data: Sample, family: Family = "ols") -> Fit:
     """The naive estimate that treats the LLM labels of all units as if they were true."""
-    everyone = Sample(
-        x_all=data.x_all,
-        yhat_all=data.yhat_all,
-        clusters_all=data.clusters_all,
-        x=data.x_all,
-        y=data.yhat_all,
-        yhat=data.yhat_all,
-        clusters=data.clusters_all,
-        weights=np.ones(data.big_n),
-    )
-    return human_only(everyone, family)
+    return _llm(_parts(data, family))
 
 
-def _point(data: Sample, family: Family, lam: float) -> Array:
-    if family == "ols":
-        imputed = _wls(data.x_all, lam * data.yhat_all, np.ones(data.big_n))
-        return imputed + _wls(data.x, data.y - lam * data.yhat, data.weights)
-    return _logistic_point(data, lam)
+def _llm(parts: _Parts) -> Fit:
+    fit = parts.llm_all
+    var = parts.factor_all * np.sum(parts.q_all**2, axis=0)
+    problems = [fit.problem or _flat(var[j], fit.coef[j]) for j in range(len(var))]
+    k = len(var)
+    return _finish(fit.coef, var, parts.df_all, np.zeros(k), problems, var)
 
 
-def _wls(x: Array, y: Array, w: Array) -> Array:
-    root = np.sqrt(w)
-    coef, *_ = np.linalg.lstsq(x * root[:, None], y * root, rcond=None)
-    return np.asarray(coef, dtype=float)
+def ppi(data: Sample, family: Family = "ols", lam: float | None = None) -> Fit:
+    """The prediction-powered estimate; ``lam=None`` tunes the LLM labels' share per coefficient (see above)."""
+    return _ppi(_parts(data, family), lam)
 
 
-def _logistic_point(data: Sample, lam: float) -> Array:
-    """Minimise the rectified logistic loss (ppi-python's, with its L-BFGS-B settings)."""
-    n, big_n, w = data.n, data.big_n, data.weights
-
-    def loss(theta: Array) -> float:
-        eta_all, eta = data.x_all @ theta, data.x @ theta
-        total = lam / big_n * np.sum(-data.yhat_all * eta_all + np.logaddexp(0, eta_all))
-        total -= lam / n * np.sum(w * (-data.yhat * eta + np.logaddexp(0, eta)))
-        return float(total + np.sum(w * (-data.y * eta + np.logaddexp(0, eta))) / n)
-
-    def grad(theta: Array) -> Array:
-        g = lam / big_n * data.x_all.T @ (expit(data.x_all @ theta) - data.yhat_all)
-        g -= lam / n * data.x.T @ (w * (expit(data.x @ theta) - data.yhat))
-        return np.asarray(g + data.x.T @ (w * (expit(data.x @ theta) - data.y)) / n, dtype=float)
-
-    start = np.zeros(data.x.shape[1])
-    result = minimize(loss, start, jac=grad, method="L-BFGS-B", tol=1e-15, options={"ftol": 1e-15})
-    return np.asarray(result.x, dtype=float)
+def three(data: Sample, family: Family = "ols") -> dict[str, Fit]:
+    """LLM-only, human-only and prediction-powered fits from one pass over the data."""
+    parts = _parts(data, family)
+    return {"llm_only": _llm(parts), "human_only": _human(parts), "ppi": _ppi(parts, None)}
 
 
-@dataclass(frozen=True)
-class _Stats:
-    g: Array
-    """Per human-labelled unit: the weighted gradient with the human label."""
-    g_hat: Array
-    """The same with the LLM label."""
-    g_hat_all: Array
-    """Per unit of the LLM-labelled set: the gradient with the LLM label."""
-    inv_h: Array
+def _ppi(parts: _Parts, lam: float | None) -> Fit:
+    k = parts.p.shape[1]
+    human = _human(parts)
+    if parts.llm_all.problem or parts.llm_coded.problem or lam == 0:
+        return human
+    gap = parts.llm_all.coef - parts.llm_coded.coef
+    q = parts.q_all + parts.q_coded
+    coef, var, shares, llm_var = human.coef.copy(), human.se**2, np.zeros(k), np.zeros(k)
+    for j in np.flatnonzero(human.estimable):
+        p_j, q_j = parts.p[:, j], q[:, j]
+        if lam is not None:
+            share, honest = lam, parts.factor_coded * float(np.sum((p_j + lam * q_j) ** 2))
+        else:
+            share, honest = _tuned(p_j, q_j, parts.factor_coded)
+        if lam is not None or (share > 0 and honest < var[j]):
+            coef[j] = parts.human.coef[j] + share * gap[j]
+            var[j], shares[j] = honest, share
+            llm_var[j] = parts.factor_coded * share**2 * np.sum(parts.q_all[:, j] ** 2)
+    return _finish(coef, var, parts.df_coded, shares, human.problems, llm_var)
 
 
-def _stats(data: Sample, family: Family, coef: Array, use_all: bool) -> _Stats:
-    """Per-unit gradients and the inverse Hessian (ppi-python's ``_ols_get_stats`` / ``_logistic_get_stats``)."""
-    mean = _mean_function(family)
-    mu, mu_all = mean(data.x @ coef), mean(data.x_all @ coef)
-    curvature = np.ones_like if family == "ols" else (lambda m: m * (1 - m))
-    w = data.weights
-    g = data.x * (w * (mu - data.y))[:, None]
-    g_hat = data.x * (w * (mu - data.yhat))[:, None]
-    g_hat_all = data.x_all * (mu_all - data.yhat_all)[:, None]
-    if use_all:
-        hessian = (data.x.T * (w * curvature(mu))) @ data.x + (data.x_all.T * curvature(mu_all)) @ data.x_all
-        hessian /= data.n + data.big_n
-    else:
-        hessian = (data.x.T * (w * curvature(mu))) @ data.x / data.n
-    return _Stats(g, g_hat, g_hat_all, np.linalg.inv(hessian))
+def _tuned(p: Array, q: Array, factor: float) -> tuple[float, float]:
+    """The variance-minimising share, and the honest variance of using it: leave-one-chat-out shares."""
+    s_pq, s_qq = float(p @ q), float(q @ q)
+    if s_qq <= 1e-300:
+        return 0.0, factor * float(p @ p)
+    share = float(np.clip(-s_pq / s_qq, 0, 1))
+    rest_qq = s_qq - q**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        left_out = np.where(rest_qq > 1e-300, np.clip(-(s_pq - p * q) / rest_qq, 0, 1), 0.0)
+    return share, factor * float(np.sum((p + left_out * q) ** 2))
 
 
-def _mean_function(family: Family) -> Callable[[Array], Array]:
-    return (lambda eta: eta) if family == "ols" else expit
-
-
-def _cov(values: Array, clusters: NDArray[np.int64]) -> Array:
-    """n times the variance of the mean of ``values``, summing within clusters (CR1); np.cov for singletons."""
-    centred = values - values.mean(axis=0)
-    _, index = np.unique(clusters, return_inverse=True)
-    sums = np.zeros((index.max() + 1, values.shape[1]))
-    np.add.at(sums, index, centred)
-    groups = len(sums)
-    return np.asarray(sums.T @ sums / len(values) * groups / max(groups - 1, 1), dtype=float)
-
-
-def _diag(inv_h: Array, middle: Array) -> Array:
-    return np.diag(inv_h @ middle @ inv_h).copy()
-
-
-def _tuned_lambda(data: Sample, stats: _Stats, coord: int | None = None) -> float:
-    """The LLM labels' share that minimises the variance ``ppi`` reports, clipped to [0, 1]: of coefficient
-    ``coord``, or the sum over all coefficients."""
-    n, big_n = data.n, data.big_n
-    v = stats.inv_h if coord is None else stats.inv_h[coord : coord + 1, :]
-    cross = _cross(stats.g, stats.g_hat, data.clusters)  # 2 Cov(g, g_hat), symmetrised
-    if data.labelled_in_all:
-        numerator = cross / (2 * n) - _overlap(stats.g, stats.g_hat_all, data) / (2 * big_n)
-        denominator = _cov(stats.g_hat, data.clusters) / n + _cov(stats.g_hat_all, data.clusters_all) / big_n
-        denominator -= _overlap(stats.g_hat, stats.g_hat_all, data) / big_n
-        ratio = np.trace(v @ numerator @ v.T), np.trace(v @ denominator @ v.T)
-    else:  # ppi-python's rule for an independent LLM-only set
-        offset = data.clusters_all.max() + 1
-        pooled = np.concatenate([stats.g_hat, stats.g_hat_all])
-        var_hat = _cov(pooled, np.concatenate([data.clusters, data.clusters_all + offset]))
-        ratio = np.trace(v @ cross @ v.T), 2 * (1 + n / big_n) * np.trace(v @ var_hat @ v.T)
-    if ratio[1] <= 1e-12 * max(abs(ratio[0]), 1e-300):
-        return 0.0
-    return float(np.clip(ratio[0] / ratio[1], 0, 1))
-
-
-def _cross(a: Array, b: Array, clusters: NDArray[np.int64]) -> Array:
-    """(a'b + b'a) / n over cluster sums of the centred values (for one unit per cluster, over units)."""
-    a, b = a - a.mean(axis=0), b - b.mean(axis=0)
-    _, index = np.unique(clusters, return_inverse=True)
-    sums_a, sums_b = np.zeros((index.max() + 1, a.shape[1])), np.zeros((index.max() + 1, b.shape[1]))
-    np.add.at(sums_a, index, a)
-    np.add.at(sums_b, index, b)
-    return np.asarray((sums_a.T @ sums_b + sums_b.T @ sums_a) / len(a), dtype=float)
-
-
-def _overlap(labelled: Array, everyone: Array, data: Sample) -> Array:
-    """2 Cov(mean over the human subset of ``labelled``, mean over all units of ``everyone``) times n N, symmetrised.
-
-    A coded unit's term co-varies with the LLM-label term of every unit of its chat, coded or not, so the
-    subset's cluster sums pair with the cluster sums over all units.
-    """
-    ids = np.unique(data.clusters_all)
-    index_all = np.searchsorted(ids, data.clusters_all)
-    sums_all = np.zeros((len(ids), everyone.shape[1]))
-    np.add.at(sums_all, index_all, everyone - everyone.mean(axis=0))
-    sums_labelled = np.zeros_like(sums_all)
-    np.add.at(sums_labelled, np.searchsorted(ids, data.clusters), labelled - labelled.mean(axis=0))
-    product = sums_labelled.T @ sums_all / len(labelled)
-    return np.asarray(product + product.T, dtype=float)
-
-
-def degrees_of_freedom(data: Sample, estimator: str) -> int:
-    """For t intervals: independent pieces of evidence (chats, or units) minus coefficients.
-
-    The human-only and PPI variances rest on the human-labelled clusters; the LLM-only one on all of them.
-    """
-    clusters = data.clusters_all if estimator == "llm_only" else data.clusters
-    return len(np.unique(clusters)) - data.x.shape[1]
-
-
-def effective_labels(human: Fit, combined: Fit) -> Array:
+def effective_labels(human: Fit, combined: Fit, n: int) -> Array:
     """Human labels the combined estimate is worth, per coefficient: n times the ratio of variances."""
-    return np.asarray(human.n * human.se**2 / combined.se**2, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(n * human.se**2 / combined.se**2, dtype=float)
 
 
-def labels_for_width(fit: Fit, width: float, level: float = 0.95) -> Array:
-    """Human labels needed for an interval of ``width`` (all else as now); inf when the LLM part alone is wider."""
+def labels_for_width(fit: Fit, n: int, width: float, level: float = LEVEL) -> Array:
+    """Human labels needed for an interval of ``width`` (all else as now); inf when the LLM part alone is wider.
+
+    The coded part of the variance shrinks as 1/n; the LLM labels' own part stays (normal quantile)."""
     z = norm.ppf(0.5 + level / 2)
-    room = (width / (2 * z)) ** 2 - (fit.unlabelled_var / fit.big_n if fit.big_n else 0.0)
-    with np.errstate(divide="ignore"):
-        return np.where(room > 0, np.ceil(fit.labelled_var / np.where(room > 0, room, 1)), np.inf)
+    coded = fit.se**2 - fit.llm_var
+    room = (width / (2 * z)) ** 2 - fit.llm_var
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(room > 0, np.ceil(n * coded / np.where(room > 0, room, 1)), np.inf)

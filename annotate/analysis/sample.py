@@ -94,7 +94,10 @@ def draw_sample(
     picked, plan = [], {}
     for variable, rows in ok.groupby("variable", sort=True):
         n = options.per_variable or sample_size(len(rows), options.confidence, options.margin)
-        chosen, described = _draw(rows.reset_index(drop=True), min(n, len(rows)), options, rng, run_dir)
+        try:
+            chosen, described = _draw(rows.reset_index(drop=True), min(n, len(rows)), options, rng, run_dir)
+        except AnnotateError as e:
+            raise AnnotateError(f"{variable}: {e}") from None
         picked.append(chosen)
         plan[str(variable)] = {"population": len(rows), "sample": len(chosen), **described}
     chosen = pd.concat(picked, ignore_index=True) if picked else ok.iloc[:0].assign(inclusion_probability=1.0)
@@ -118,47 +121,109 @@ def _draw(
     rows: pd.DataFrame, n: int, options: SampleOptions, rng: np.random.Generator, run_dir: Path
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The drawn rows of one variable, each with the probability it had of being drawn."""
-    if options.design == "random":
-        index = rng.choice(len(rows), size=n, replace=False)
-        return rows.iloc[index].assign(inclusion_probability=n / len(rows)), {}
-    if options.design == "disputed":
-        return _disputed(rows, n, rng, run_dir)
-    if options.design == "confidence":
+    design = options.design
+    confidence = strata = disputed = None
+    if design == "confidence":
         if rows["confidence"].isna().any():
             raise AnnotateError(
                 f"{run_dir}: {int(rows['confidence'].isna().sum())} labels have no probabilities (the engine gave "
                 "none), so the confidence design cannot weigh them: use --design random or stratified"
             )
-        size = options.floor + (1 - rows["confidence"].to_numpy(dtype=float))
-        probability = inclusion_probabilities(size, n)
-        drawn = systematic_pps(probability, rng)
-        return rows.iloc[drawn].assign(inclusion_probability=probability[drawn]), {}
-    strata = rows.groupby(["value", "stratum_meta"]).size().to_dict()
-    alloc = allocate(strata, n)
-    parts = []
-    for (value, group), k in alloc.items():
-        members = rows[(rows["value"] == value) & (rows["stratum_meta"] == group)]
-        part = members.iloc[rng.choice(len(members), size=k, replace=False)]
-        parts.append(part.assign(inclusion_probability=k / len(members)))
-    label = options.stratify_by
-    described = {f"llm={v}" + (f", {label}={g}" if label else ""): int(k) for (v, g), k in alloc.items()}
-    return pd.concat(parts), {"strata": described}
+        confidence = rows["confidence"].to_numpy(dtype=float)
+    if design == "disputed":
+        if "disputed" not in rows.columns:
+            raise AnnotateError(
+                f"{run_dir}: --design disputed needs a consensus run (annotate consensus RUN_A RUN_B ...)"
+            )
+        disputed = rows["disputed"].astype(bool).to_numpy()
+    if design == "stratified":
+        label = options.stratify_by
+        strata = np.array(
+            [
+                f"llm={v}" + (f", {label}={g}" if label else "")
+                for v, g in zip(rows["value"], rows["stratum_meta"], strict=True)
+            ]
+        )
+    drawn = draw_units(
+        design, len(rows), n, rng, strata=strata, confidence=confidence, disputed=disputed, floor=options.floor
+    )
+    return rows.iloc[drawn.index].assign(inclusion_probability=drawn.probability), drawn.described
 
 
-def _disputed(
-    rows: pd.DataFrame, n: int, rng: np.random.Generator, run_dir: Path
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Every disputed unit (probability 1), then a simple random sample of the others up to ``n``."""
-    if "disputed" not in rows.columns:
-        raise AnnotateError(f"{run_dir}: --design disputed needs a consensus run (annotate consensus RUN_A RUN_B ...)")
-    disputed = rows[rows["disputed"].astype(bool)]
-    rest = rows[~rows["disputed"].astype(bool)]
-    fill = max(0, min(n - len(disputed), len(rest)))
-    drawn = rest.iloc[rng.choice(len(rest), size=fill, replace=False)]
-    parts = [disputed.assign(inclusion_probability=1.0)]
-    if fill:
-        parts.append(drawn.assign(inclusion_probability=fill / len(rest)))
-    return pd.concat(parts), {"disputed": len(disputed), "random fill": fill}
+@dataclass(frozen=True)
+class Drawn:
+    index: np.ndarray
+    """Positions of the drawn units."""
+    probability: np.ndarray
+    """Each drawn unit's inclusion probability (every unit of the population had a positive one)."""
+    described: dict[str, Any]
+
+
+MIN_FILL_SHARE = 1 / 3
+"""``disputed`` design: the share of the sample kept for undisputed units, so that each can be drawn."""
+
+
+def draw_units(
+    design: str,
+    population: int,
+    n: int,
+    rng: np.random.Generator,
+    *,
+    strata: np.ndarray | None = None,
+    confidence: np.ndarray | None = None,
+    disputed: np.ndarray | None = None,
+    floor: float = 0.1,
+) -> Drawn:
+    """Draw ``n`` of the units under ``design``; a design that would give some unit no chance is refused."""
+    if design == "random":
+        index = np.sort(rng.choice(population, size=n, replace=False))
+        return Drawn(index, np.full(n, n / population), {})
+    if design == "confidence" and confidence is not None:
+        if not floor > 0:
+            raise AnnotateError(
+                f"--floor {floor:g}: the confidence design needs a floor above 0, or units the model is sure of "
+                "could never be drawn"
+            )
+        probability = inclusion_probabilities(floor + (1 - confidence), n)
+        index = systematic_pps(probability, rng)
+        return Drawn(index, probability[index], {})
+    if design == "disputed" and disputed is not None:
+        return _disputed(disputed, n, rng)
+    if design == "stratified" and strata is not None:
+        return _stratified(strata, n, rng)
+    raise AnnotateError(f"unknown sampling design '{design}' (known: {', '.join(DESIGNS)})")
+
+
+def _stratified(strata: np.ndarray, n: int, rng: np.random.Generator) -> Drawn:
+    names, index = np.unique(strata, return_inverse=True)
+    sizes = dict(enumerate(np.bincount(index).tolist()))
+    if n < len(names):
+        raise AnnotateError(
+            f"a stratified sample of {n} cannot reach all {len(names)} strata ({'; '.join(map(str, names[:3]))}"
+            f"{' ...' if len(names) > 3 else ''}): ask for at least {len(names)} items or use --design random"
+        )
+    alloc = allocate(sizes, n)
+    drawn, probability = [], []
+    for stratum, k in alloc.items():
+        members = np.flatnonzero(index == stratum)
+        drawn.append(rng.choice(members, size=k, replace=False))
+        probability.append(np.full(k, k / len(members)))
+    order = np.argsort(np.concatenate(drawn))
+    described = {str(names[s]): int(k) for s, k in alloc.items()}
+    return Drawn(np.concatenate(drawn)[order], np.concatenate(probability)[order], {"strata": described})
+
+
+def _disputed(disputed: np.ndarray, n: int, rng: np.random.Generator) -> Drawn:
+    """Disputed units first, all of them when the size allows, but never less than a third of the sample for the
+    undisputed ones: every unit keeps a positive inclusion probability."""
+    hot, rest = np.flatnonzero(disputed), np.flatnonzero(~disputed)
+    fill = min(len(rest), max(n - len(hot), math.ceil(MIN_FILL_SHARE * n) if len(rest) else 0))
+    take = min(len(hot), n - fill)
+    parts = [rng.choice(hot, size=take, replace=False), rng.choice(rest, size=fill, replace=False)]
+    probability = [np.full(take, take / max(len(hot), 1)), np.full(fill, fill / max(len(rest), 1))]
+    order = np.argsort(np.concatenate(parts))
+    described = {"disputed": len(hot), "disputed drawn": int(take), "random fill": int(fill)}
+    return Drawn(np.concatenate(parts)[order], np.concatenate(probability)[order], described)
 
 
 def inclusion_probabilities(size: np.ndarray, n: int) -> np.ndarray:

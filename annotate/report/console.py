@@ -212,17 +212,27 @@ def print_estimate(result: EstimateResult) -> None:
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     for model in result.models:
-        say(f"{model.formula} ({model.family}): {model.units} units, {model.human_labels} human labels, {model.design}")
+        say(
+            f"{model.formula} ({model.family}): {model.units} units, {model.human_labels} human labels from "
+            f"{model.coded_chats} chats, {model.design}"
+        )
         rows = [
             {
                 "term": t.term,
-                **{name: f"{e.estimate:.2f} [{e.low:.2f}, {e.high:.2f}]" for name, e in _estimators(t)},
-                "λ": f"{t.lam:.2f}",
-                "effective n": f"{t.effective_human_labels:.1f}",
+                **{name: _interval(e) for name, e in _estimators(t)},
+                "λ": "–" if t.lam is None else f"{t.lam:.2f}",
+                "effective n": "–" if t.effective_human_labels is None else f"{t.effective_human_labels:.1f}",
             }
             for t in model.terms
         ]
         say(pd.DataFrame(rows).to_string(index=False))
+        for t in model.terms:
+            for name, e in _estimators(t):
+                if e.not_estimable:
+                    say(f"  {t.term}, {name}: not estimable: {e.not_estimable}")
+        notes = {t.effective_note for t in model.terms if t.effective_note}
+        for note in sorted(notes):
+            say(f"  effective n: {note}")
         if result.target_width:
             for t in model.terms:
                 with_llm, without = _count(t.ppi_human_labels_for_target), _count(t.human_labels_for_target)
@@ -231,6 +241,10 @@ def print_estimate(result: EstimateResult) -> None:
                     f"the LLM labels, {without} without"
                 )
         say("")
+
+
+def _interval(e: Any) -> str:
+    return "not estimable" if e.estimate is None else f"{e.estimate:.2f} [{e.low:.2f}, {e.high:.2f}]"
 
 
 def _estimators(term: Any) -> list[tuple[str, Any]]:

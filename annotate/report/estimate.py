@@ -15,9 +15,11 @@ from annotate.report.html import FigureSection, Page, Table, figure, fmt, write_
 
 NOTE = (
     "LLM only: every unit's LLM label taken as true; its interval ignores the labeller's errors. Human only: the "
-    "coded sample alone, weighted by inverse inclusion probabilities. Prediction-powered (PPI++): all LLM labels, "
-    "corrected by the human-minus-LLM difference on the coded sample; λ is the LLM labels' share (0 = ignored). "
-    "Effective human labels: how many human labels alone would give the PPI interval's width."
+    "coded sample alone, weighted by inverse inclusion probabilities. Prediction-powered: the human-only estimate "
+    "plus λ times (the LLM labels' fit over all units minus their fit over the coded units), a correction with mean "
+    "zero whatever the labeller; λ is tuned per term (0 = ignored: PPI is then the human-only estimate). "
+    "Effective human labels: how many human "
+    "labels alone would give the PPI interval's width (shown from 40 coded chats)."
 )
 
 
@@ -37,6 +39,8 @@ def estimate_report(
 
 
 def interval(est: Estimator) -> str:
+    if est.estimate is None:
+        return f"not estimable: {est.not_estimable}"
     return f"{fmt(est.estimate)} [{fmt(est.low)}, {fmt(est.high)}]"
 
 
@@ -48,7 +52,7 @@ def model_rows(model: ModelEstimate) -> list[list[str]]:
             interval(t.human_only),
             interval(t.ppi),
             fmt(t.lam, 2),
-            fmt(t.effective_human_labels, 1),
+            fmt(t.effective_human_labels, 1) if t.effective_note is None else f"– ({t.effective_note})",
         ]
         for t in model.terms
     ]
@@ -59,7 +63,11 @@ def estimate_page(result: EstimateResult) -> Page:
         ("run", result.run_dir),
         ("gold", f"{result.gold} (sha256 {result.gold_sha256[:12]})"),
         ("LLM label used", result.label),
-        ("intervals", f"{result.level:.0%}, normal approximation; clustered by chat when a chat has several units"),
+        (
+            "intervals",
+            f"{result.level:.0%}, Student's t with the effective number of coded chats minus terms as degrees of "
+            "freedom; clustered by chat (CR1)",
+        ),
     ]
     page = Page("Estimates from LLM labels and a human sample", meta)
     if result.warnings:
@@ -68,7 +76,8 @@ def estimate_page(result: EstimateResult) -> Page:
     figures = []
     for model in result.models:
         title = (
-            f"{model.formula} ({model.family}): {model.units} units, {model.human_labels} human labels, {model.design}"
+            f"{model.formula} ({model.family}): {model.units} units, {model.human_labels} human labels from "
+            f"{model.coded_chats} chats, {model.design}"
         )
         page.tables.append(Table(title, columns, model_rows(model), note=NOTE, left=1))
         figures.append(figure(model.formula, plots.coefficients(model.terms, model.formula)))

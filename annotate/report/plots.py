@@ -118,6 +118,8 @@ def coefficients(terms: Sequence[Any], title: str) -> bytes:
     for k, (name, label, colour) in enumerate(ESTIMATORS):
         for i, term in enumerate(terms):
             est = getattr(term, name)
+            if est.estimate is None:
+                continue
             y = len(terms) - 1 - i + (1 - k) * 0.22
             ax.plot([est.low, est.high], [y, y], color=colour, lw=2.2, alpha=0.7)
             ax.plot([est.estimate], [y], "o", color=colour, label=label if i == 0 else None)
