@@ -330,7 +330,9 @@ def test_annotators_giving_one_item_different_probabilities_is_one_line(
     result = estimate(labelled_run, library, tmp_path / "e", "--gold", str(path), "--variable", "empathy")
     assert result.exit_code == 1, result.output
     line = len(gold) + 2
-    assert f"{path}:{line}: field 'inclusion_probability': annotators give item (c01, initial_sentiment)" in result.output
+    assert (
+        f"{path}:{line}: field 'inclusion_probability': annotators give item (c01, initial_sentiment)" in result.output
+    )
 
 
 def test_a_constant_labeller_is_credited_with_no_human_labels_end_to_end(
