@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -213,10 +214,27 @@ def test_calibration_statistics_on_known_values() -> None:
 
     # confident labels are right, unsure ones wrong: perfect separation
     scores = calibration([0.9, 0.9, 0.8, 0.3, 0.2], [1, 2, 3, 1, 2], [1, 2, 3, 2, 3], [1, 2, 3], "ordinal")
-    assert scores.auroc == 1.0 and scores.accuracy == pytest.approx(0.6)
+    assert scores.accuracy == pytest.approx(0.6)
+    # but 3 right and 2 wrong labels are too few for an AUROC: 1.0 here is luck as much as skill
+    assert math.isnan(scores.auroc) and "AUROC not given: 3 right and 2 wrong labels" in scores.notes[0]
     assert scores.brier == pytest.approx((0.01 + 0.01 + 0.04 + 0.09 + 0.04) / 5)
     assert scores.risk_coverage[-1].accuracy == 1.0  # half deferred: the unsure two (and one more) are gone
     assert probability_weighted(pd.Series([1.4, 1.5, 2.6, 0.2]), [1, 2, 3]).tolist() == [1, 1, 3, 1]
+    many = calibration([0.9] * 6 + [0.3] * 6, [1] * 12, [1] * 6 + [2] * 6, [1, 2, 3], "ordinal")
+    assert many.auroc == 1.0 and many.auroc_ci95 == (1.0, 1.0)
+
+
+def test_a_calibrated_labeller_is_told_apart_from_small_sample_error() -> None:
+    """Defect 9: a perfectly calibrated labeller showed ECE 0.11-0.20 at n = 22-79 with nothing to compare it to."""
+    from annotate.analysis.calibration import calibration
+
+    rng = np.random.default_rng(4)
+    confidence = rng.uniform(0.4, 1.0, 30)
+    right = rng.uniform(size=30) < confidence  # calibrated by construction
+    scores = calibration(confidence.tolist(), [1] * 30, np.where(right, 1, 2).tolist(), [1, 2], "binary")
+    assert scores.ece > 0.05  # small-sample error alone
+    assert scores.ece_if_calibrated == pytest.approx(scores.ece, abs=0.08)
+    assert scores.ece_ci95 is not None and scores.ece_ci95[0] <= scores.ece <= scores.ece_ci95[1]
 
 
 def test_agree_can_compare_probability_weighted_labels(library: PromptLibrary, tmp_path: Path) -> None:

@@ -144,6 +144,7 @@ def _pair(wide: pd.DataFrame, first: str, second: str, meta: VariableInfo, n_boo
         | {
             "ci95": st.pair_bootstrap(a, b, chats, meta.categories, meta.scale, n_boot, seed),
             "confusion": st.confusion_counts(a, b, meta.categories).tolist(),
+            "note": st.degenerate_note(a, b, (str(first), str(second))),
         }
     )
 

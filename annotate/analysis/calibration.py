@@ -18,6 +18,10 @@ from annotate.analysis.results import Calibration, CoveragePoint, ReliabilityBin
 from annotate.errors import AnnotateError
 
 BINS = 10
+MIN_EACH = 5
+"""AUROC needs at least this many right and this many wrong labels; below it, one label moves it by a fifth."""
+RESAMPLES = 200
+"""Draws for the calibrated labeller's ECE and for the bootstrap intervals."""
 DEFERRED = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 """Shares of the least confident labels handed to humans in the risk-coverage curve."""
 
@@ -25,31 +29,85 @@ DEFERRED = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 def calibration(
     confidence: Sequence[float], human: Sequence[int], llm: Sequence[int], categories: list[int], scale: str
 ) -> Calibration:
-    """Calibration of the chosen labels' confidence against gold, on the items that have a confidence."""
+    """Calibration of the chosen labels' confidence against gold, on the items that have a confidence.
+
+    With few items the ECE of even a perfectly calibrated labeller is far from 0 (a bin of three labels is
+    right 0, 1/3, 2/3 or 1 of the time), so the ECE comes with the value such a labeller shows at this n
+    (``ece_if_calibrated``, from draws where each label is right with its confidence) and an interval."""
     conf = np.asarray(confidence, dtype=float)
     right = np.asarray(human) == np.asarray(llm)
-    bins = []
-    error = 0.0
-    edges = np.linspace(0, 1, BINS + 1)
-    for low, high in itertools.pairwise(edges):
-        inside = (conf > low) & (conf <= high) if low > 0 else (conf >= low) & (conf <= high)
-        if inside.any():
-            mean_conf, accuracy = float(conf[inside].mean()), float(right[inside].mean())
-            bins.append(
-                ReliabilityBin(low=low, high=high, n=int(inside.sum()), confidence=mean_conf, accuracy=accuracy)
-            )
-            error += inside.mean() * abs(mean_conf - accuracy)
-    both_kinds = 0 < right.sum() < len(right)
+    rng = np.random.default_rng(0)
+    reference = [_ece(conf, rng.uniform(size=len(conf)) < conf) for _ in range(RESAMPLES)]
+    draws = [rng.integers(0, len(conf), len(conf)) for _ in range(RESAMPLES)]
+    notes = []
+    if min(right.sum(), (~right).sum()) < MIN_EACH:
+        notes.append(
+            f"AUROC not given: {int(right.sum())} right and {int((~right).sum())} wrong labels "
+            f"(needs {MIN_EACH} of each)"
+        )
+    if len(conf) < 30:
+        notes.append(f"calibration rests on {len(conf)} items: read the ECE against its calibrated value")
+    auroc = _auroc(conf, right) if not notes or "AUROC" not in notes[0] else float("nan")
     return Calibration(
         n=len(conf),
         mean_confidence=float(conf.mean()),
         accuracy=float(right.mean()),
-        ece=float(error),
-        auroc=float(roc_auc_score(right, conf)) if both_kinds else float("nan"),
+        ece=_ece(conf, right),
+        ece_if_calibrated=float(np.mean(reference)),
+        ece_ci95=_percentiles([_ece(conf[d], right[d]) for d in draws]),
+        auroc=auroc,
+        auroc_ci95=_percentiles([_auroc(conf[d], right[d]) for d in draws]) if np.isfinite(auroc) else None,
         brier=float(np.mean((conf - right) ** 2)),
-        reliability=bins,
+        reliability=_bins(conf, right),
         risk_coverage=_risk_coverage(conf, right, list(human), list(llm), categories, scale),
+        notes=notes,
     )
+
+
+def _edges() -> list[tuple[float, float]]:
+    return list(itertools.pairwise(np.linspace(0, 1, BINS + 1)))
+
+
+def _inside(conf: np.ndarray, low: float, high: float) -> np.ndarray:
+    return (conf > low) & (conf <= high) if low > 0 else (conf >= low) & (conf <= high)
+
+
+def _bins(conf: np.ndarray, right: np.ndarray) -> list[ReliabilityBin]:
+    bins = []
+    for low, high in _edges():
+        inside = _inside(conf, low, high)
+        if inside.any():
+            bins.append(
+                ReliabilityBin(
+                    low=low,
+                    high=high,
+                    n=int(inside.sum()),
+                    confidence=float(conf[inside].mean()),
+                    accuracy=float(right[inside].mean()),
+                )
+            )
+    return bins
+
+
+def _ece(conf: np.ndarray, right: np.ndarray) -> float:
+    """The bins' |mean confidence - accuracy|, weighted by their share of the labels."""
+    error = 0.0
+    for low, high in _edges():
+        inside = _inside(conf, low, high)
+        if inside.any():
+            error += inside.mean() * abs(conf[inside].mean() - right[inside].mean())
+    return float(error)
+
+
+def _auroc(conf: np.ndarray, right: np.ndarray) -> float:
+    return float(roc_auc_score(right, conf)) if 0 < right.sum() < len(right) else float("nan")
+
+
+def _percentiles(values: list[float]) -> tuple[float, float] | None:
+    finite = np.asarray([v for v in values if np.isfinite(v)])
+    if finite.size < len(values) / 2:
+        return None
+    return float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))
 
 
 def _risk_coverage(

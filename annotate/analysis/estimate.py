@@ -17,8 +17,8 @@ import pandas as pd
 
 from annotate.analysis import ppi
 from annotate.analysis.estimate_data import EstimateData, estimate_data
+from annotate.analysis.estimate_results import EstimateResult, Estimator, ModelEstimate, TermEstimate
 from annotate.analysis.gold import development_gold
-from annotate.analysis.results import EstimateResult, Estimator, ModelEstimate, TermEstimate
 from annotate.labelling.library import PromptLibrary
 
 LEVEL = ppi.LEVEL

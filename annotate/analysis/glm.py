@@ -17,6 +17,9 @@ from scipy.special import expit
 Family = Literal["ols", "logit"]
 Array = NDArray[np.float64]
 
+LARGEST_LOGIT = 20.0
+"""A log-odds coefficient beyond this (an odds ratio of 5e8) is taken as a fit running off to infinity."""
+
 
 @dataclass(frozen=True)
 class GLMFit:
@@ -35,11 +38,11 @@ def fit_glm(x: Array, y: Array, w: Array, family: Family, who: str) -> GLMFit:
     if np.ptp(y) == 0:
         return GLMFit(nan, zero, zero[:, 0], f"the {who} are all {number(y[0])}")
     if family == "logit":
-        if separated(x, y):
-            return GLMFit(nan, zero, zero[:, 0], f"the {who} are separated by the terms (perfect prediction)")
         found = logistic(x, y, w)
-        if found is None:
-            return GLMFit(nan, zero, zero[:, 0], f"the logistic fit of the {who} did not converge")
+        if found is None or np.abs(found).max() > LARGEST_LOGIT:
+            # no finite estimate: perfect prediction, or a fit that did not settle (the check is exact)
+            reason = "are separated by the terms (perfect prediction)" if separated(x, y) else "did not converge"
+            return GLMFit(nan, zero, zero[:, 0], f"the logistic fit of the {who} {reason}")
         coef = found
         mu = expit(x @ coef)
         curvature = mu * (1 - mu)

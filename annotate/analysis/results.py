@@ -122,12 +122,19 @@ class Calibration(Result):
     accuracy: float
     ece: float
     """Expected calibration error: the bins' |confidence - accuracy|, weighted by their share of labels."""
+    ece_if_calibrated: float | None = None
+    """The mean ECE a perfectly calibrated labeller shows with these confidences at this n: small samples
+    alone put the ECE this far from 0."""
+    ece_ci95: tuple[float, float] | None = None
     auroc: float
-    """How well confidence separates right from wrong labels (0.5: not at all; NaN if all right or all wrong)."""
+    """How well confidence separates right from wrong labels (0.5: not at all); NaN with fewer than 5 of either."""
+    auroc_ci95: tuple[float, float] | None = None
     brier: float
     """Mean squared difference between confidence and being right."""
     reliability: list[ReliabilityBin]
     risk_coverage: list[CoveragePoint]
+    notes: list[str] = Field(default_factory=list)
+    """What limits these figures (few items, too few right or wrong labels)."""
 
 
 class VariableValidation(PairStatistics):
@@ -153,6 +160,8 @@ class VariableValidation(PairStatistics):
     """The probability-weighted label (rounded to the nearest value) against gold: ordinal and binary scales."""
     by_dispute: dict[str, PairStatistics] | None = None
     """For a consensus run: agreement on the units its sources ``disputed`` and on the ``undisputed`` ones."""
+    notes: list[str] = Field(default_factory=list)
+    """Degenerate cases, said plainly (a coder that used one label; calibration on too few items)."""
 
 
 class Item(Result):
@@ -239,6 +248,8 @@ class ValidationResult(Result):
 class PairAgreement(PairStatistics):
     ci95: dict[str, Interval]
     confusion: list[list[int]]
+    note: str | None = None
+    """Set when kappa is not defined: which coder used a single label."""
 
 
 class VariableAgreement(Result):
@@ -333,68 +344,3 @@ class DiffResult(Result):
     """The gold's content hash: this gold chose a prompt, so ``estimate`` warns when it meets it again."""
     runs: dict[str, SideRun] = Field(default_factory=dict)
     variables: list[VariableDiff] = Field(default_factory=list)
-
-
-class Estimator(Result):
-    estimate: float | None
-    se: float | None
-    low: float | None
-    high: float | None
-    """Bounds of the 95% interval (Student's t; degrees of freedom from the effective number of coded chats)."""
-    not_estimable: str | None = None
-    """Why there is no estimate (constant or separated labels, labels that do not vary behind the term, weights
-    on too few chats); the other fields are then null."""
-
-
-class TermEstimate(Result):
-    """One coefficient (or group mean), three ways."""
-
-    term: str
-    llm_only: Estimator
-    """The LLM labels of all units, as if they were true."""
-    human_only: Estimator
-    """The human labels alone, weighted by inverse inclusion probabilities."""
-    ppi: Estimator
-    """Prediction-powered: the human-only estimate, corrected by the LLM labels' own error over all units."""
-    lam: float | None
-    """The share of the LLM labels in this PPI estimate (0: ignored, so PPI equals human only), tuned per term."""
-    effective_human_labels: float | None
-    """Human labels the PPI estimate is worth: n times (human-only variance / PPI variance); null below
-    ``MIN_CODED_CHATS_FOR_WORTH`` coded chats, where that ratio is too noisy to report."""
-    effective_note: str | None = None
-    """Why ``effective_human_labels`` is null."""
-    human_labels_for_target: float | None = None
-    """Human labels the human-only interval would need to reach ``target_width`` (inf: unreachable)."""
-    ppi_human_labels_for_target: float | None = None
-    """The same for the PPI interval, with the LLM labels of all units as now."""
-
-
-class ModelEstimate(Result):
-    outcome: str
-    formula: str
-    family: str
-    clustered_by_chat: bool
-    units: int
-    human_labels: int
-    chats: int
-    coded_chats: int
-    """Chats with at least one coded unit: the independent pieces of evidence behind the intervals."""
-    effective_coded_chats: float
-    """Kish's effective number of coded chats under the design weights; the t intervals' degrees of freedom
-    are this minus the number of terms."""
-    design: str
-    """How the human sample was drawn (from the gold's inclusion probabilities)."""
-    terms: list[TermEstimate]
-
-
-class EstimateResult(Result):
-    run_dir: str
-    gold: str
-    gold_sha256: str
-    family: str
-    label: str
-    """``chosen`` or ``expected``: which LLM label stood in for the human one."""
-    level: float
-    target_width: float | None
-    warnings: list[str]
-    models: list[ModelEstimate]

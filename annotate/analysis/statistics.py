@@ -5,7 +5,7 @@ Cohen's kappa (plain, linear and quadratic weights), Gwet's AC1, and per-class p
 The bootstrap resamples chats thousands of times, so counts are what it needs; tests check every
 figure against scikit-learn and irrCAC. Krippendorff's alpha comes from ``krippendorff`` and Fleiss'
 kappa from statsmodels. Undefined values (kappa when both coders use one label only) are NaN, never a
-made-up number.
+made-up number: kappa is also NaN when one coder uses a single label.
 """
 
 from __future__ import annotations
@@ -39,9 +39,12 @@ def agreement_from_counts(counts: np.ndarray) -> float:
 
 
 def kappa_from_counts(counts: np.ndarray, weights: Weights = None) -> float:
-    """Cohen's kappa from a confusion matrix (scikit-learn's formula); NaN when undefined."""
+    """Cohen's kappa from a confusion matrix (scikit-learn's formula); NaN when undefined.
+
+    Undefined includes one coder using a single label: kappa is then 0 by construction (observed and
+    chance agreement coincide), which reads as "no agreement beyond chance" when nothing was measured."""
     n = counts.sum()
-    if n == 0:
+    if n == 0 or single_label(counts):
         return math.nan
     q = counts.shape[0]
     expected = np.outer(counts.sum(axis=1), counts.sum(axis=0)) / n
@@ -52,6 +55,22 @@ def kappa_from_counts(counts: np.ndarray, weights: Weights = None) -> float:
         w = grid if weights == "linear" else grid**2
     denominator = float(np.sum(w * expected))
     return 1 - float(np.sum(w * counts)) / denominator if denominator > 0 else math.nan
+
+
+def single_label(counts: np.ndarray) -> bool:
+    """Whether either coder (rows or columns of the confusion matrix) used one label only."""
+    return bool((counts.sum(axis=1) > 0).sum() < 2 or (counts.sum(axis=0) > 0).sum() < 2)
+
+
+def degenerate_note(a: Sequence[int], b: Sequence[int], names: tuple[str, str]) -> str | None:
+    """A line saying that kappa is undefined because a coder used one label, naming which and the label."""
+    for values, name in ((a, names[0]), (b, names[1])):
+        used = sorted(set(int(v) for v in values))
+        if len(used) == 1:
+            return (
+                f"{name} used the label {used[0]} for all {len(values)} items: κ is not defined (AC1 and agreement are)"
+            )
+    return None
 
 
 def ac1_from_counts(counts: np.ndarray) -> float:

@@ -99,6 +99,10 @@ def _variable(
     llm = rows["value"].tolist()
     cats = meta.categories
     counts = st.confusion_counts(human, llm, cats)
+    scores = _distribution_scores(rows, human, llm, meta)
+    notes = [st.degenerate_note(human, llm, ("the gold", "the LLM"))]
+    if scores.get("calibration") is not None:
+        notes += scores["calibration"].notes
     return VariableValidation.model_validate(
         st.pair_statistics(human, llm, cats, meta.scale)
         | {
@@ -114,8 +118,9 @@ def _variable(
             "confusion": counts.tolist(),
             "per_class": st.per_class_from_counts(counts, cats),
             "by_annotator": _by_annotator(variable, rows, gold, annotators, meta) if len(annotators) > 1 else None,
+            "notes": [note for note in notes if note],
         }
-        | _distribution_scores(rows, human, llm, meta)
+        | scores
         | _dispute_scores(rows, meta)
     )
 

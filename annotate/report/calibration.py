@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from annotate.analysis.results import VariableValidation
 from annotate.report import plots
-from annotate.report.html import FigureSection, Table, figure, fmt
+from annotate.report.html import FigureSection, Table, figure, fmt, fmt_ci
 
 NOTE = (
     "Confidence is the probability the model gave its chosen value. ECE: mean gap between confidence and "
-    "accuracy over 10 confidence bins (0 = calibrated). AUROC: how well confidence separates right from "
-    "wrong labels (0.5 = not at all). κ weighted label: Cohen κ of the value nearest the probability-weighted "
+    "accuracy over 10 confidence bins; with few labels even a calibrated labeller is far from 0, so the column "
+    "'ECE if calibrated' gives the mean ECE such a labeller shows with these confidences at this n, and the "
+    "interval is a 95% bootstrap one. AUROC: how well confidence separates right from "
+    "wrong labels (0.5 = not at all; not given with fewer than 5 right or 5 wrong labels). "
+    "κ weighted label: Cohen κ of the value nearest the probability-weighted "
     "mean, against the κ of the chosen value. κ with x% to humans: κ of the labels kept when the x% least "
     "confident go to human coders."
 )
@@ -20,14 +23,17 @@ def calibration_table(variables: list[VariableValidation]) -> Table | None:
     if not scored:
         return None
     shares = [p.deferred for p in scored[0].calibration.risk_coverage] if scored[0].calibration else []
-    columns = ["variable", "n", "mean confidence", "accuracy", "ECE", "AUROC", "Brier", "κ chosen", "κ weighted label"]
+    columns = ["variable", "n", "mean confidence", "accuracy", "ECE [95% CI]", "ECE if calibrated", "AUROC [95% CI]"]
+    columns += ["Brier", "κ chosen", "κ weighted label"]
     columns += [f"κ, {share:.0%} to humans" for share in shares[1:]]
     rows = []
     for v in scored:
         c = v.calibration
         assert c is not None
         weighted = v.expected_label.cohen_kappa if v.expected_label else None
-        row = [v.variable, c.n, fmt(c.mean_confidence), fmt(c.accuracy), fmt(c.ece), fmt(c.auroc), fmt(c.brier)]
+        ece, auroc = f"{fmt(c.ece)} {fmt_ci(c.ece_ci95)}", f"{fmt(c.auroc)} {fmt_ci(c.auroc_ci95)}"
+        row = [v.variable, c.n, fmt(c.mean_confidence), fmt(c.accuracy), ece, fmt(c.ece_if_calibrated), auroc]
+        row += [fmt(c.brier)]
         row += [fmt(v.cohen_kappa), fmt(weighted)] + [fmt(p.cohen_kappa) for p in c.risk_coverage[1:]]
         rows.append(row)
     return Table("Calibration of the model's confidence", columns, rows, note=NOTE, left=1)

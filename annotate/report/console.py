@@ -11,7 +11,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from annotate.analysis.results import AgreementResult, DiffResult, EstimateResult, ValidationResult
+from annotate.analysis.estimate_results import EstimateResult
+from annotate.analysis.results import AgreementResult, DiffResult, ValidationResult
 from annotate.analysis.sample import CodingFiles
 from annotate.config import RunSummary
 from annotate.labelling.library import PromptLibrary
@@ -115,6 +116,9 @@ def print_validation(result: ValidationResult) -> None:
         )
     out.print(table)
     for v in result.variables:
+        for note in v.notes:
+            say(f"{v.variable}: {note}")
+    for v in result.variables:
         if v.by_dispute:
             parts = [f"{name} {s.n} units, κ {fmt(s.cohen_kappa, 2)}" for name, s in v.by_dispute.items()]
             say(f"{v.variable}: " + "; ".join(parts))
@@ -126,6 +130,7 @@ def print_validation(result: ValidationResult) -> None:
                 "confidence": v.calibration.mean_confidence,
                 "accuracy": v.calibration.accuracy,
                 "ECE": v.calibration.ece,
+                "ECE if calibrated": v.calibration.ece_if_calibrated,
                 "AUROC": v.calibration.auroc,
                 "κ chosen": v.cohen_kappa,
                 "κ weighted": v.expected_label.cohen_kappa if v.expected_label else float("nan"),
@@ -160,6 +165,10 @@ AGREE_COLUMNS = (
 def print_agreement(result: AgreementResult, table: pd.DataFrame) -> None:
     for pair, differences in result.differences.items():
         say(f"{pair}: {'; '.join(differences)}")
+    for v in result.variables:
+        for pair, stats in v.pairs.items():
+            if stats.note:
+                say(f"{v.variable}, {pair}: {stats.note}")
     if len(result.coders) >= 3 and result.mode == "runs":
         print_kappa_matrices(result)
         return

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from annotate.analysis.estimate import EstimateOptions, estimate, estimate_table
-from annotate.analysis.results import EstimateResult, Estimator, ModelEstimate
+from annotate.analysis.estimate_results import EstimateResult, Estimator, ModelEstimate
 from annotate.labelling.library import PromptLibrary
 from annotate.report import plots
 from annotate.report.html import FigureSection, Page, Table, figure, fmt, write_report

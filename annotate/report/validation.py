@@ -92,6 +92,9 @@ def validation_page(result: ValidationResult, trajectory_png: bytes | None, grou
     calibrated = calibration_table(result.variables)
     if calibrated is not None:
         page.tables.append(calibrated)
+    notes = [[v.variable, note] for v in result.variables for note in v.notes]
+    if notes:
+        page.tables.insert(0, Table("Read these first", ["variable", "note"], notes, left=2))
     page.tables.append(_unmatched_table(result))
     page.figure_sections += _figures(result.variables, trajectory_png, group_by)
     page.figure_sections += calibration_figures(result.variables)

@@ -1,0 +1,70 @@
+"""Typed results of ``annotate estimate``: what estimate.json holds and what its reports read."""
+
+from __future__ import annotations
+
+from annotate.analysis.results import Result
+
+
+class Estimator(Result):
+    estimate: float | None
+    se: float | None
+    low: float | None
+    high: float | None
+    """Bounds of the 95% interval (Student's t; degrees of freedom from the effective number of coded chats)."""
+    not_estimable: str | None = None
+    """Why there is no estimate (constant or separated labels, labels that do not vary behind the term, weights
+    on too few chats); the other fields are then null."""
+
+
+class TermEstimate(Result):
+    """One coefficient (or group mean), three ways."""
+
+    term: str
+    llm_only: Estimator
+    """The LLM labels of all units, as if they were true."""
+    human_only: Estimator
+    """The human labels alone, weighted by inverse inclusion probabilities."""
+    ppi: Estimator
+    """Prediction-powered: the human-only estimate, corrected by the LLM labels' own error over all units."""
+    lam: float | None
+    """The share of the LLM labels in this PPI estimate (0: ignored, so PPI equals human only), tuned per term."""
+    effective_human_labels: float | None
+    """Human labels the PPI estimate is worth: n times (human-only variance / PPI variance); null below
+    ``MIN_CODED_CHATS_FOR_WORTH`` coded chats, where that ratio is too noisy to report."""
+    effective_note: str | None = None
+    """Why ``effective_human_labels`` is null."""
+    human_labels_for_target: float | None = None
+    """Human labels the human-only interval would need to reach ``target_width`` (inf: unreachable)."""
+    ppi_human_labels_for_target: float | None = None
+    """The same for the PPI interval, with the LLM labels of all units as now."""
+
+
+class ModelEstimate(Result):
+    outcome: str
+    formula: str
+    family: str
+    clustered_by_chat: bool
+    units: int
+    human_labels: int
+    chats: int
+    coded_chats: int
+    """Chats with at least one coded unit: the independent pieces of evidence behind the intervals."""
+    effective_coded_chats: float
+    """Kish's effective number of coded chats under the design weights; the t intervals' degrees of freedom
+    are this minus the number of terms."""
+    design: str
+    """How the human sample was drawn (from the gold's inclusion probabilities)."""
+    terms: list[TermEstimate]
+
+
+class EstimateResult(Result):
+    run_dir: str
+    gold: str
+    gold_sha256: str
+    family: str
+    label: str
+    """``chosen`` or ``expected``: which LLM label stood in for the human one."""
+    level: float
+    target_width: float | None
+    warnings: list[str]
+    models: list[ModelEstimate]
