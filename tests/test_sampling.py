@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,21 @@ def test_designs_that_would_give_a_unit_no_chance_are_refused(labelled: Path, li
         draw_sample(labelled, library, SampleOptions(per_variable=10, stratify_by="escalation"))
     with pytest.raises(AnnotateError, match="needs a floor above 0"):
         draw_units("confidence", 3, 2, np.random.default_rng(0), confidence=np.array([1.0, 0.5, 1.0]), floor=0)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (SampleOptions(variables=("empathyy",)), "--variable empathyy: the run has no ok labels of it (known: empathy"),
+        (SampleOptions(stratify_by="colour"), "--stratify-by colour: no chat has that meta field (known: category"),
+    ],
+)
+def test_a_sample_of_nothing_is_refused(
+    labelled: Path, library: PromptLibrary, options: SampleOptions, message: str
+) -> None:
+    """A mistyped variable wrote a header-only coding file; an unknown stratum field was ignored."""
+    with pytest.raises(AnnotateError, match=re.escape(message)):
+        draw_sample(labelled, library, options)
 
 
 @pytest.mark.parametrize("disputed", [3, 30, 60])

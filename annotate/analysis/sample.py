@@ -82,11 +82,18 @@ def draw_sample(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     labels, manifest = load_run(run_dir)
     ok = labels[(labels["status"] == "ok") & (labels["repeat"] == 0)].copy()
+    known = sorted(set(ok["variable"]))
+    for variable in options.variables:
+        if variable not in known:
+            raise AnnotateError(f"--variable {variable}: the run has no ok labels of it (known: {', '.join(known)})")
     if options.variables:
         ok = ok[ok["variable"].isin(options.variables)]
     transcripts = list(options.transcripts) or None
     meta = {c.chat_id: dict(c.meta) for c in run_chats(manifest, transcripts)}
     by = options.stratify_by
+    if by and not any(by in fields for fields in meta.values()):
+        fields = sorted({name for fields in meta.values() for name in fields})
+        raise AnnotateError(f"--stratify-by {by}: no chat has that meta field (known: {', '.join(fields) or 'none'})")
     ok["stratum_meta"] = [str(meta.get(c, {}).get(by, "")) if by else "" for c in ok["chat_id"]]
     if options.design not in DESIGNS:
         raise AnnotateError(f"unknown sampling design '{options.design}' (known: {', '.join(DESIGNS)})")
