@@ -165,14 +165,14 @@ def run_cell(cell: Cell, studies: int, seed: int) -> dict[str, dict[str, float]]
     return {name: t.summary() for name, t in tallies.items()}
 
 
-def grid(quick: bool, only: str | None) -> list[Cell]:
+def grid(quick: bool, only: str | None, labellers: tuple[str, ...] = LABELLERS) -> list[Cell]:
     families = [only] if only else list(FAMILIES)
     if quick:
         return [
             Cell(d, lab, 40, r, f)
             for d, lab, r, f in itertools.product(DESIGNS, ("informative", "uninformative"), ROUNDS, families)
         ]
-    return [Cell(*values) for values in itertools.product(DESIGNS, LABELLERS, CODED, ROUNDS, families)]
+    return [Cell(*values) for values in itertools.product(DESIGNS, labellers, CODED, ROUNDS, families)]
 
 
 def _job(args: tuple[Cell, int, int]) -> tuple[Cell, dict[str, dict[str, float]]]:
@@ -186,10 +186,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="40 coded units, two labellers only")
     parser.add_argument("--only", choices=FAMILIES, help="one outcome family")
+    parser.add_argument("--labeller", choices=LABELLERS, action="append", help="only these labellers")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     started = time.perf_counter()
-    cells = grid(args.quick, args.only)
+    cells = grid(args.quick, args.only, tuple(args.labeller or LABELLERS))
     print(f"{args.studies} simulated studies per cell, 95% intervals; coverage among the studies the tool estimates")
     print(
         "| family | design | labeller | coded | rounds | LLM-only cov | human cov | PPI cov | PPI / human width "

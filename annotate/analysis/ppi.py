@@ -42,6 +42,8 @@ from annotate.analysis.glm import Array, Family, GLMFit, fit_glm, number
 
 LEVEL = 0.95
 MAX_LEVERAGE = 0.99
+EVIDENCE = 0.01
+"""One-sided level at which the coded sample must show that the LLM labels' error tracks the human labels'."""
 MIN_EFFECTIVE_DF = 2
 """Effective coded chats (Kish) minus terms below which no interval is given."""
 
@@ -281,26 +283,33 @@ def _ppi(parts: _Parts, lam: float | None) -> Fit:
     for j in np.flatnonzero(human.estimable):
         p_j, q_j = parts.p[:, j], q[:, j]
         if lam is not None:
-            share, honest = lam, parts.factor_coded * float(np.sum((p_j + lam * q_j) ** 2))
+            share, honest, evident = lam, parts.factor_coded * float(np.sum((p_j + lam * q_j) ** 2)), True
         else:
-            share, honest = _tuned(p_j, q_j, parts.factor_coded)
-        if lam is not None or (share > 0 and honest < var[j]):
+            share, honest, evident = _tuned(p_j, q_j, parts.factor_coded, parts.df_coded)
+        if lam is not None or (share > 0 and evident and honest < var[j]):
             coef[j] = parts.human.coef[j] + share * gap[j]
             var[j], shares[j] = honest, share
             llm_var[j] = parts.factor_coded * share**2 * np.sum(parts.q_all[:, j] ** 2)
     return _finish(coef, var, parts.df_coded, shares, human.problems, llm_var)
 
 
-def _tuned(p: Array, q: Array, factor: float) -> tuple[float, float]:
-    """The variance-minimising share, and the honest variance of using it: leave-one-chat-out shares."""
+def _tuned(p: Array, q: Array, factor: float, df: float) -> tuple[float, float, bool]:
+    """The variance-minimising share; the honest variance of using it (leave-one-chat-out shares); and
+    whether the data show that the LLM labels' error tracks the human labels' at all (one-sided test of
+    the share, level ``EVIDENCE``). Without that test, a labeller that carries nothing still wins now and
+    then by chance in small samples, and the interval shrinks for no reason."""
     s_pq, s_qq = float(p @ q), float(q @ q)
-    if s_qq <= 1e-300:
-        return 0.0, factor * float(p @ p)
-    share = float(np.clip(-s_pq / s_qq, 0, 1))
+    if s_qq <= 1e-300 or df < 1:
+        return 0.0, factor * float(p @ p), False
+    best = -s_pq / s_qq
+    share = float(np.clip(best, 0, 1))
     rest_qq = s_qq - q**2
     with np.errstate(divide="ignore", invalid="ignore"):
         left_out = np.where(rest_qq > 1e-300, np.clip(-(s_pq - p * q) / rest_qq, 0, 1), 0.0)
-    return share, factor * float(np.sum((p + left_out * q) ** 2))
+    residual = float(np.sum((p + best * q) ** 2))
+    statistic = best / np.sqrt(residual / (df * s_qq)) if residual > 0 else np.inf
+    evident = bool(statistic > student_t.ppf(1 - EVIDENCE, df))
+    return share, factor * float(np.sum((p + left_out * q) ** 2)), evident
 
 
 def effective_labels(human: Fit, combined: Fit, n: int) -> Array:
