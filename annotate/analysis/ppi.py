@@ -14,13 +14,16 @@ inclusion probabilities ``pi``. Three estimators, all from one machinery (``_Par
   For OLS this is ppi-python's PPI++ point estimate; for the logit it is the same control-variate
   form (ppi-python solves one joint equation instead; both have the same first-order behaviour).
 
-Variances come from each fit's influence on its coefficients, summed within chats and over chats
-(cluster-robust, with statsmodels' CR1 small-sample factor counted on coded chats). Because the
-coded units are part of all units, the covariance between the two parts is in the chat sums.
+Variances come from each fit's influence on its coefficients, summed within chats and over chats, each
+chat's sum divided by one minus its leverage, times (G - 1) / G: the one-step leave-one-chat-out
+(jackknife, CR3-type) form, which stays honest when a few heavily weighted chats pull the fit towards
+themselves. Because the coded units are part of all units, the covariance between the two parts is in
+the chat sums. Intervals use Student's t with Kish's effective number of coded chats minus the terms.
 
-``lam`` is tuned per coefficient to minimise that variance, and then judged honestly: the variance
-reported for it is the leave-one-chat-out one (each chat's term uses the ``lam`` tuned without it),
-and the LLM labels are used only where that honest variance beats the human-only one. So a labeller
+``lam`` is tuned per coefficient to minimise that variance, and then judged honestly: the LLM labels
+are used only where the coded sample shows (one-sided test at 1%) that their error tracks the human
+labels', with the leave-one-chat-out variance (each chat's term uses the ``lam`` tuned without it),
+and only where that honest variance beats the human-only one. So a labeller
 that carries no information earns nothing (a constant labeller gives ``lam = 0`` exactly), and
 ``lam = 0`` is the human-only estimate and interval, to the last digit.
 
@@ -138,7 +141,7 @@ class Fit:
 
 @dataclass(frozen=True)
 class _Parts:
-    """Chat sums of each fit's influence, on one index of chats, and the CR1 factors."""
+    """Chat sums of each fit's influence, on one index of chats, and the jackknife factors (G - 1) / G."""
 
     human: GLMFit
     llm_all: GLMFit
@@ -185,18 +188,11 @@ def _parts(data: Sample, family: Family) -> _Parts:
         q_coded=-jackknifed(llm_coded, coded_index),
         q_all=jackknifed(llm_all, all_index),
         factor_coded=(chats_coded - 1) / chats_coded if chats_coded > 1 else np.nan,
-        factor_all=_cr1(chats_all, data.big_n, k),
+        factor_all=(chats_all - 1) / chats_all if chats_all > 1 else np.nan,
         df_coded=min(float(chats_coded), data.kish_chats) - k,
         df_all=float(chats_all - k),
         cell_problems=_flat_cells(data, human) if family == "ols" else [None] * k,
     )
-
-
-def _cr1(clusters: int, units: int, terms: int) -> float:
-    """statsmodels' and Stata's CR1 factor: G/(G-1) (n-1)/(n-k); HC1 when every unit is its own cluster."""
-    if clusters < 2 or units <= terms:
-        return np.nan
-    return clusters / (clusters - 1) * (units - 1) / (units - terms)
 
 
 def _flat_cells(data: Sample, human: GLMFit) -> list[str | None]:
@@ -239,13 +235,15 @@ def human_only(data: Sample, family: Family = "ols") -> Fit:
 def _human(parts: _Parts) -> Fit:
     fit, k = parts.human, parts.p.shape[1]
     var = parts.factor_coded * np.sum(parts.p**2, axis=0)
-    problems = [fit.problem or cell or _flat(var[j], fit.coef[j]) for j, cell in enumerate(parts.cell_problems)]
+    problems = [
+        fit.problem or cell or _flat(var[j], fit.coef[j], "human") for j, cell in enumerate(parts.cell_problems)
+    ]
     return _finish(fit.coef, var, parts.df_coded, np.zeros(k), problems, np.zeros(k))
 
 
-def _flat(var: float, coef: float) -> str | None:
+def _flat(var: float, coef: float, who: str) -> str | None:
     scale = max(1.0, abs(coef)) if np.isfinite(coef) else 1.0
-    return "the labels behind this term do not vary" if not var > 1e-24 * scale**2 else None
+    return f"the {who} labels behind this term do not vary" if not var > 1e-24 * scale**2 else None
 
 
 def llm_only(data: Sample, family: Family = "ols") -> Fit:
@@ -256,7 +254,7 @@ def llm_only(data: Sample, family: Family = "ols") -> Fit:
 def _llm(parts: _Parts) -> Fit:
     fit = parts.llm_all
     var = parts.factor_all * np.sum(parts.q_all**2, axis=0)
-    problems = [fit.problem or _flat(var[j], fit.coef[j]) for j in range(len(var))]
+    problems = [fit.problem or _flat(var[j], fit.coef[j], "LLM") for j in range(len(var))]
     k = len(var)
     return _finish(fit.coef, var, parts.df_all, np.zeros(k), problems, var)
 

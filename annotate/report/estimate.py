@@ -40,22 +40,28 @@ def estimate_report(
 
 def interval(est: Estimator) -> str:
     if est.estimate is None:
-        return f"not estimable: {est.not_estimable}"
+        return "not estimable*"
     return f"{fmt(est.estimate)} [{fmt(est.low)}, {fmt(est.high)}]"
 
 
 def model_rows(model: ModelEstimate) -> list[list[str]]:
     return [
-        [
-            t.term,
-            interval(t.llm_only),
-            interval(t.human_only),
-            interval(t.ppi),
-            fmt(t.lam, 2),
-            fmt(t.effective_human_labels, 1) if t.effective_note is None else f"– ({t.effective_note})",
-        ]
+        [t.term, interval(t.llm_only), interval(t.human_only), interval(t.ppi), fmt(t.lam, 2)]
+        + [fmt(t.effective_human_labels, 1)]
         for t in model.terms
     ]
+
+
+def model_note(model: ModelEstimate) -> str:
+    """The general note, then why each 'not estimable' and each empty effective n is so."""
+    reasons = [
+        f"* {t.term}, {label}: {getattr(t, name).not_estimable}."
+        for t in model.terms
+        for name, label in (("llm_only", "LLM only"), ("human_only", "human only"), ("ppi", "prediction-powered"))
+        if getattr(t, name).not_estimable
+    ]
+    empty = sorted({t.effective_note for t in model.terms if t.effective_note})
+    return " ".join([NOTE, *reasons, *(f"Effective human labels: {note}." for note in empty)])
 
 
 def estimate_page(result: EstimateResult) -> Page:
@@ -66,7 +72,7 @@ def estimate_page(result: EstimateResult) -> Page:
         (
             "intervals",
             f"{result.level:.0%}, Student's t with the effective number of coded chats minus terms as degrees of "
-            "freedom; clustered by chat (CR1)",
+            "freedom; chat-clustered, leave-one-chat-out (jackknife) variances; docs/methods.md",
         ),
     ]
     page = Page("Estimates from LLM labels and a human sample", meta)
@@ -79,7 +85,7 @@ def estimate_page(result: EstimateResult) -> Page:
             f"{model.formula} ({model.family}): {model.units} units, {model.human_labels} human labels from "
             f"{model.coded_chats} chats, {model.design}"
         )
-        page.tables.append(Table(title, columns, model_rows(model), note=NOTE, left=1))
+        page.tables.append(Table(title, columns, model_rows(model), note=model_note(model), left=1))
         figures.append(figure(model.formula, plots.coefficients(model.terms, model.formula)))
     page.figure_sections.append(FigureSection("Coefficients, three ways, with 95% intervals", figures))
     return page
