@@ -46,7 +46,7 @@ def interval(est: Estimator) -> str:
 
 def model_rows(model: ModelEstimate) -> list[list[str]]:
     return [
-        [t.term, interval(t.llm_only), interval(t.human_only), interval(t.ppi), fmt(t.lam, 2)]
+        [t.term, *(interval(e) for e in (t.llm_only, t.human_only, t.ppi)), fmt(t.lam, 2)]
         + [fmt(t.effective_human_labels, 1)]
         for t in model.terms
     ]
