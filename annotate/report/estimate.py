@@ -45,11 +45,11 @@ def interval(est: Estimator) -> str:
 
 
 def model_rows(model: ModelEstimate) -> list[list[str]]:
-    return [
-        [t.term, *(interval(e) for e in (t.llm_only, t.human_only, t.ppi)), fmt(t.lam, 2)]
-        + [fmt(t.effective_human_labels, 1)]
-        for t in model.terms
-    ]
+    rows = []
+    for t in model.terms:
+        estimates = [interval(e) for e in (t.llm_only, t.human_only, t.ppi)]
+        rows.append([t.term, *estimates, fmt(t.lam, 2), fmt(t.effective_human_labels, 1)])
+    return rows
 
 
 def model_note(model: ModelEstimate) -> str:
