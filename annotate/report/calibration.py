@@ -22,19 +22,18 @@ def calibration_table(variables: list[VariableValidation]) -> Table | None:
     scored = [v for v in variables if v.calibration is not None]
     if not scored:
         return None
-    shares = [p.deferred for p in scored[0].calibration.risk_coverage] if scored[0].calibration else []
+    shown = (0.1, 0.3, 0.5)  # the risk-coverage figure has every share
     columns = ["variable", "n", "mean confidence", "accuracy", "ECE [95% CI]", "ECE if calibrated", "AUROC [95% CI]"]
-    columns += ["Brier", "κ chosen", "κ weighted label"]
-    columns += [f"κ, {share:.0%} to humans" for share in shares[1:]]
+    columns += ["Brier", "κ chosen", "κ weighted label"] + [f"κ, {share:.0%} to humans" for share in shown]
     rows = []
     for v in scored:
         c = v.calibration
         assert c is not None
         weighted = v.expected_label.cohen_kappa if v.expected_label else None
-        ece, auroc = f"{fmt(c.ece)} {fmt_ci(c.ece_ci95)}", f"{fmt(c.auroc)} {fmt_ci(c.auroc_ci95)}"
-        row = [v.variable, c.n, fmt(c.mean_confidence), fmt(c.accuracy), ece, fmt(c.ece_if_calibrated), auroc]
-        row += [fmt(c.brier)]
-        row += [fmt(v.cohen_kappa), fmt(weighted)] + [fmt(p.cohen_kappa) for p in c.risk_coverage[1:]]
+        ece, auroc = f"{fmt(c.ece, 2)} {fmt_ci(c.ece_ci95)}", f"{fmt(c.auroc, 2)} {fmt_ci(c.auroc_ci95)}"
+        row = [v.variable, c.n, fmt(c.mean_confidence, 2), fmt(c.accuracy, 2), ece, fmt(c.ece_if_calibrated, 2)]
+        row += [auroc, fmt(c.brier, 2), fmt(v.cohen_kappa, 2), fmt(weighted, 2)]
+        row += [fmt(p.cohen_kappa, 2) for p in c.risk_coverage if round(p.deferred, 2) in shown]
         rows.append(row)
     return Table("Calibration of the model's confidence", columns, rows, note=NOTE, left=1)
 
