@@ -165,6 +165,22 @@ def run_cell(cell: Cell, studies: int, seed: int) -> dict[str, dict[str, float]]
     return {name: t.summary() for name, t in tallies.items()}
 
 
+def worth(cell: Cell, studies: int, seed: int) -> tuple[float, float]:
+    """Mean 'effective human labels' the tool reports for the treatment coefficient, and the truth it estimates:
+    n times the ratio of the human-only and prediction-powered estimates' variances over the studies."""
+    rng = np.random.default_rng(seed)
+    family: ppi.Family = "ols" if cell.family == "ols" else "logit"
+    reported, human, combined = [], [], []
+    for _ in range(studies):
+        data = study(cell, rng)
+        fits = ppi.three(data, family)
+        if fits["human_only"].estimable[1]:
+            human.append(fits["human_only"].coef[1])
+            combined.append(fits["ppi"].coef[1])
+            reported.append(ppi.effective_labels(fits["human_only"], fits["ppi"], data.n)[1])
+    return float(np.mean(reported)), cell.coded * float(np.var(human) / np.var(combined))
+
+
 def grid(quick: bool, only: str | None, labellers: tuple[str, ...] = LABELLERS) -> list[Cell]:
     families = [only] if only else list(FAMILIES)
     if quick:
@@ -188,8 +204,21 @@ def main() -> None:
     parser.add_argument("--only", choices=FAMILIES, help="one outcome family")
     parser.add_argument("--labeller", choices=LABELLERS, action="append", help="only these labellers")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--worth", action="store_true", help="effective human labels: reported against the truth")
     args = parser.parse_args()
     started = time.perf_counter()
+    if args.worth:
+        print(f"{args.studies} studies per cell; effective human labels for the treatment coefficient")
+        print("| family | design | labeller | coded | mean reported | truth (n × variance ratio) |")
+        print("|---|---|---|---|---|---|")
+        for k, (family, design, labeller, coded) in enumerate(
+            itertools.product(("ols", "logit"), ("random", "confidence"), ("informative", "one-sided"), (40, 100))
+        ):
+            cell = Cell(design, labeller, coded, 1, family)
+            mean, true = worth(cell, args.studies, args.seed + k)
+            print(f"| {family} | {design} | {labeller} | {coded} | {mean:.1f} | {true:.1f} |", flush=True)
+        print(f"({time.perf_counter() - started:.0f} s)")
+        return
     cells = grid(args.quick, args.only, tuple(args.labeller or LABELLERS))
     print(f"{args.studies} simulated studies per cell, 95% intervals; coverage among the studies the tool estimates")
     print(

@@ -65,3 +65,43 @@ def test_redacted_text_never_reaches_the_engine(library: PromptLibrary, tmp_path
     assert "[EMAIL]" in sent and "order [ORDER]" in sent and "[PHONE]" in sent
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["options"]["redact"] == ["email", "iban", "card", "order", "phone"]
+
+
+def test_every_reader_replays_how_the_run_read_its_input(library: PromptLibrary, tmp_path: Path) -> None:
+    """Issue 18: after `run --redact --role kunde=customer`, `sample` wrote raw e-mail addresses into the coding
+    file and left the role-mapped chat's excerpts empty, because it re-read the transcripts plainly."""
+    from annotate.analysis.sample import SampleOptions, draw_sample
+    from annotate.ingest.readers import parse_role_map
+    from annotate.labelling.runs import load_run, run_chats
+
+    path = tmp_path / "c.jsonl"
+    chats = [
+        {
+            "chat_id": f"k{i}",
+            "messages": [
+                {"role": "kunde", "text": f"Write to me at kunde{i}@example.org, it is urgent."},
+                {"role": "ai", "text": "Thanks."},
+            ],
+        }
+        for i in range(3)
+    ]
+    path.write_text("".join(json.dumps(chat) + "\n" for chat in chats))
+    out = tmp_path / "run"
+    config = RunConfig(
+        inputs=[path],
+        out=out,
+        prompts=library.paths,
+        backend="fake",
+        tasks=["initial_state"],
+        redact=True,
+        role_map=parse_role_map(["kunde=customer"]),
+        limit=2,
+    )
+    run(config, backend=FakeBackend())
+    _, manifest = load_run(out)
+    replayed = run_chats(manifest)
+    assert [c.chat_id for c in replayed] == ["k0", "k1"]  # the run's --limit
+    coding, _ = draw_sample(out, library, SampleOptions(design="random", per_variable=2))
+    text = " ".join(coding["context"].tolist() + coding["target"].tolist())
+    assert "@example.org" not in text and "[EMAIL]" in text
+    assert coding["target"].str.contains("Customer: Write to me at").all()  # the role map, so not empty

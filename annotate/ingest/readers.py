@@ -20,6 +20,7 @@ from typing import Any
 from annotate.config import SPEAKERS, Speaker
 from annotate.errors import InputError
 from annotate.ingest.model import Chat, Message, ReadResult, Skip
+from annotate.ingest.redaction import redact_chat
 
 DEFAULT_ROLE_MAP: dict[str, Speaker] = {
     **dict.fromkeys(["customer", "user", "buyer", "client", "shopper"], "customer"),
@@ -57,6 +58,28 @@ class _Collector:
             return
         self.seen[chat.chat_id] = chat.source
         self.pending.append(chat)
+
+
+def read_as_run(
+    paths: Iterable[str | Path],
+    role_map: Mapping[str, Speaker] | None = None,
+    limit: int | None = None,
+    redact: bool = False,
+    strict: bool = False,
+) -> Iterator[Chat | Skip]:
+    """The chats exactly as a run reads them: with its role map, the first ``limit``, redacted if asked.
+
+    ``annotate run`` and every command that reads a run's chats again go through here, so a coding file or
+    a report never shows text the model did not see (raw e-mail addresses after ``--redact``, say)."""
+    chats = 0
+    for item in iter_transcripts(paths, role_map, strict=strict):
+        if isinstance(item, Skip):
+            yield item
+            continue
+        if limit is not None and chats >= limit:
+            return
+        chats += 1
+        yield redact_chat(item) if redact else item
 
 
 def read_transcripts(

@@ -20,8 +20,7 @@ from typing import Any
 from annotate.config import RunConfig
 from annotate.errors import RunStoreError
 from annotate.ingest.model import Chat, Skip
-from annotate.ingest.readers import iter_transcripts
-from annotate.ingest.redaction import redact_chat
+from annotate.ingest.readers import read_as_run
 from annotate.ingest.segmentation import handoff_index
 from annotate.labelling.jobs import Job, fit_to_context
 from annotate.labelling.manifest import file_sha256, recorded_options
@@ -45,15 +44,7 @@ class Survey:
 
 def chat_stream(config: RunConfig) -> Iterator[Chat | Skip]:
     """The input's chats (the first ``--limit`` of them, redacted if asked) and skipped records, streamed."""
-    chats = 0
-    for item in iter_transcripts(config.inputs, config.role_map, strict=config.strict):
-        if isinstance(item, Skip):
-            yield item
-            continue
-        if config.limit is not None and chats >= config.limit:
-            return
-        chats += 1
-        yield redact_chat(item) if config.redact else item
+    return read_as_run(config.inputs, config.role_map, config.limit, config.redact, config.strict)
 
 
 def unit_hash(unit: Unit, max_model_len: int) -> str:

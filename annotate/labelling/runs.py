@@ -13,7 +13,7 @@ import pandas as pd
 
 from annotate.errors import AnnotateError, RunStoreError
 from annotate.ingest.model import Chat
-from annotate.ingest.readers import read_transcripts
+from annotate.ingest.readers import read_as_run
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.rubrics import UnitKind
 from annotate.labelling.store import RunStore
@@ -81,11 +81,14 @@ def _rubric(library: PromptLibrary | None, task: str, version: str) -> Any:
 
 
 def run_chats(manifest: dict[str, Any], transcripts: list[Path] | None = None) -> list[Chat]:
-    """The chats a run read: from ``transcripts`` if given, else from the input paths in its manifest."""
+    """The chats a run read, as it read them (its role map, ``--limit`` and redaction, from the manifest):
+    from ``transcripts`` if given, else from the input paths in its manifest."""
     paths = transcripts or [Path(entry["path"]) for entry in manifest.get("inputs", [])]
     if not paths or not all(p.is_file() for p in paths):
         return []
-    return read_transcripts(paths).chats
+    options = manifest.get("options", {})
+    replayed = read_as_run(paths, options.get("role_map") or None, options.get("limit"), bool(options.get("redact")))
+    return [chat for chat in replayed if isinstance(chat, Chat)]
 
 
 def unit_excerpts(manifest: dict[str, Any], transcripts: list[Path] | None, library: PromptLibrary | None) -> Excerpts:
