@@ -214,3 +214,39 @@ def test_a_confidence_sample_favours_uncertain_labels(library: PromptLibrary, tm
     assert everyone[list(empathy.index).index(unsure)] > everyone[list(empathy.index).index(sure)]
     for chat_id, probability in chosen.items():
         assert probability == pytest.approx(everyone[list(empathy.index).index(chat_id)], abs=1e-7)
+
+
+def test_a_coding_file_round_trip_keeps_ids_a_spreadsheet_would_read_as_formulas(
+    library: PromptLibrary, tmp_path: Path
+) -> None:
+    """Issue 18: ids starting with = + - @ came back as '=... and matched nothing."""
+    from annotate.analysis.gold import read_gold
+
+    path = tmp_path / "c.jsonl"
+    ids = ["=sum", "+49", "-7", "@home", "plain"]
+    chats = [
+        {"chat_id": chat, "messages": [{"role": "customer", "text": "Where is it?"}, {"role": "ai", "text": "Here."}]}
+        for chat in ids
+    ]
+    path.write_text("".join(json.dumps(chat) + "\n" for chat in chats))
+    out = tmp_path / "run"
+    run(
+        RunConfig(inputs=[path], out=out, prompts=library.paths, backend="fake", tasks=["initial_state"]), FakeBackend()
+    )
+    coding = tmp_path / "coding.csv"
+    from annotate.analysis.sample import write_sample
+
+    write_sample(out, coding, library, SampleOptions(design="random", per_variable=5))
+    assert "'=sum" in coding.read_text()  # guarded for spreadsheets
+    coded = pd.read_csv(coding, dtype=str, keep_default_na=False).assign(value="1", annotator="me")
+    coded.to_csv(coding, index=False)  # a coder fills in the values
+    assert set(read_gold(coding)["chat_id"]) == set(ids)
+
+
+def test_gold_ids_are_read_as_transcript_ids(tmp_path: Path) -> None:
+    """Issue 18: transcripts read chat id 8.0 as '8', gold did not, so a Parquet gold matched nothing."""
+    from annotate.analysis.gold import read_gold
+
+    path = tmp_path / "gold.parquet"
+    pd.DataFrame({"chat_id": [8.0, 9.0], "variable": ["empathy"] * 2, "value": [1, 2]}).to_parquet(path)
+    assert read_gold(path)["chat_id"].tolist() == ["8", "9"]

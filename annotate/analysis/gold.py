@@ -16,6 +16,8 @@ import pandas as pd
 
 from annotate.config import cache_dir
 from annotate.errors import InputError
+from annotate.ingest.readers import chat_id_text
+from annotate.labelling.store import undo_formula_guard
 
 GOLD_COLUMNS = ["chat_id", "round", "variable", "value", "annotator", "inclusion_probability", "line"]
 """``line``: where the label is in the file, for error messages."""
@@ -44,7 +46,7 @@ def read_gold(path: Path) -> pd.DataFrame:
         line = i + first_line
         rows.append(
             {
-                "chat_id": _required(rec, "chat_id", path, line),
+                "chat_id": _chat_id(rec, path, line),
                 "round": _round(rec.get("round"), path, line),
                 "variable": _required(rec, "variable", path, line),
                 "value": _integer(rec.get("value"), path, line, "value"),
@@ -75,6 +77,14 @@ def consensus(gold: pd.DataFrame) -> pd.DataFrame:
     keys = ["chat_id", "round", "variable"]
     grouped = gold.groupby(keys, dropna=False, sort=False)["value"]
     return grouped.agg(pick).reset_index()
+
+
+def _chat_id(rec: dict[str, Any], path: Path, line: int) -> str:
+    """As transcripts read ids (``8.0`` is chat ``8``), with the coding file's spreadsheet guard undone."""
+    value = chat_id_text(rec.get("chat_id"))
+    if value is None:
+        raise InputError(str(path), line, "chat_id", "empty")
+    return undo_formula_guard(value)
 
 
 def _required(rec: dict[str, Any], field: str, path: Path, line: int) -> str:

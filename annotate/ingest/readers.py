@@ -166,7 +166,8 @@ def _read_jsonl(path: Path, roles: Mapping[str, Speaker], collector: _Collector)
         yield from collector.drain()
 
 
-def _chat_id(value: Any) -> str | None:
+def chat_id_text(value: Any) -> str | None:
+    """A chat id as text, read one way everywhere (transcripts and gold): ``8.0`` and ``8`` are one chat."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, float):
@@ -182,7 +183,7 @@ def _chat_id(value: Any) -> str | None:
 def _nested_chat(
     record: dict[str, Any], path: Path, lineno: int, roles: Mapping[str, Speaker], collector: _Collector
 ) -> Chat | None:
-    chat_id = _chat_id(record.get("chat_id"))
+    chat_id = chat_id_text(record.get("chat_id"))
     if chat_id is None:
         collector.problem(InputError(str(path), lineno, "chat_id", "missing or not a string/integer"), None)
         return None
@@ -270,7 +271,7 @@ def _read_table(path: Path, df: Any, roles: Mapping[str, Speaker], collector: _C
     extra = [c for c in df.columns if c not in ("chat_id", "role", "text", "seq", "ts", "_line")]
     groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for i, row in enumerate(df.to_dict("records")):
-        chat_id = _chat_id(row.get("chat_id"))
+        chat_id = chat_id_text(row.get("chat_id"))
         if chat_id is None:
             collector.problem(InputError(str(path), line_of(i, row), "chat_id", "missing or empty"), None)
             continue

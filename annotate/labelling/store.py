@@ -337,6 +337,11 @@ def write_csv(df: pd.DataFrame, path: Path, append: bool = False) -> None:
     safe.to_csv(path, index=False, mode="a" if append else "w", header=not append)
 
 
+def undo_formula_guard(value: str) -> str:
+    """A text cell as it was before ``write_csv`` guarded it, so a coding file's ids come back unchanged."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_START) else value
+
+
 def _defuse(value: Any) -> Any:
     return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
 
