@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -180,3 +181,22 @@ def test_chat_ids_are_stripped_as_in_gold(tmp_path: Path) -> None:
     assert [c.chat_id for c in result.chats] == ["e1"]
     twice = read_transcripts([write_jsonl(tmp_path / "d.jsonl", [ESCALATED, {**ESCALATED, "chat_id": "e1 "}])])
     assert len(twice.chats) == 1 and "duplicate chat id 'e1'" in twice.skipped[0].reason
+
+
+def test_half_an_emoji_skips_that_chat_only(tmp_path: Path) -> None:
+    """Issue 18: one lone UTF-16 surrogate (JavaScript exports leave them) crashed the whole run in the unit hash."""
+    chats = [
+        {"chat_id": "text", "messages": [{"role": "customer", "text": "Where is it \ud83d"}]},
+        {"chat_id": "id\ud83d", "messages": [{"role": "customer", "text": "fine"}]},
+        {"chat_id": "meta", "meta": {"shop": "\udfff"}, "messages": [{"role": "customer", "text": "fine"}]},
+        {"chat_id": "clean", "messages": [{"role": "customer", "text": "Where is it \U0001f600"}]},
+    ]
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps(chat) + "\n" for chat in chats))
+    result = read_transcripts([path])
+    assert [c.chat_id for c in result.chats] == ["clean"]
+    reasons = {skip.chat_id: skip.reason for skip in result.skipped}
+    assert "messages[0].text" in reasons["text"] and "U+D83D" in reasons["text"]
+    assert "field 'chat_id'" in reasons["id\\ud83d"]
+    assert "meta.shop" in reasons["meta"] and "U+DFFF" in reasons["meta"]
+    json.dumps(reasons, ensure_ascii=False).encode()  # every reason can be written

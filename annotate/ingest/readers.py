@@ -230,6 +230,17 @@ def _message(m: Any, roles: Mapping[str, Speaker], path: Path, line: int | None,
 def _finish_chat(
     chat_id: str, messages: list[Message], meta: dict[str, Any], path: Path, line: int | None, collector: _Collector
 ) -> Chat | None:
+    broken = _half_surrogate(chat_id, messages, meta)
+    if broken:
+        field, code = broken
+        safe_id = chat_id.encode("utf-8", "backslashreplace").decode()
+        reason = (
+            f"not valid UTF-8 (byte 0x{code - 0xDC00:02x})"
+            if 0xDC80 <= code <= 0xDCFF
+            else f"half of a UTF-16 surrogate pair (U+{code:04X}, as a cut emoji leaves): not valid text"
+        )
+        collector.problem(InputError(str(path), line, field, reason), safe_id)
+        return None
     if not messages:
         collector.problem(InputError(str(path), line, "messages", f"chat '{chat_id}' has no messages"), chat_id)
         return None
@@ -308,6 +319,18 @@ def _order_key(value: Any, column: str, path: Path, line: int) -> float:
     if stamp is pd.NaT:
         raise InputError(str(path), line, column, f"cannot be read as a time: '{value}'")
     return float((stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).value)
+
+
+def _half_surrogate(chat_id: str, messages: list[Message], meta: dict[str, Any]) -> tuple[str, int] | None:
+    """The first field holding a lone UTF-16 surrogate (JSON escapes such as ``\\ud83d`` decode to one), which
+    no UTF-8 file or hash can hold: the field and the code point."""
+    fields = [("chat_id", chat_id)] + [(f"messages[{i}].text", m.text) for i, m in enumerate(messages)]
+    fields += [(f"meta.{k}", v) for k, v in meta.items() if isinstance(v, str)]
+    for field, text in fields:
+        code = next((ord(c) for c in text if "\ud800" <= c <= "\udfff"), None)
+        if code is not None:
+            return field, code
+    return None
 
 
 def _undecodable(text: str) -> int | None:
