@@ -134,3 +134,28 @@ def test_diff_command_without_transcripts(library: PromptLibrary, tmp_path: Path
         app, ["diff", "empathy", "v1", "v2", "--out", str(tmp_path / "d"), "--gold", str(GOLD), *dirs]
     )
     assert bad.exit_code == 2 and "--gold needs --on" in bad.output
+
+
+def test_runs_over_different_transcripts_that_reuse_chat_ids_are_not_compared(
+    library: PromptLibrary, tmp_path: Path
+) -> None:
+    """Issue 18: agree and consensus combined runs over different transcripts that reuse chat ids, silently."""
+    import shutil
+
+    from annotate.analysis.consensus import load_sources
+
+    lines = EXAMPLES.read_text().splitlines()
+    other = tmp_path / "other.jsonl"
+    other.write_text("\n".join([lines[0].replace('"text": "', '"text": "Another export. ', 1), *lines[1:]]) + "\n")
+    a = make_run(library, tmp_path / "a")
+    config = RunConfig(inputs=[other], out=tmp_path / "b", prompts=library.paths, backend="fake", limit=10)
+    run(config, backend=FakeBackend(script=varied))
+    with pytest.raises(RunStoreError, match=r"label different transcripts under the same chat ids \(1 chats differ"):
+        agree_runs([a, tmp_path / "b"], library, n_boot=0)
+    with pytest.raises(RunStoreError, match="label different transcripts"):
+        load_sources([a, tmp_path / "b"])
+    shutil.copytree(a, tmp_path / "copy")
+    with pytest.raises(RunStoreError, match="is given twice"):
+        load_sources([a, tmp_path / "copy"])
+    same = make_run(library, tmp_path / "same", script=lowest_values)  # the same input, another labeller: fine
+    assert agree_runs([a, same], library, n_boot=0).variables

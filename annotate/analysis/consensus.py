@@ -24,7 +24,7 @@ import pandas as pd
 from annotate.analysis.dawid_skene import dawid_skene
 from annotate.errors import RunStoreError
 from annotate.labelling.rows import LABEL_COLUMNS
-from annotate.labelling.runs import load_run
+from annotate.labelling.runs import check_same_transcripts, load_run
 from annotate.labelling.store import write_csv
 
 METHODS = ("majority", "dawid-skene")
@@ -69,6 +69,12 @@ def load_sources(run_dirs: list[Path]) -> list[Source]:
         for repeat in repeats:
             name = run_dir.name + (f"#{repeat}" if len(repeats) > 1 else "")
             sources.append(Source(name, run_dir, repeat, labels[labels["repeat"] == repeat], manifest))
+    runs = {s.dir: s.manifest for s in sources}
+    ids = Counter(str(m.get("run_id")) for m in runs.values())
+    twice = [run_id for run_id, n in ids.items() if n > 1]
+    if twice:
+        raise RunStoreError(f"run {twice[0]} is given twice (a copy or a link): each source must be a separate run")
+    check_same_transcripts(list(runs.items()))
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise RunStoreError(

@@ -5,6 +5,9 @@ Every command after ``run`` (validate, agree, diff, sample, trajectories) starts
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +92,39 @@ def run_chats(manifest: dict[str, Any], transcripts: list[Path] | None = None) -
     options = manifest.get("options", {})
     replayed = read_as_run(paths, options.get("role_map") or None, options.get("limit"), bool(options.get("redact")))
     return [chat for chat in replayed if isinstance(chat, Chat)]
+
+
+def chat_fingerprints(manifest: dict[str, Any]) -> dict[str, str] | None:
+    """Per chat id, a hash of the chat's messages as read (before redaction and ``--limit``, so that runs that
+    differ only in those still compare); None when the run's input files are no longer there."""
+    paths = [Path(entry["path"]) for entry in manifest.get("inputs", [])]
+    if not paths or not all(p.is_file() for p in paths):
+        return None
+    role_map = manifest.get("options", {}).get("role_map") or None
+    prints = {}
+    for chat in read_as_run(paths, role_map):
+        if isinstance(chat, Chat):
+            text = json.dumps([[m.speaker, m.text] for m in chat.messages], ensure_ascii=False)
+            prints[chat.chat_id] = hashlib.sha256(text.encode()).hexdigest()
+    return prints
+
+
+def check_same_transcripts(runs: list[tuple[Path, dict[str, Any]]]) -> None:
+    """Runs compared or combined must label the same transcripts: a chat id that names different messages in
+    two runs (another export reusing ids) stops the command with one line. Runs read from files with equal
+    content hashes need no further look."""
+    digests = {tuple(sorted(str(i.get("sha256")) for i in m.get("inputs", []))) for _, m in runs}
+    if len(digests) <= 1:
+        return
+    prints = [(path, chat_fingerprints(manifest)) for path, manifest in runs]
+    known = [(path, p) for path, p in prints if p is not None]
+    for (path_a, a), (path_b, b) in itertools.combinations(known, 2):
+        differ = sorted(c for c in set(a) & set(b) if a[c] != b[c])
+        if differ:
+            raise RunStoreError(
+                f"{path_a} and {path_b} label different transcripts under the same chat ids ({len(differ)} chats "
+                f"differ, e.g. {differ[0]}): compare runs over the same input"
+            )
 
 
 def unit_excerpts(manifest: dict[str, Any], transcripts: list[Path] | None, library: PromptLibrary | None) -> Excerpts:
