@@ -1,0 +1,80 @@
+"""The openai backend against a scripted HTTP server on 127.0.0.1: a reply of the wrong shape is a failure row
+for that unit, never a traceback that stops the run (issue 18)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from annotate.config import BackendOptions, RunConfig
+from annotate.engines.openai import OpenAIBackend
+from annotate.labelling.library import PromptLibrary
+from annotate.labelling.pipeline import run
+from tests.conftest import EXAMPLES
+
+REPLIES = [
+    {},
+    [],
+    {"choices": []},
+    {"choices": [{}]},
+    {
+        "choices": [{"message": {"content": '{"initial_sentiment": 2, "initial_urgency": 1}'}}],
+        "usage": {"prompt_tokens": "many"},
+    },
+    {"choices": [{"message": {"content": "{}"}, "logprobs": {"content": [{"token": "1", "logprob": "high"}]}}]},
+    "just text",
+]
+
+
+@pytest.fixture
+def scripted_server() -> Iterator[str]:
+    """Answers each POST with the next malformed reply (status 200), round and round."""
+    count = {"n": 0}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = json.dumps(REPLIES[count["n"] % len(REPLIES)]).encode()
+            count["n"] += 1
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+def test_malformed_replies_become_failure_rows(scripted_server: str, library: PromptLibrary, tmp_path: Path) -> None:
+    options = BackendOptions(model="served", base_url=scripted_server, concurrency=1, extra={"attempts": 1})
+    out = tmp_path / "run"
+    config = RunConfig(
+        inputs=[EXAMPLES],
+        out=out,
+        prompts=library.paths,
+        backend="openai",
+        tasks=["initial_state"],
+        limit=7,
+        max_attempts=1,
+        use_cache=False,
+        options=options,
+    )
+    run(config, backend=OpenAIBackend(options))
+    labels = pd.read_parquet(out / "labels.parquet")
+    assert len(labels) == 14  # every unit has its rows: the run went on past each bad reply
+    failed = labels[labels["status"] == "backend_error"]
+    assert len(failed) >= 12 and failed["error"].str.contains("malformed server reply").all()
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
