@@ -4,7 +4,11 @@ for that unit, never a traceback that stops the run (issue 18)."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,7 +20,7 @@ from annotate.config import BackendOptions, RunConfig
 from annotate.engines.openai import OpenAIBackend
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, ROOT
 
 REPLIES = [
     {},
@@ -78,3 +82,46 @@ def test_malformed_replies_become_failure_rows(scripted_server: str, library: Pr
     failed = labels[labels["status"] == "backend_error"]
     assert len(failed) >= 12 and failed["error"].str.contains("malformed server reply").all()
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+
+
+@pytest.fixture
+def silent_server() -> Iterator[tuple[str, threading.Event]]:
+    """Takes each request and never answers (a hung server)."""
+    asked = threading.Event()
+    release = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            asked.set()
+            release.wait(120)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", asked
+    release.set()
+    server.shutdown()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_a_run_waiting_on_a_server_that_never_answers(
+    silent_server: tuple[str, threading.Event], library: PromptLibrary, tmp_path: Path, stop: signal.Signals
+) -> None:
+    """Issue 18: `annotate run` against a hung server outlived Ctrl-C and SIGTERM by 15 minutes."""
+    url, asked = silent_server
+    out = tmp_path / "run"
+    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    command = [sys.executable, "-m", "annotate.cli", "run", str(EXAMPLES), "--out", str(out), "--limit", "2"]
+    command += ["-b", "openai", "--base-url", url, "--model", "served", *dirs]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    assert asked.wait(60), "the run never reached the server"
+    stopped_at = time.monotonic()
+    proc.send_signal(stop)
+    _, stderr = proc.communicate(timeout=60)
+    assert time.monotonic() - stopped_at < 15, "the run did not stop promptly"
+    assert proc.returncode in (130, 143), stderr
+    assert "Traceback" not in stderr
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"

@@ -4,19 +4,22 @@ Without ``--base-url``, ``--model embedded:<name>`` starts llama.cpp's HTTP serv
 that embedded model and talks to it over HTTP like any other server.
 
 Uses ``response_format: json_schema``; transient failures (connection refused, 429, 5xx) are retried
-with exponential backoff, then reported as a ``backend_error`` completion.
+with exponential backoff, then reported as a ``backend_error`` completion; a request that times out
+(``timeout``, 300 s by default) is not retried. Requests run on daemon threads, so Ctrl-C and SIGTERM
+stop a run at once even while a server holds a request open.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
@@ -26,13 +29,49 @@ from annotate.engines.base import Completion, Request
 from annotate.engines.openai_format import completion_from_openai, logprob_fields
 from annotate.errors import BackendError
 
+T = TypeVar("T")
+R = TypeVar("R")
+
 
 class TransientHTTPError(Exception):
     pass
 
 
 def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, (TransientHTTPError, urllib.error.URLError, ConnectionError, TimeoutError))
+    """Worth another try: a busy or restarting server. Not a timeout: a server that did not answer within
+    ``timeout`` seconds will not answer the same request the next time either."""
+    if isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError):
+        return False
+    return isinstance(exc, (TransientHTTPError, urllib.error.URLError, ConnectionError))
+
+
+def in_daemon_threads(work: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[R]:
+    """``ThreadPoolExecutor.map`` on daemon threads: results in order, as each is ready. A pool's threads are
+    joined at exit, so Ctrl-C or SIGTERM would wait for a server that never answers; these are not."""
+    jobs: queue.Queue[tuple[int, T]] = queue.Queue()
+    for job in enumerate(items):
+        jobs.put(job)
+    results: dict[int, R] = {}
+    ready = threading.Condition()
+
+    def worker() -> None:
+        while True:
+            try:
+                index, item = jobs.get_nowait()
+            except queue.Empty:
+                return
+            result = work(item)
+            with ready:
+                results[index] = result
+                ready.notify_all()
+
+    for _ in range(min(workers, len(items))):
+        threading.Thread(target=worker, daemon=True).start()
+    for index in range(len(items)):
+        with ready:
+            while index not in results:
+                ready.wait(timeout=0.5)
+            yield results.pop(index)
 
 
 class OpenAIBackend:
@@ -55,7 +94,7 @@ class OpenAIBackend:
         self.options = options
         self.base_url = base_url.rstrip("/")
         self.api_key = options.extra.get("api_key", "")
-        self.timeout = float(options.extra.get("timeout", 600))
+        self.timeout = float(options.extra.get("timeout", 300))
         self.attempts = int(options.extra.get("attempts", 5))
         self.extra_body: dict[str, Any] = dict(options.extra.get("extra_body", {}))
         """Server-specific fields added to every request, e.g. llama.cpp's ``{"cache_prompt": false}``."""
@@ -119,8 +158,7 @@ class OpenAIBackend:
         return completion_from_openai(result, (time.perf_counter() - started) * 1000)
 
     def complete(self, requests: Sequence[Request]) -> Iterator[Completion]:
-        with ThreadPoolExecutor(max_workers=max(1, self.options.concurrency)) as pool:
-            yield from pool.map(self._one, requests)
+        yield from in_daemon_threads(self._one, requests, max(1, self.options.concurrency))
 
     def close(self) -> None:
         self._server = None
