@@ -27,16 +27,16 @@ Excerpts = dict[tuple[str, str, int | None], dict[str, str]]
 
 
 def load_run(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Labels and manifest of a run directory; an interrupted run's labels are rebuilt from its journal."""
+    """Labels and manifest of a run directory; labels come from the journal (in memory, nothing is written) when
+    the tables are older than it: a run still going, or killed before it wrote them."""
     store = RunStore(path)
     manifest = store.read_manifest()
     if manifest is None:
         raise RunStoreError(f"{path}: not a run directory (no manifest.json)")
-    labels_path = path / "labels.parquet"
-    if labels_path.is_file():
-        labels = pd.read_parquet(labels_path)
-    elif store.journal_path.is_file():
-        store.write_tables()
+    labels_path, journal = path / "labels.parquet", store.journal_path
+    if journal.is_file() and (not labels_path.is_file() or journal.stat().st_mtime_ns > labels_path.stat().st_mtime_ns):
+        labels = store.journal_table()  # a run still going, or killed before its tables: the journal is the truth
+    elif labels_path.is_file():
         labels = pd.read_parquet(labels_path)
     else:
         raise RunStoreError(f"{path}: the run has no labels yet")

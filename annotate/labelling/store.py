@@ -246,6 +246,12 @@ class RunStore:
         text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
         self._guard(lambda: _replace(self.manifest_path, text.encode("utf-8")))
 
+    def journal_table(self) -> pd.DataFrame:
+        """The label table straight from the journal (each unit's newest entry), in memory: what readers use
+        when labels.parquet is older than the journal, so that nothing is written into the run."""
+        newest = {_entry_key(entry): n for n, entry in enumerate(self._entries(skip_corrupt=False, dropped=[]))}
+        return _table([row for batch in self._row_batches(newest) for row in batch])
+
     def rows(self) -> list[dict[str, Any]]:
         """Every journaled label row, in journal order (for small runs and tests; tables are streamed)."""
         return [row for batch in self._row_batches(None) for row in batch]
