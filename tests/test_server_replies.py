@@ -125,3 +125,74 @@ def test_a_signal_stops_a_run_waiting_on_a_server_that_never_answers(
     assert proc.returncode in (130, 143), stderr
     assert "Traceback" not in stderr
     assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+
+
+ANSWER = {
+    "choices": [{"message": {"content": '{"initial_sentiment": 2, "initial_urgency": 1}'}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+}
+
+
+@pytest.fixture
+def swappable_server() -> Iterator[tuple[str, dict[str, object]]]:
+    """Answers every chat request alike; ``/models`` lists whatever ``state['models']`` holds (None: 404)."""
+    state: dict[str, object] = {"models": None}
+
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, status: int, payload: object) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            models = state["models"]
+            self._send(404, {}) if models is None else self._send(200, {"object": "list", "data": models})
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self._send(200, ANSWER)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", state
+    server.shutdown()
+
+
+def test_the_cache_keys_on_what_the_server_says_it_serves(
+    swappable_server: tuple[str, dict[str, object]],
+    library: PromptLibrary,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 18: another model served at the same --base-url under the same --model got the first one's labels."""
+    monkeypatch.setenv("ANNOTATE_CACHE_DIR", str(tmp_path / "cache"))
+    url, state = swappable_server
+
+    def hits(name: str) -> int:
+        options = BackendOptions(model="served", base_url=url, concurrency=1)
+        config = RunConfig(
+            inputs=[EXAMPLES],
+            out=tmp_path / name,
+            prompts=library.paths,
+            backend="openai",
+            tasks=["initial_state"],
+            limit=3,
+            options=options,
+        )
+        return run(config, backend=OpenAIBackend(options)).cache_hits
+
+    state["models"] = [{"id": "served", "owned_by": "vllm", "root": "/weights/model-a", "max_model_len": 8192}]
+    assert hits("a1") == 0
+    assert hits("a2") == 3  # the same model: answers come from the cache
+    state["models"] = [{"id": "served", "owned_by": "vllm", "root": "/weights/model-b", "max_model_len": 8192}]
+    assert hits("b") == 0  # same name, same URL, another model: nothing from the first one's cache
+    state["models"] = None
+    assert hits("unknown1") == 0 and hits("unknown2") == 0  # the server does not say: nothing is cached
+    manifest = json.loads((tmp_path / "unknown2" / "manifest.json").read_text())
+    assert manifest["model"]["cacheable"] is False

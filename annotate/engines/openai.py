@@ -98,6 +98,8 @@ class OpenAIBackend:
         self.attempts = int(options.extra.get("attempts", 5))
         self.extra_body: dict[str, Any] = dict(options.extra.get("extra_body", {}))
         """Server-specific fields added to every request, e.g. llama.cpp's ``{"cache_prompt": false}``."""
+        self.served = None if self.embedded is not None else self._served_model()
+        """What the server says it serves under ``--model`` (its ``/models`` entry), or None if it does not say."""
 
     def identity(self) -> dict[str, Any]:
         identity: dict[str, Any] = {
@@ -107,16 +109,41 @@ class OpenAIBackend:
         }
         if self.embedded is not None:  # the port changes from run to run; the served file does not
             identity |= {**embedded.identity(self.embedded), "base_url": "a llama.cpp server started by annotate"}
+        elif self.served is not None:
+            identity["served"] = self.served
+        else:
+            identity["cacheable"] = False
         if self.options.top_logprobs:
             identity["top_logprobs"] = self.options.top_logprobs
         return {**identity, "extra_body": self.extra_body} if self.extra_body else identity
 
-    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        data = json.dumps(body).encode()
+    def _served_model(self) -> dict[str, Any] | None:
+        """The server's own description of the model named ``--model`` (``GET /models``): id, owner, creation
+        time and what else it gives (vLLM: the weights' path and context length; llama.cpp: size and parameter
+        count). It goes into the identity and so the cache key: another model served under the same name at
+        the same URL is another identity. A server that lists one model only (llama.cpp, whatever the name
+        asked) is taken to serve that one. None when the server does not say; the run then caches nothing."""
+        request = urllib.request.Request(f"{self.base_url}/models", headers=self._headers())
+        try:
+            with urllib.request.urlopen(request, timeout=min(self.timeout, 30)) as resp:
+                listing = json.loads(resp.read())
+            entries = listing.get("data") or listing.get("models") or []
+            listed = [e for e in entries if isinstance(e, dict)]
+            named = [e for e in listed if self.options.model in (e.get("id"), e.get("model"))]
+            found = (named or (listed if len(listed) == 1 else []))[0]
+        except (OSError, ValueError, AttributeError, IndexError):
+            return None
+        return {k: v for k, v in found.items() if isinstance(v, str | int | float | bool | dict)}
+
+    def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(f"{self.base_url}/chat/completions", data=data, headers=headers)
+        return headers
+
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        data = json.dumps(body).encode()
+        req = urllib.request.Request(f"{self.base_url}/chat/completions", data=data, headers=self._headers())
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 parsed: dict[str, Any] = json.loads(resp.read())

@@ -130,7 +130,8 @@ def _write_labels(session: _Session, progress: Progress | None) -> _Tally:
     ctx = RowContext(session.run_id, _model_name(config), config.backend, config.sampling, config.max_attempts)
     store.write_manifest(session.manifest("running", None))
     tally = _Tally()
-    cache = CompletionCache(_cache_path(config))
+    cacheable = session.identity.get("cacheable", True)  # False: the server did not say what it serves
+    cache = CompletionCache(_cache_path(config) if cacheable else None)
     try:
         for skip in session.survey.skipped:
             key: UnitKey = ("", skip.chat_id, None, 0)
