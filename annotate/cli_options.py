@@ -240,6 +240,10 @@ def user_errors() -> Iterator[None]:
     except AnnotateError as e:
         Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+    except OSError as e:  # an --out that is a file, a full disk, a read-only folder
+        where = f"{e.filename}: " if e.filename else ""
+        Console(stderr=True).print(f"[bold red]error:[/] {where}{e.strerror or e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     except Terminated:
         typer.echo(f"terminated (SIGTERM): {RESUME_HINT}", err=True)
         raise typer.Exit(143) from None

@@ -155,7 +155,14 @@ def test_runs_over_different_transcripts_that_reuse_chat_ids_are_not_compared(
     with pytest.raises(RunStoreError, match="label different transcripts"):
         load_sources([a, tmp_path / "b"])
     shutil.copytree(a, tmp_path / "copy")
-    with pytest.raises(RunStoreError, match="is given twice"):
+    with pytest.raises(RunStoreError, match="are one run"):
         load_sources([a, tmp_path / "copy"])
     same = make_run(library, tmp_path / "same", script=lowest_values)  # the same input, another labeller: fine
     assert agree_runs([a, same], library, n_boot=0).variables
+
+
+def test_agree_refuses_one_run_given_twice(library: PromptLibrary, tmp_path: Path) -> None:
+    """The same folder twice made agree crash ('DataFrame' object has no attribute 'tolist')."""
+    a = make_run(library, tmp_path / "a")
+    with pytest.raises(RunStoreError, match="is given twice"):
+        agree_runs([a, a], library, n_boot=0)

@@ -91,3 +91,33 @@ def test_a_template_that_would_exhaust_memory(library: PromptLibrary, expression
     template = library.prompts_dir / "empathy" / "v1.j2"
     template.write_text(template.read_text().replace("Task: {{ rubric.title }}.", expression))
     one_line(runner.invoke(app, ["prompts", "show", "empathy", "v1", *dirs(library)]), problem)
+
+
+@pytest.mark.parametrize("command", ["validate", "estimate", "agree", "sample", "trajectories", "consensus"])
+def test_an_out_that_cannot_be_written_is_one_line(library: PromptLibrary, tmp_path: Path, command: str) -> None:
+    """Issue 18: --out naming an existing file gave tracebacks from every reporting command."""
+    from annotate.config import RunConfig
+    from annotate.engines.fake import FakeBackend
+    from annotate.labelling.pipeline import run
+
+    out, other = tmp_path / "run", tmp_path / "other"
+    for folder in (out, other):
+        config = RunConfig(inputs=[EXAMPLES], out=folder, prompts=library.paths, backend="fake", limit=4)
+        run(config, backend=FakeBackend())
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    target = blocker / "inside" if command in ("sample", "trajectories") else blocker
+    gold = str(EXAMPLES.parent / "gold.csv")
+    args = {
+        "validate": ["validate", str(out), "--gold", gold],
+        "estimate": ["estimate", str(out), "--gold", gold, "--variable", "initial_urgency"],
+        "agree": ["agree", str(out), str(other)],
+        "sample": ["sample", str(out)],
+        "trajectories": ["trajectories", str(out)],
+        "consensus": ["consensus", str(out), str(other)],
+    }[command]
+    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    dirs = [] if command in ("trajectories", "consensus") else dirs
+    result = CliRunner().invoke(app, [*args, "--out", str(target), *dirs])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output

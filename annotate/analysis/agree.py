@@ -23,7 +23,13 @@ from annotate.analysis.results import (
 )
 from annotate.errors import RunStoreError
 from annotate.labelling.library import PromptLibrary
-from annotate.labelling.runs import VariableInfo, check_same_transcripts, load_run, variable_info
+from annotate.labelling.runs import (
+    VariableInfo,
+    check_distinct_runs,
+    check_same_transcripts,
+    load_run,
+    variable_info,
+)
 
 
 def agree(
@@ -92,7 +98,9 @@ def agree_runs(
     if len(run_dirs) < 2:
         raise RunStoreError("give two or more run directories, or one run made with --repeats")
     loaded = [_load(d, library, label) for d in run_dirs]
-    check_same_transcripts([(d, manifest) for d, (_, manifest) in zip(run_dirs, loaded, strict=True)])
+    runs = [(d, manifest) for d, (_, manifest) in zip(run_dirs, loaded, strict=True)]
+    check_distinct_runs(runs)
+    check_same_transcripts(runs)
     names = _coder_names(run_dirs)
     frames = []
     info: dict[str, VariableInfo] = {}

@@ -24,7 +24,7 @@ import pandas as pd
 from annotate.analysis.dawid_skene import dawid_skene
 from annotate.errors import RunStoreError
 from annotate.labelling.rows import LABEL_COLUMNS
-from annotate.labelling.runs import check_same_transcripts, load_run
+from annotate.labelling.runs import check_distinct_runs, check_same_transcripts, load_run
 from annotate.labelling.store import write_csv
 
 METHODS = ("majority", "dawid-skene")
@@ -61,20 +61,17 @@ class Source:
 
 def load_sources(run_dirs: list[Path]) -> list[Source]:
     """One source per run and repeat; names are the run folders' names (with ``#repeat`` when a run has several)."""
-    sources = []
+    sources, runs = [], []
     for run_dir in run_dirs:
         labels, manifest = load_run(run_dir)
+        runs.append((run_dir, manifest))
         labels = labels[labels["status"] != "skipped"]
         repeats = sorted(int(r) for r in labels["repeat"].dropna().unique())
         for repeat in repeats:
             name = run_dir.name + (f"#{repeat}" if len(repeats) > 1 else "")
             sources.append(Source(name, run_dir, repeat, labels[labels["repeat"] == repeat], manifest))
-    runs = {s.dir: s.manifest for s in sources}
-    ids = Counter(str(m.get("run_id")) for m in runs.values())
-    twice = [run_id for run_id, n in ids.items() if n > 1]
-    if twice:
-        raise RunStoreError(f"run {twice[0]} is given twice (a copy or a link): each source must be a separate run")
-    check_same_transcripts(list(runs.items()))
+    check_distinct_runs(runs)
+    check_same_transcripts(runs)
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise RunStoreError(

@@ -109,6 +109,18 @@ def chat_fingerprints(manifest: dict[str, Any]) -> dict[str, str] | None:
     return prints
 
 
+def check_distinct_runs(runs: list[tuple[Path, dict[str, Any]]]) -> None:
+    """One run given twice (the same folder, a copy or a link: the same run id) would count as two coders."""
+    seen: dict[str, Path] = {}
+    for path, manifest in runs:
+        run_id = str(manifest.get("run_id"))
+        if run_id in seen and seen[run_id] != path:
+            raise RunStoreError(f"{seen[run_id]} and {path} are one run ({run_id}): give separate runs")
+        if run_id in seen:
+            raise RunStoreError(f"{path} is given twice: give separate runs")
+        seen[run_id] = path
+
+
 def check_same_transcripts(runs: list[tuple[Path, dict[str, Any]]]) -> None:
     """Runs compared or combined must label the same transcripts: a chat id that names different messages in
     two runs (another export reusing ids) stops the command with one line. Runs read from files with equal
