@@ -16,6 +16,11 @@ from annotate.analysis.statistics import cluster_resamples
 
 GRID = np.linspace(0, 100, 41)
 """Positions (percent of a chat's rounds) at which curves and bands are read off."""
+TRAJECTORY_RESAMPLES = 200
+"""Chat resamples for a band at most (validate's --bootstrap, when smaller, is used instead)."""
+DELTA = 0.5
+"""LOESS is computed exactly at points this far apart (in percent of the timeline) and interpolated between:
+the curve is read off every 2.5%, and the cost no longer grows with the square of a long chat's rounds."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ def trajectory_frame(labels: pd.DataFrame, meta: dict[str, dict[str, Any]], grou
     return rows[["chat_id", "round", "position", "value", "group"]]
 
 
-def trajectories(frame: pd.DataFrame, n_boot: int = 200, seed: int = 0) -> list[Trajectory]:
+def trajectories(frame: pd.DataFrame, n_boot: int = TRAJECTORY_RESAMPLES, seed: int = 0) -> list[Trajectory]:
     """One curve per group; groups with fewer than three distinct positions have none."""
     found = []
     for group, rows in sorted(frame.groupby("group"), key=lambda g: str(g[0])):
@@ -73,7 +78,7 @@ def smooth(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # degenerate resamples give NaN, dropped from the band
-        fitted = lowess(y, x, frac=0.6, it=0, return_sorted=True)
+        fitted = lowess(y, x, frac=0.6, it=0, delta=DELTA, return_sorted=True)
     xs, ys = fitted[:, 0], fitted[:, 1]
     xs, first = np.unique(xs, return_index=True)
     return np.interp(GRID, xs, ys[first], left=np.nan, right=np.nan)

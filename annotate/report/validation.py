@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from annotate.analysis.results import PAPER_STATISTICS, Item, ValidationResult, VariableValidation
-from annotate.analysis.trajectories import trajectories, trajectory_frame
+from annotate.analysis.trajectories import TRAJECTORY_RESAMPLES, trajectories, trajectory_frame
 from annotate.analysis.validate import validate
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.runs import load_run, run_chats
@@ -41,7 +41,8 @@ def validate_report(
     meta = {c.chat_id: dict(c.meta) for c in run_chats(manifest, transcripts)}
     field_name = group_by or ("escalation" if any("escalation" in m for m in meta.values()) else None)
     frame = trajectory_frame(labels[labels["repeat"] == repeat], meta, field_name)
-    png = plots.trajectories(trajectories(frame, seed=seed), field_name, seed=seed) if len(frame) else None
+    bands = min(n_boot, TRAJECTORY_RESAMPLES)  # --bootstrap 0: curves without bands, one LOESS fit per group
+    png = plots.trajectories(trajectories(frame, bands, seed), field_name, seed=seed) if len(frame) else None
     paths = write_report(out, result, validation_table(result), validation_page(result, png, field_name))
     if png is not None:
         (out / "trajectories.png").write_bytes(png)
