@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,33 @@ def test_an_out_that_cannot_be_written_is_one_line(library: PromptLibrary, tmp_p
     result = CliRunner().invoke(app, [*args, "--out", str(target), *dirs])
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_a_model_that_cannot_load_fails_the_run_in_one_line_and_can_be_corrected(
+    library: PromptLibrary, tmp_path: Path
+) -> None:
+    """Issue 18: a non-GGUF, empty or truncated --model gave a traceback, left the manifest `running`, and the
+    folder then refused the corrected model; agree read the empty run, exit 0, n = 0."""
+    from annotate.engines import embedded
+
+    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    out = tmp_path / "run"
+    bad = tmp_path / "model.gguf"
+    bad.write_text('{"not": "a model"}')
+    runner = CliRunner()
+    args = ["run", str(EXAMPLES), "--out", str(out), "--limit", "1", *dirs]
+    failed = runner.invoke(app, [*args, "--model", str(bad)])
+    assert failed.exit_code == 1 and "not a GGUF model file" in failed.output, failed.output
+    if embedded.resolve(None) is None or not embedded.gguf_path().is_file():
+        pytest.skip("the embedded model is not installed (make install)")
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(embedded.gguf_path().read_bytes()[:4096])
+    broken = runner.invoke(app, [*args, "--model", str(truncated)])
+    assert broken.exit_code == 1 and "llama.cpp could not load it" in broken.output, broken.output
+    assert len(broken.output.strip().splitlines()) <= 2  # the progress line, then the error
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "could not load" in manifest["error"]
+    agreed = runner.invoke(app, ["agree", str(out), str(out), "--out", str(tmp_path / "a"), *dirs])
+    assert agreed.exit_code == 1 and "the run labelled nothing (status failed" in agreed.output, agreed.output
+    fixed = runner.invoke(app, [*args, "-b", "fake"])  # the corrected setup may use the folder
+    assert fixed.exit_code == 0, fixed.output

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -242,7 +241,7 @@ def test_agree_can_compare_probability_weighted_labels(library: PromptLibrary, t
 
     run(fake_config(library, tmp_path / "a"), backend=FakeBackend(script=answer_with_probabilities))
     run(fake_config(library, tmp_path / "b", use_cache=False), backend=FakeBackend())
-    shutil.copytree(tmp_path / "a", tmp_path / "a2")
+    run(fake_config(library, tmp_path / "a2"), backend=FakeBackend(script=answer_with_probabilities))
     result = agree([tmp_path / "a", tmp_path / "a2"], library, n_boot=0, label="expected")
     assert result.label == "expected"
     # every probability-weighted value is 1 + 1/3 -> 1: the two runs agree everywhere

@@ -56,6 +56,9 @@ class LlamaCppBackend:
                     f"{options.model}: no such GGUF file (the llamacpp backend takes a local .gguf path, "
                     f"or {embedded.PREFIX}<name>: see `annotate models list`)"
                 )
+            with self.model_path.open("rb") as head:
+                if head.read(4) != b"GGUF":
+                    raise BackendError(f"{options.model}: not a GGUF model file (it does not start with 'GGUF')")
             self._identity = {"name": self.model_path.name, "sha256": file_sha256(self.model_path)}
         self._server: Any = None
 
@@ -78,7 +81,12 @@ class LlamaCppBackend:
             params.cpuparams.n_threads = threads
             params.cpuparams_batch.n_threads = threads
             params.verbosity = -1
-            self._server = xllamacpp.Server(params)
+            try:
+                self._server = xllamacpp.Server(params)
+            except RuntimeError:
+                raise BackendError(
+                    f"{self.model_path}: llama.cpp could not load it (a truncated or damaged GGUF file?)"
+                ) from None
         return self._server
 
     def complete(self, requests: Sequence[Request]) -> Iterator[Completion]:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from annotate.config import RunConfig, RunSummary, cache_dir
 from annotate.engines import Backend, Completion, create_engine
 from annotate.engines.embedded import resolve
-from annotate.errors import PromptError, RunStoreError
+from annotate.errors import AnnotateError, PromptError, RunStoreError
 from annotate.ingest.readers import check_inputs
 from annotate.labelling.cache import CompletionCache
 from annotate.labelling.jobs import Job, RowContext
@@ -143,6 +143,12 @@ def _write_labels(session: _Session, progress: Progress | None) -> _Tally:
         chunks = pending_jobs(chat_stream(config), session.versions, config, session.journal, CHUNK_JOBS)
         for jobs in chunks:
             _execute(jobs, session.engine, session.identity, config, ctx, cache, store, tally, progress)
+    except AnnotateError as e:  # the engine could not start or went away: say so in the run, keep what was done
+        store.close()
+        manifest = session.manifest("failed", None)
+        manifest["error"] = str(e)
+        store.write_manifest(manifest)
+        raise
     except KeyboardInterrupt:
         store.close()
         manifest = session.manifest("interrupted", None)

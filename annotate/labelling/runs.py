@@ -40,6 +40,9 @@ def load_run(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         labels = pd.read_parquet(labels_path)
     else:
         raise RunStoreError(f"{path}: the run has no labels yet")
+    if labels.empty:
+        why = f" ({manifest['error']})" if manifest.get("error") else ""
+        raise RunStoreError(f"{path}: the run labelled nothing (status {manifest.get('status')}{why})")
     for column in ("probs", "confidence", "expected"):  # runs written before labels kept probabilities
         if column not in labels.columns:
             labels[column] = None if column == "probs" else float("nan")

@@ -91,7 +91,8 @@ class RunStore:
         """Create or reopen the run directory, locked for this process; return what it already holds.
 
         ``fingerprint`` is the configuration that decides the labels; resuming under another one is
-        refused, because the run directory would mix labels from two setups.
+        refused, because the run directory would mix labels from two setups (unless nothing was labelled:
+        a run whose model failed to load can be run again with the corrected one).
         """
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -99,7 +100,8 @@ class RunStore:
         except OSError as e:
             raise RunStoreError(f"{self.dir}: cannot write the run directory ({e.strerror or e})") from None
         previous = self.read_manifest()
-        if previous is not None and previous.get("fingerprint") != fingerprint:
+        labelled = self.journal_path.is_file() and self.journal_path.stat().st_size > 0
+        if previous is not None and previous.get("fingerprint") != fingerprint and labelled:
             before = previous.get("fingerprint", {})
             changed = sorted(k for k in set(fingerprint) | set(before) if fingerprint.get(k) != before.get(k))
             raise RunStoreError(
