@@ -260,3 +260,42 @@ def test_readers_see_the_journal_when_the_tables_are_stale(library: PromptLibrar
     labels, _ = load_run(out)
     assert labels["chat_id"].nunique() == 6 and len(labels) == len(fresh)
     assert (out / "labels.parquet").read_bytes() == stale  # read, not rewritten
+
+
+def test_outputs_replace_links_instead_of_writing_through_them(library: PromptLibrary, tmp_path: Path) -> None:
+    """Issue 18: a run's labels.csv linked elsewhere was overwritten on resume; so was a coding file's rubric."""
+    from annotate.analysis.sample import SampleOptions, write_sample
+
+    out = tmp_path / "run"
+    run(config(library, out, EXAMPLES, limit=3), backend=FakeBackend())
+    elsewhere = tmp_path / "precious.txt"
+    elsewhere.write_text("keep me")
+    (out / "labels.csv").unlink()
+    (out / "labels.csv").symlink_to(elsewhere)
+    run(config(library, out, EXAMPLES, limit=4), backend=FakeBackend())
+    assert elsewhere.read_text() == "keep me" and not (out / "labels.csv").is_symlink()
+    coding = tmp_path / "coding.csv"
+    coding.with_suffix(".rubric.md").symlink_to(elsewhere)
+    write_sample(out, coding, library, SampleOptions(design="random", per_variable=2))
+    assert elsewhere.read_text() == "keep me"
+
+
+def test_a_write_that_fails_leaves_the_old_file_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18: a full disk while writing reports left a truncated report.html and a 0-byte coding file."""
+    import errno
+
+    from annotate.labelling.store import write_atomic
+
+    target = tmp_path / "report.html"
+    write_atomic(target, "<p>the old report</p>")
+
+    def full_disk(self: Path, data: bytes) -> int:
+        Path.write_text(self, data[:5].decode())  # part of it, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_atomic(target, "<p>the new report, longer</p>")
+    monkeypatch.undo()
+    assert target.read_text() == "<p>the old report</p>"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # no temporary file left behind

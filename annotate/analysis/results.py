@@ -12,7 +12,7 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from annotate.labelling.store import write_csv
+from annotate.labelling.store import write_atomic, write_csv
 
 Interval = tuple[float, float]
 """A 95% interval; both bounds NaN when the statistic was undefined in most resamples."""
@@ -42,7 +42,7 @@ class Result(BaseModel):
         """``<name>.json`` (every figure) and ``<name>.csv`` (``table``: one row per variable, pair or term)."""
         folder.mkdir(parents=True, exist_ok=True)
         paths = [folder / f"{name}.json", folder / f"{name}.csv"]
-        paths[0].write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        write_atomic(paths[0], self.model_dump_json(indent=2) + "\n")
         write_csv(table, paths[1])
         return paths
 

@@ -21,7 +21,7 @@ import pandas as pd
 from annotate.errors import AnnotateError
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.runs import load_run, run_chats, unit_excerpts
-from annotate.labelling.store import write_csv
+from annotate.labelling.store import write_atomic, write_csv
 
 
 def sample_size(population: int, confidence: float = 0.95, margin: float = 0.05, proportion: float = 0.5) -> int:
@@ -321,6 +321,6 @@ def write_sample(run_dir: Path, out: Path, library: PromptLibrary, options: Samp
     write_csv(coding, out)
     _, manifest = load_run(run_dir)
     files = CodingFiles(out, out.with_suffix(".rubric.md"), out.with_suffix(".sample.json"), info)
-    files.instructions.write_text(rubric_text(library, manifest.get("prompts", {}), set(coding["variable"])))
-    files.plan.write_text(json.dumps(info, indent=2) + "\n")
+    write_atomic(files.instructions, rubric_text(library, manifest.get("prompts", {}), set(coding["variable"])))
+    write_atomic(files.plan, json.dumps(info, indent=2) + "\n")
     return files

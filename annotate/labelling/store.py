@@ -246,7 +246,7 @@ class RunStore:
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
-        self._guard(lambda: _replace(self.manifest_path, text.encode("utf-8")))
+        self._guard(lambda: write_atomic(self.manifest_path, text))
 
     def journal_table(self) -> pd.DataFrame:
         """The label table straight from the journal (each unit's newest entry), in memory: what readers use
@@ -285,7 +285,8 @@ class RunStore:
     def _write_tables(self, newest: dict[int, int]) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}
         self.with_probabilities = 0
-        parquet, csv_path = self.dir / "labels.parquet", self.dir / "labels.csv"
+        final = [self.dir / "labels.parquet", self.dir / "labels.csv"]
+        parquet, csv_path = (_temporary(path) for path in final)  # written whole, then swapped in
         writer: Any = None
         try:
             for df in map(_table, self._row_batches(newest)):
@@ -299,9 +300,15 @@ class RunStore:
             if writer is None:
                 _table([]).to_parquet(parquet, index=False)
                 write_csv(_table([]), csv_path)
+        except BaseException:
+            for leftover in (parquet, csv_path):
+                leftover.unlink(missing_ok=True)
+            raise
         finally:
             if writer is not None:
                 writer.close()
+        for done, path in zip((parquet, csv_path), final, strict=True):
+            os.replace(done, path)
         return counts
 
 
@@ -342,7 +349,10 @@ def write_csv(df: pd.DataFrame, path: Path, append: bool = False) -> None:
     for column in safe.columns:
         if pd.api.types.is_object_dtype(safe[column]) or pd.api.types.is_string_dtype(safe[column]):
             safe[column] = [_defuse(v) for v in safe[column]]
-    safe.to_csv(path, index=False, mode="a" if append else "w", header=not append)
+    if append:
+        safe.to_csv(path, index=False, mode="a", header=False)
+    else:
+        write_atomic(path, safe.to_csv(index=False))
 
 
 def undo_formula_guard(value: str) -> str:
@@ -364,8 +374,16 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
     return entry if isinstance(entry, dict) else None
 
 
-def _replace(path: Path, data: bytes) -> None:
-    """Write a whole file atomically: readers see the old one or the new one, never half of either."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write a whole file atomically: readers see the old one or the new one, never half of either (a full
+    disk leaves the old file), and a link at ``path`` is replaced, not followed."""
+    tmp = _temporary(path)
+    try:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")

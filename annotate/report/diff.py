@@ -12,6 +12,7 @@ from annotate.analysis.results import DiffResult, VariableDiff
 from annotate.config import RunConfig
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import Progress
+from annotate.labelling.store import write_atomic
 from annotate.report.html import Browser, BrowserRow, Page, Pre, Table, fmt, fmt_ci, write_report
 
 GOLD_STATISTICS = ("cohen_kappa", "gwet_ac1", "percent_agreement")
@@ -46,7 +47,7 @@ def diff_report(
         sides, title = versions(library, first, second, third), first
     result = compare(library, *sides, base, gold, n_boot, seed, progress, title=title)
     paths = write_report(out, result, diff_table(result), diff_page(result))
-    (out / "prompt.diff").write_text(result.text_diff, encoding="utf-8")
+    write_atomic(out / "prompt.diff", result.text_diff)
     return DiffReport(result, [*paths, out / "prompt.diff"])
 
 

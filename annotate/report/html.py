@@ -17,6 +17,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from annotate import __version__
 from annotate.analysis.results import Result
+from annotate.labelling.store import write_atomic
 
 
 @dataclass
@@ -88,7 +89,7 @@ def write_report(folder: Path, result: Result, table: pd.DataFrame, page: Page, 
     """``<name>.json``, ``<name>.csv`` and ``report.html`` in ``folder``."""
     paths = result.write(folder, table, name)
     page_path = folder / "report.html"
-    page_path.write_text(render_html(page), encoding="utf-8")
+    write_atomic(page_path, render_html(page))
     return [*paths, page_path]
 
 

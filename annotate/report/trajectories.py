@@ -9,6 +9,7 @@ import pandas as pd
 from annotate.analysis.trajectories import trajectories, trajectory_frame
 from annotate.errors import RunStoreError
 from annotate.labelling.runs import load_run, run_chats
+from annotate.labelling.store import write_atomic
 from annotate.report import plots
 
 
@@ -29,5 +30,5 @@ def write_trajectories(
     if frame.empty:
         raise RunStoreError(f"{run_dir} has no ok negative_sentiment labels (task round_sentiment)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(plots.trajectories(trajectories(frame, n_boot, seed), group_by, seed=seed))
+    write_atomic(out, plots.trajectories(trajectories(frame, n_boot, seed), group_by, seed=seed))
     return frame

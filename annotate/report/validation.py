@@ -13,6 +13,7 @@ from annotate.analysis.trajectories import TRAJECTORY_RESAMPLES, trajectories, t
 from annotate.analysis.validate import validate
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.runs import load_run, run_chats
+from annotate.labelling.store import write_atomic
 from annotate.report import plots
 from annotate.report.calibration import calibration_figures, calibration_table
 from annotate.report.html import Browser, BrowserRow, FigureSection, Page, Table, figure, fmt, fmt_ci, write_report
@@ -45,7 +46,7 @@ def validate_report(
     png = plots.trajectories(trajectories(frame, bands, seed), field_name, seed=seed) if len(frame) else None
     paths = write_report(out, result, validation_table(result), validation_page(result, png, field_name))
     if png is not None:
-        (out / "trajectories.png").write_bytes(png)
+        write_atomic(out / "trajectories.png", png)
         paths.append(out / "trajectories.png")
     return ValidationReport(result, paths)
 
