@@ -64,6 +64,19 @@ def test_parts_are_assembled_in_order_and_checked_against_the_pinned_hash(
     assert not list((tmp_path / "models").glob("*.part"))  # nothing half-written is left behind
 
 
+@pytest.mark.parametrize("damage", ["truncated", "same size, other bytes"])
+def test_a_damaged_assembled_file_is_assembled_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    """Issue 18: a damaged assembled model file was listed and used under the pinned sha256."""
+    monkeypatch.setenv("ANNOTATE_MODELS_DIR", str(tmp_path / "models"))
+    model = fake_carrier(tmp_path, monkeypatch, [b"GGUF first ", b"second ", b"third"])
+    path = embedded.gguf_path(model)
+    path.write_bytes(b"GGUF fir" if damage == "truncated" else b"GGUF first second thirD")
+    monkeypatch.setattr(embedded, "_VERIFIED", set())  # a new process
+    assert embedded.gguf_path(model).read_bytes() == b"GGUF first second third"
+
+
 def test_a_missing_carrier_names_the_package_and_the_make_target() -> None:
     absent = replace(embedded.QWEN_CODER_15B, parts=(("no_such_carrier_part1", "part01.bin"),), sha256="1" * 64)
     with pytest.raises(

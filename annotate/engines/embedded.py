@@ -123,11 +123,22 @@ def _part_paths(model: EmbeddedModel) -> list[Path]:
     return paths
 
 
+_VERIFIED: set[Path] = set()
+"""Assembled files whose hash this process has checked."""
+
+
 def gguf_path(model: EmbeddedModel = EMBEDDED) -> Path:
-    """The assembled GGUF file, built once into the cache and verified against the pinned hash."""
+    """The assembled GGUF file, built once into the cache and verified against the pinned hash.
+
+    A file already there is trusted only once its size matches and, the first time a process uses it, its
+    hash: a damaged or truncated copy (a full disk, an interrupted copy) is assembled again from the parts."""
     target = models_dir() / f"{model.sha256[:16]}.gguf"
-    if target.is_file():
+    if target in _VERIFIED and target.is_file():
         return target
+    if target.is_file() and target.stat().st_size == model.size and _sha256(target) == model.sha256:
+        _VERIFIED.add(target)
+        return target
+    target.unlink(missing_ok=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".part", delete=False) as out:
@@ -144,7 +155,16 @@ def gguf_path(model: EmbeddedModel = EMBEDDED) -> Path:
         os.unlink(out.name)
         raise BackendError(f"embedded model parts hash to {digest.hexdigest()}, expected {model.sha256}")
     os.replace(out.name, target)
+    _VERIFIED.add(target)
     return target
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as src:
+        while chunk := src.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def hf_dir(model: EmbeddedModel = EMBEDDED) -> Path:
