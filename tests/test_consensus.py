@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from annotate.analysis.consensus import decide, mean_distribution
+from annotate.analysis.consensus import build_consensus, decide, mean_distribution
 from annotate.analysis.dawid_skene import dawid_skene
 from annotate.cli import app
 from annotate.config import RunConfig
 from annotate.engines.base import Completion, Request
 from annotate.engines.fake import FakeBackend, lowest_values, values_from_content
+from annotate.errors import RunStoreError
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
 from tests.conftest import EXAMPLES, ROOT
@@ -200,3 +201,16 @@ def test_the_disputed_design_needs_a_consensus_run(library: PromptLibrary, tmp_p
     low = labelled(library, tmp_path / "low", lowest_values, limit=4)
     result = runner.invoke(app, ["sample", str(low), "--design", "disputed", "--out", str(tmp_path / "x.csv")])
     assert result.exit_code == 1 and "needs a consensus run" in result.output
+
+
+def test_a_consensus_cannot_overwrite_one_of_its_sources(library: PromptLibrary, tmp_path: Path) -> None:
+    """Issue 18: consensus --out onto one of its own (consensus) sources overwrote it."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    for out in (first, second):
+        run(RunConfig(inputs=[EXAMPLES], out=out, prompts=library.paths, backend="fake", limit=3), FakeBackend())
+    combined = tmp_path / "c"
+    build_consensus([first, second], combined)
+    before = (combined / "manifest.json").read_bytes()
+    with pytest.raises(RunStoreError, match="is one of the consensus's own sources"):
+        build_consensus([combined, first], combined)
+    assert (combined / "manifest.json").read_bytes() == before

@@ -105,6 +105,8 @@ def build_consensus(run_dirs: list[Path], out: Path, method: str = "majority") -
         raise RunStoreError(f"unknown consensus method '{method}' (known: {', '.join(METHODS)})")
     if (out / "journal.jsonl").exists():
         raise RunStoreError(f"{out} holds a labelling run; write the consensus to a new --out directory")
+    if any(out.resolve() == run_dir.resolve() for run_dir in run_dirs):
+        raise RunStoreError(f"{out} is one of the consensus's own sources; write it to a new --out directory")
     sources = load_sources(run_dirs)
     if method == "dawid-skene" and len(sources) < 3:
         raise RunStoreError(f"Dawid-Skene needs three or more sources; these runs give {len(sources)}")
