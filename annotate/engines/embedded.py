@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from annotate.config import models_dir
+from annotate.engines.base import file_sha256
 from annotate.errors import BackendError
 
 
@@ -135,7 +136,7 @@ def gguf_path(model: EmbeddedModel = EMBEDDED) -> Path:
     target = models_dir() / f"{model.sha256[:16]}.gguf"
     if target in _VERIFIED and target.is_file():
         return target
-    if target.is_file() and target.stat().st_size == model.size and _sha256(target) == model.sha256:
+    if target.is_file() and target.stat().st_size == model.size and file_sha256(target) == model.sha256:
         _VERIFIED.add(target)
         return target
     target.unlink(missing_ok=True)
@@ -157,14 +158,6 @@ def gguf_path(model: EmbeddedModel = EMBEDDED) -> Path:
     os.replace(out.name, target)
     _VERIFIED.add(target)
     return target
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as src:
-        while chunk := src.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def hf_dir(model: EmbeddedModel = EMBEDDED) -> Path:

@@ -16,12 +16,12 @@ from typing import Any
 
 from annotate.config import BackendOptions, cache_dir
 from annotate.engines import embedded
-from annotate.engines.base import Completion, Request
+from annotate.engines.base import Completion, Request, file_sha256
 from annotate.engines.openai_format import completion_from_openai, logprob_fields
 from annotate.errors import BackendError
 
 
-def file_sha256(path: Path) -> str:
+def remembered_sha256(path: Path) -> str:
     """sha256 of a model file, remembered in the cache by path, size and mtime (hashing 1 GB takes seconds)."""
     stat = path.stat()
     memo = (
@@ -31,13 +31,10 @@ def file_sha256(path: Path) -> str:
     )
     if memo.is_file():
         return memo.read_text().strip()
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
+    digest = file_sha256(path)
     memo.parent.mkdir(parents=True, exist_ok=True)
-    memo.write_text(digest.hexdigest())
-    return digest.hexdigest()
+    memo.write_text(digest)
+    return digest
 
 
 class LlamaCppBackend:
@@ -59,7 +56,7 @@ class LlamaCppBackend:
             with self.model_path.open("rb") as head:
                 if head.read(4) != b"GGUF":
                     raise BackendError(f"{options.model}: not a GGUF model file (it does not start with 'GGUF')")
-            self._identity = {"name": self.model_path.name, "sha256": file_sha256(self.model_path)}
+            self._identity = {"name": self.model_path.name, "sha256": remembered_sha256(self.model_path)}
         self._server: Any = None
 
     def identity(self) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import subprocess
 from dataclasses import asdict
@@ -12,6 +11,7 @@ from typing import Any
 
 from annotate import __version__
 from annotate.config import RunConfig, RunSummary
+from annotate.engines.base import file_sha256
 from annotate.ingest.redaction import RULES
 
 PACKAGES = [
@@ -109,11 +109,3 @@ def package_versions() -> dict[str, str]:
 
 def file_entry(path: Path) -> dict[str, Any]:
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from annotate.config import RunConfig
+from annotate.engines.base import file_sha256
 from annotate.errors import RunStoreError
 from annotate.ingest.model import Chat, Skip
 from annotate.ingest.readers import read_as_run
 from annotate.ingest.segmentation import handoff_index
 from annotate.labelling.jobs import Job, fit_to_context
-from annotate.labelling.manifest import file_sha256, recorded_options
+from annotate.labelling.manifest import recorded_options
 from annotate.labelling.prompts import PromptVersion
 from annotate.labelling.store import Journal, UnitKey, compact
 from annotate.labelling.units import Unit, units_for
