@@ -214,3 +214,29 @@ def test_a_consensus_cannot_overwrite_one_of_its_sources(library: PromptLibrary,
     with pytest.raises(RunStoreError, match="is one of the consensus's own sources"):
         build_consensus([combined, first], combined)
     assert (combined / "manifest.json").read_bytes() == before
+
+
+def test_a_consensus_written_over_an_older_one_is_all_new_or_all_old(
+    library: PromptLibrary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18: a full disk while rewriting a consensus kept the old manifest beside new labels."""
+    import errno
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    for out in (first, second):
+        run(RunConfig(inputs=[EXAMPLES], out=out, prompts=library.paths, backend="fake", limit=3), FakeBackend())
+    combined = tmp_path / "c"
+    build_consensus([first, second], combined)
+    before = {p.name: p.read_bytes() for p in combined.iterdir()}
+    real = Path.write_bytes
+
+    def full_on_the_manifest(self: Path, data: bytes) -> int:
+        if "manifest" in self.name:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_on_the_manifest)
+    with pytest.raises(OSError, match="No space left"):
+        build_consensus([first, second], combined, method="majority")
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in combined.iterdir()} == before

@@ -25,7 +25,7 @@ from annotate.analysis.dawid_skene import dawid_skene
 from annotate.errors import RunStoreError
 from annotate.labelling.rows import LABEL_COLUMNS
 from annotate.labelling.runs import check_distinct_runs, check_same_transcripts, load_run
-from annotate.labelling.store import write_atomic, write_csv
+from annotate.labelling.store import csv_text, write_all_atomic
 
 METHODS = ("majority", "dawid-skene")
 TIE_RULE = (
@@ -296,7 +296,11 @@ def write_consensus(out: Path, rows: pd.DataFrame, manifest: dict[str, Any]) -> 
     frame = rows.copy()
     for column in ("round", "value", "repeat", "majority", "dawid_skene"):
         frame[column] = frame[column].astype("Int64")
-    write_atomic(out / "labels.parquet", frame.to_parquet(index=False))
-    write_csv(frame, out / "labels.csv")
-    write_atomic(out / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    write_all_atomic(
+        {
+            out / "labels.parquet": frame.to_parquet(index=False),
+            out / "labels.csv": csv_text(frame),
+            out / "manifest.json": json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
+        }
+    )
     return [out / "labels.parquet", out / "labels.csv", out / "manifest.json"]

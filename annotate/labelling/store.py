@@ -345,14 +345,20 @@ def write_csv(df: pd.DataFrame, path: Path, append: bool = False) -> None:
 
     Only text cells change (numbers stay numbers); Parquet and JSON outputs keep every value exact.
     """
+    if append:
+        with path.open("a", encoding="utf-8") as out:
+            out.write(csv_text(df).split("\n", 1)[1])
+    else:
+        write_atomic(path, csv_text(df))
+
+
+def csv_text(df: pd.DataFrame) -> str:
+    """The CSV ``write_csv`` writes, as text."""
     safe = df.copy()
     for column in safe.columns:
         if pd.api.types.is_object_dtype(safe[column]) or pd.api.types.is_string_dtype(safe[column]):
             safe[column] = [_defuse(v) for v in safe[column]]
-    if append:
-        safe.to_csv(path, index=False, mode="a", header=False)
-    else:
-        write_atomic(path, safe.to_csv(index=False))
+    return str(safe.to_csv(index=False))
 
 
 def undo_formula_guard(value: str) -> str:
@@ -383,6 +389,23 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_all_atomic(files: dict[Path, bytes | str]) -> None:
+    """Several files that belong together (a run's tables and manifest): every one is written in full first,
+    then all are swapped in, so a full disk leaves the old set whole rather than new labels beside an old
+    manifest."""
+    written: list[tuple[Path, Path]] = []
+    try:
+        for path, data in files.items():
+            tmp = _temporary(path)
+            written.append((tmp, path))
+            tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+        for tmp, path in written:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in written:
+            tmp.unlink(missing_ok=True)
 
 
 def _temporary(path: Path) -> Path:
