@@ -284,7 +284,7 @@ def test_a_write_that_fails_leaves_the_old_file_whole(tmp_path: Path, monkeypatc
     """Issue 18: a full disk while writing reports left a truncated report.html and a 0-byte coding file."""
     import errno
 
-    from annotate.labelling.store import write_atomic
+    from annotate.labelling.outputs import write_atomic
 
     target = tmp_path / "report.html"
     write_atomic(target, "<p>the old report</p>")

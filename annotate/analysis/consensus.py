@@ -23,9 +23,9 @@ import pandas as pd
 
 from annotate.analysis.dawid_skene import dawid_skene
 from annotate.errors import RunStoreError
+from annotate.labelling.outputs import csv_text, write_all_atomic
 from annotate.labelling.rows import LABEL_COLUMNS
 from annotate.labelling.runs import check_distinct_runs, check_same_transcripts, load_run
-from annotate.labelling.store import csv_text, write_all_atomic
 
 METHODS = ("majority", "dawid-skene")
 TIE_RULE = (

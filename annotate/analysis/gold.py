@@ -17,7 +17,7 @@ import pandas as pd
 from annotate.config import cache_dir
 from annotate.errors import InputError
 from annotate.ingest.readers import chat_id_text
-from annotate.labelling.store import undo_formula_guard
+from annotate.labelling.outputs import undo_formula_guard
 
 GOLD_COLUMNS = ["chat_id", "round", "variable", "value", "annotator", "inclusion_probability", "line"]
 """``line``: where the label is in the file, for error messages."""

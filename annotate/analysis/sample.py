@@ -20,8 +20,8 @@ import pandas as pd
 
 from annotate.errors import AnnotateError
 from annotate.labelling.library import PromptLibrary
+from annotate.labelling.outputs import write_atomic, write_csv
 from annotate.labelling.runs import load_run, run_chats, unit_excerpts
-from annotate.labelling.store import write_atomic, write_csv
 
 
 def sample_size(population: int, confidence: float = 0.95, margin: float = 0.05, proportion: float = 0.5) -> int:

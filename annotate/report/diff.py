@@ -11,8 +11,8 @@ from annotate.analysis.diff import Side, compare, task_set, versions
 from annotate.analysis.results import DiffResult, VariableDiff
 from annotate.config import RunConfig
 from annotate.labelling.library import PromptLibrary
+from annotate.labelling.outputs import write_atomic
 from annotate.labelling.pipeline import Progress
-from annotate.labelling.store import write_atomic
 from annotate.report.html import Browser, BrowserRow, Page, Pre, Table, fmt, fmt_ci, write_report
 
 GOLD_STATISTICS = ("cohen_kappa", "gwet_ac1", "percent_agreement")

@@ -17,7 +17,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from annotate import __version__
 from annotate.analysis.results import Result
-from annotate.labelling.store import write_atomic
+from annotate.labelling.outputs import write_atomic
 
 
 @dataclass

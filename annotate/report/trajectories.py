@@ -8,8 +8,8 @@ import pandas as pd
 
 from annotate.analysis.trajectories import trajectories, trajectory_frame
 from annotate.errors import RunStoreError
+from annotate.labelling.outputs import write_atomic
 from annotate.labelling.runs import load_run, run_chats
-from annotate.labelling.store import write_atomic
 from annotate.report import plots
 
 

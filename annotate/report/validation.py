@@ -12,8 +12,8 @@ from annotate.analysis.results import PAPER_STATISTICS, Item, ValidationResult, 
 from annotate.analysis.trajectories import TRAJECTORY_RESAMPLES, trajectories, trajectory_frame
 from annotate.analysis.validate import validate
 from annotate.labelling.library import PromptLibrary
+from annotate.labelling.outputs import write_atomic
 from annotate.labelling.runs import load_run, run_chats
-from annotate.labelling.store import write_atomic
 from annotate.report import plots
 from annotate.report.calibration import calibration_figures, calibration_table
 from annotate.report.html import Browser, BrowserRow, FigureSection, Page, Table, figure, fmt, fmt_ci, write_report
