@@ -264,11 +264,19 @@ def estimate(
     label: opt.LabelKind = opt.LabelChoice.chosen,
     target_width: opt.TargetWidth = None,
     drop_missing: opt.DropMissing = False,
+    labellers: opt.Labellers = None,
+    recalibrate: opt.Recalibrate = False,
+    folds: opt.Folds = 5,
+    seed: opt.Seed = 0,
     transcripts: opt.Transcripts = None,
     prompts_dir: opt.PromptsDir = None,
     rubrics_dir: opt.RubricsDir = None,
 ) -> None:
-    """Effects from LLM labels plus a human sample: LLM-only, human-only and prediction-powered, with 95% intervals."""
+    """Effects from LLM labels plus a human sample: LLM-only, human-only and prediction-powered, with 95% intervals.
+
+    A formula may name the run's own variables as regressors (`empathy ~ C(escalation) + initial_sentiment`): their
+    LLM labels are then corrected too, which needs their human labels on the coded chats (sample --unit chat).
+    """
     from annotate.analysis.estimate import EstimateOptions
     from annotate.report.console import print_estimate, print_paths
     from annotate.report.estimate import estimate_report
@@ -284,6 +292,10 @@ def estimate(
         target_width=target_width,
         drop_missing=drop_missing,
         transcripts=tuple(transcripts or ()),
+        labellers=tuple(labellers or ()),
+        recalibrate=recalibrate,
+        folds=folds,
+        seed=seed,
     )
     with opt.user_errors():
         report = estimate_report(run_dir, options, out, opt.library(prompts_dir, rubrics_dir))

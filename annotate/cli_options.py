@@ -91,6 +91,18 @@ Formula = Annotated[
     typer.Option(help="Regression, e.g. 'empathy ~ C(escalation)'; repeatable (default: each variable's mean)."),
 ]
 By = Annotated[str | None, typer.Option(help="Without --formula: means by this covariate or meta field.")]
+Labellers = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--labellers",
+        help="Another run over the same chats (model, prompt version, repeats, consensus); repeatable. Its labels are "
+        "combined with the run's (cross-fitted) and each labeller's own estimate is shown beside.",
+    ),
+]
+Recalibrate = Annotated[
+    bool, typer.Option(help="Combine the run's own label probabilities (cross-fitted), as for several labellers.")
+]
+Folds = Annotated[int, typer.Option(min=2, help="Cross-fitting folds of chats for --labellers / --recalibrate.")]
 Variables = Annotated[list[str] | None, typer.Option("--variable", help="Only these variables (repeatable).")]
 
 

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from annotate.analysis import ppi
+from annotate.analysis import combine, ppi
 from annotate.analysis.estimate_data import EstimateData, estimate_data
-from annotate.analysis.estimate_results import EstimateResult, Estimator, ModelEstimate, TermEstimate
+from annotate.analysis.estimate_results import EstimateResult, Estimator, ModelEstimate, TermEstimate, Worth
 from annotate.analysis.gold import development_gold
+from annotate.analysis.worth import worth as labeller_worth
 from annotate.labelling.library import PromptLibrary
 
 LEVEL = ppi.LEVEL
@@ -39,6 +40,13 @@ class EstimateOptions:
     target_width: float | None = None
     drop_missing: bool = False
     transcripts: tuple[Path, ...] = ()
+    labellers: tuple[Path, ...] = ()
+    """Other runs over the same chats: combined with the run's labels (cross-fitted), each also on its own."""
+    recalibrate: bool = False
+    """Combine (cross-fitted) the run's own label probabilities, as for several labellers."""
+    folds: int = 5
+    """Cross-fitting folds of the combination (chats split at random with ``seed``)."""
+    seed: int = 0
 
 
 def estimate(run_dir: Path, options: EstimateOptions, library: PromptLibrary | None = None) -> EstimateResult:
@@ -52,7 +60,7 @@ def estimate(run_dir: Path, options: EstimateOptions, library: PromptLibrary | N
             f"{options.gold} is the gold a prompt diff used to choose a prompt ({used_by}): estimates on the "
             "same gold are optimistic; code a fresh sample"
         )
-    models = [_model(model) for model in data.models]
+    models = [_model(model, options) for model in data.models]
     few = sorted({m.outcome for m in models if m.coded_chats < FEW_CODED_CHATS})
     if few:
         warnings.append(
@@ -76,10 +84,13 @@ MIN_CODED_CHATS_FOR_WORTH = 40
 """Below this many coded chats the ratio of two estimated variances is too noisy to report as labels saved."""
 
 
-def _model(model: EstimateData) -> ModelEstimate:
+def _model(model: EstimateData, options: EstimateOptions) -> ModelEstimate:
     sample = model.sample
     fits = ppi.three(sample, model.family)
     worth, note = _worth(fits, sample)
+    per_100 = labeller_worth(sample, model.family, fits["human_only"], fits["ppi"], options.seed)
+    combined = _combined(model, options)
+    own = {name: ppi.ppi(sample.predicting(values), model.family) for name, values in model.own.items()}
     needed = {
         name: ppi.labels_for_width(fits[name], sample.n, model.target_width, LEVEL) if model.target_width else None
         for name in ("human_only", "ppi")
@@ -87,16 +98,22 @@ def _model(model: EstimateData) -> ModelEstimate:
     terms = []
     for i, term in enumerate(model.terms):
         estimators = {name: _estimator(fit, i) for name, fit in fits.items()}
-        lam = fits["ppi"].lam[i]
+        by_labeller = {name: _estimator(fit, i) for name, fit in own.items()}
         terms.append(
             TermEstimate(
                 term=term,
                 **estimators,
-                lam=None if np.isnan(lam) else float(lam),
+                lam=_number(fits["ppi"].lam[i]),
                 effective_human_labels=None if np.isnan(worth[i]) else float(worth[i]),
                 effective_note=note[i],
                 human_labels_for_target=_needed(needed["human_only"], i),
                 ppi_human_labels_for_target=_needed(needed["ppi"], i),
+                worth=per_100[i],
+                combined=_estimator(combined[0], i) if combined else None,
+                combined_lam=_number(combined[0].lam[i]) if combined else None,
+                combined_worth=combined[1][i] if combined else None,
+                by_labeller=by_labeller,
+                robustness=robustness(by_labeller),
             )
         )
     return ModelEstimate(
@@ -111,7 +128,55 @@ def _model(model: EstimateData) -> ModelEstimate:
         effective_coded_chats=round(sample.kish_chats, 2),
         design=model.design,
         terms=terms,
+        measured_regressors=model.measured,
+        labellers=model.labellers,
+        combination=_combination(model, options),
     )
+
+
+def _combined(model: EstimateData, options: EstimateOptions) -> tuple[ppi.Fit, list[Worth]] | None:
+    """The prediction-powered fit with the cross-fitted combination standing in for the run's label."""
+    if model.features is None:
+        return None
+    predicted = combine.cross_fitted(model.features, model.sample, model.bounds, options.folds, options.seed)
+    data = model.sample.predicting(predicted)
+    human, fit = ppi.human_only(data, model.family), ppi.ppi(data, model.family)
+    return fit, labeller_worth(data, model.family, human, fit, options.seed)
+
+
+def _combination(model: EstimateData, options: EstimateOptions) -> str | None:
+    if model.features is None:
+        return None
+    who = " + ".join(model.labellers) if options.labellers else f"{model.labellers[0]} (recalibrated)"
+    return (
+        f"{who}: ridge regression of the human label on each labeller's label probabilities and the terms, "
+        f"cross-fitted over {options.folds} folds of chats (seed {options.seed})"
+    )
+
+
+def robustness(by_labeller: dict[str, Estimator]) -> str | None:
+    """A line when the labellers' own estimates disagree in sign or in whether the interval excludes zero."""
+    shown = {
+        name: (e.estimate, e.low, e.high)
+        for name, e in by_labeller.items()
+        if e.estimate is not None and e.low is not None and e.high is not None
+    }
+    if len(shown) < 2:
+        return None
+    signs = {name: np.sign(value) for name, (value, _, _) in shown.items()}
+    significant = {name: low > 0 or high < 0 for name, (_, low, high) in shown.items()}
+    problems = []
+    if len(set(signs.values())) > 1:
+        problems.append("sign differs (" + ", ".join(f"{n} {v:+.2f}" for n, (v, _, _) in shown.items()) + ")")
+    if len(set(significant.values())) > 1:
+        yes = [n for n, s in significant.items() if s]
+        no = [n for n, s in significant.items() if not s]
+        problems.append(f"interval excludes 0 with {', '.join(yes)} but not with {', '.join(no)}")
+    return "; ".join(problems) or None
+
+
+def _number(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
 
 
 def _estimator(fit: ppi.Fit, i: int) -> Estimator:

@@ -3,7 +3,7 @@ human label with its inclusion probability. Every problem with the inputs is one
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +13,8 @@ import pandas as pd
 from annotate.analysis import ppi
 from annotate.analysis.formulas import RESERVED, design_matrix, required_columns
 from annotate.analysis.gold import check_scales, consensus, read_gold
+from annotate.analysis.labellers import Labeller, features, load_labellers, own_labels
+from annotate.analysis.measured import human_values, measured_regressors, with_llm_values
 from annotate.errors import AnnotateError, InputError
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.runs import VariableInfo, load_run, run_chats, variable_info
@@ -40,6 +42,17 @@ class EstimateData:
     clustered: bool
     design: str
     target_width: float | None
+    measured: list[str] = field(default_factory=list)
+    """Regressors whose values over all units are LLM labels (human labels on the coded units)."""
+    features: np.ndarray | None = None
+    """Per unit, every labeller's label probabilities: the input of the cross-fitted combination (None: none asked)."""
+    bounds: tuple[float, float] = (0.0, 1.0)
+    """The outcome's smallest and largest value (predictions are kept inside)."""
+    categories: list[int] = field(default_factory=list)
+    own: dict[str, np.ndarray] = field(default_factory=dict)
+    labellers: list[str] = field(default_factory=list)
+    """The runs behind ``features`` and ``own``, the primary run first."""
+    """Per labeller (several labellers only): its own label of every unit, for its own prediction-powered estimate."""
 
 
 @dataclass
@@ -56,11 +69,40 @@ def estimate_data(run_dir: Path, options: EstimateOptions, library: PromptLibrar
     formulas = _formulas(options, info, set(ok["variable"]))
     chats = _chat_table(manifest, options, assembled.warnings)
     gold = _gold(options.gold, info, assembled.warnings)
+    labellers = load_labellers(run_dir, options.labellers) if options.labellers or options.recalibrate else []
+    column = "value" if options.label == "chosen" else "expected"
     for outcome, rhs in formulas:
         units = _units(ok, outcome, options.label, run_dir)
-        units = _with_covariates(units, chats, rhs, options, assembled.warnings)
-        assembled.models.append(_model(outcome, rhs, units, gold, info[outcome], options, assembled.warnings))
+        measured = measured_regressors(
+            required_columns(rhs), {"round", *chats.columns}, set(ok["variable"]) - {outcome}
+        )
+        units = with_llm_values(units, ok, measured, column, f"{outcome} ~ {rhs}")
+        units = _with_covariates(units, chats, rhs, options, assembled.warnings, measured)
+        model = _model(outcome, rhs, units, gold, info[outcome], options, assembled.warnings, measured)
+        assembled.models.append(_with_labellers(model, units, labellers, options, assembled.warnings))
     return assembled
+
+
+def _with_labellers(
+    model: EstimateData, units: pd.DataFrame, labellers: list[Labeller], options: EstimateOptions, warnings: list[str]
+) -> EstimateData:
+    """The labellers' features for the combination, and each labeller's own labels (several labellers)."""
+    if not labellers:
+        return model
+    categories = [int(c) for c in model.categories]
+    used = labellers if options.labellers else labellers[:1]
+    stacked = np.column_stack([features(labeller, units, model.outcome, categories) for labeller in used])
+    own = {}
+    if options.labellers:
+        column = "value" if options.label == "chosen" else "expected"
+        for labeller in labellers:
+            own[labeller.name], missing = own_labels(labeller, units, model.outcome, column)
+            if missing:
+                warnings.append(
+                    f"{model.outcome}: {labeller.name} has no ok label for {missing} of {len(units)} units (its "
+                    "own estimate gives them its mean label; the combination marks them)"
+                )
+    return replace(model, features=stacked, own=own, labellers=[labeller.name for labeller in used])
 
 
 def _formulas(options: EstimateOptions, info: dict[str, VariableInfo], labelled: set[str]) -> list[tuple[str, str]]:
@@ -150,10 +192,15 @@ def read_covariates(path: Path) -> pd.DataFrame:
 
 
 def _with_covariates(
-    units: pd.DataFrame, chats: pd.DataFrame, rhs: str, options: EstimateOptions, warnings: list[str]
+    units: pd.DataFrame,
+    chats: pd.DataFrame,
+    rhs: str,
+    options: EstimateOptions,
+    warnings: list[str],
+    measured: list[str],
 ) -> pd.DataFrame:
     needed = required_columns(rhs)
-    available = {"round", *chats.columns} - {"chat_id"}
+    available = {"round", *measured, *chats.columns} - {"chat_id"}
     unknown = [name for name in needed if name not in available]
     if unknown:
         where = (
@@ -161,7 +208,8 @@ def _with_covariates(
         )
         known = ", ".join(sorted(available)) or "none"
         raise AnnotateError(f"formula names '{unknown[0]}', which is not a column of {where}; known: {known}")
-    merged = units.merge(chats[["chat_id", *[n for n in needed if n != "round"]]], on="chat_id", how="left")
+    from_chats = [n for n in needed if n != "round" and n not in measured]
+    merged = units.merge(chats[["chat_id", *from_chats]], on="chat_id", how="left")
     missing = merged[merged[needed].isna().any(axis=1)]["chat_id"].unique() if needed else []
     if len(missing):
         shown = ", ".join(sorted(map(str, missing))[:5]) + (" ..." if len(missing) > 5 else "")
@@ -204,6 +252,7 @@ def _model(
     info: VariableInfo,
     options: EstimateOptions,
     warnings: list[str],
+    measured: list[str],
 ) -> EstimateData:
     coded = gold[gold["variable"] == outcome].drop(columns="variable")
     joined = units.merge(coded, on=["chat_id", "round"], how="left")
@@ -211,9 +260,9 @@ def _model(
     stray = len(coded) - len(labelled)
     if stray:
         warnings.append(f"{outcome}: {stray} gold items are not among the run's ok units used here and are left out")
-    x_all, terms = design_matrix(rhs, joined)
+    x_all, x_human, terms = _terms(rhs, joined, labelled, gold, measured, f"{outcome} ~ {rhs}")
     clusters = pd.factorize(joined["chat_id"])[0].astype(np.int64)
-    _check_sizes(outcome, rhs, x_all, labelled, clusters)
+    _check_sizes(outcome, rhs, x_all, labelled, clusters, x_human)
     if options.family == "logit" and not set(info.categories) <= {0, 1}:
         raise AnnotateError(f"--family logit needs a 0/1 outcome; {outcome} takes {info.categories}")
     inclusion = joined["inclusion_probability"].to_numpy(dtype=float)[labelled]
@@ -227,6 +276,7 @@ def _model(
         joined["value"].to_numpy(dtype=float)[labelled],
         inclusion if has_design else None,
         clusters,
+        x_human,
     )
     _check_weights(f"{outcome} ~ {rhs}", data, warnings)
     return EstimateData(
@@ -238,7 +288,23 @@ def _model(
         clustered=bool(joined["chat_id"].duplicated().any()),
         design="inclusion probabilities from the gold" if has_design else "simple random sample (assumed)",
         target_width=options.target_width,
+        measured=measured,
+        bounds=(float(min(info.categories)), float(max(info.categories))),
+        categories=list(info.categories),
     )
+
+
+def _terms(
+    rhs: str, joined: pd.DataFrame, labelled: np.ndarray, gold: pd.DataFrame, measured: list[str], formula: str
+) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """The model's terms over all units (LLM values of measured regressors) and, when some regressor is
+    LLM-measured, over the coded units with human values: one matrix, so both have the same columns."""
+    if not measured:
+        x_all, terms = design_matrix(rhs, joined)
+        return x_all, None, terms
+    human = human_values(joined.iloc[labelled], gold, measured, formula)
+    both, terms = design_matrix(rhs, pd.concat([joined, human[joined.columns]], ignore_index=True))
+    return both[: len(joined)], both[len(joined) :], terms
 
 
 def check_design(model: str, inclusion: np.ndarray, units: int, warnings: list[str]) -> None:
@@ -277,7 +343,9 @@ def _check_weights(model: str, data: ppi.Sample, warnings: list[str]) -> None:
         )
 
 
-def _check_sizes(outcome: str, rhs: str, x_all: np.ndarray, labelled: np.ndarray, clusters: np.ndarray) -> None:
+def _check_sizes(
+    outcome: str, rhs: str, x_all: np.ndarray, labelled: np.ndarray, clusters: np.ndarray, x_human: np.ndarray | None
+) -> None:
     terms = x_all.shape[1]
     needed = max(MIN_CODED_CHATS, MIN_PER_TERM * terms)
     chats = len(np.unique(clusters[labelled]))
@@ -288,7 +356,7 @@ def _check_sizes(outcome: str, rhs: str, x_all: np.ndarray, labelled: np.ndarray
         )
     if np.linalg.matrix_rank(x_all) < terms:
         raise AnnotateError(f"{outcome} ~ {rhs}: the terms are collinear over the run's units (a group is empty?)")
-    if np.linalg.matrix_rank(x_all[labelled]) < terms:
+    if np.linalg.matrix_rank(x_all[labelled] if x_human is None else x_human) < terms:
         raise AnnotateError(
             f"{outcome} ~ {rhs}: the human labels leave a term without data (code units in every group)"
         )

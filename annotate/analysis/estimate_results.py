@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from annotate.analysis.results import Result
 
 
@@ -14,6 +16,19 @@ class Estimator(Result):
     not_estimable: str | None = None
     """Why there is no estimate (constant or separated labels, labels that do not vary behind the term, weights
     on too few chats); the other fields are then null."""
+
+
+class Worth(Result):
+    """What a labeller is worth for one coefficient, in human labels per 100 coded."""
+
+    value: float | None
+    """Effective human labels per 100 coded: 100 x human-only variance / prediction-powered variance (100: no
+    gain); null when not estimable."""
+    low: float | None
+    high: float | None
+    """95% chat-bootstrap interval of the best share's ratio (docs/methods.md)."""
+    note: str | None = None
+    """"none: ..." when the estimate gives the LLM labels no share; why the value is null otherwise."""
 
 
 class TermEstimate(Result):
@@ -37,6 +52,17 @@ class TermEstimate(Result):
     """Human labels the human-only interval would need to reach ``target_width`` (inf: unreachable)."""
     ppi_human_labels_for_target: float | None = None
     """The same for the PPI interval, with the LLM labels of all units as now."""
+    worth: Worth | None = None
+    """What the run's labels are worth for this coefficient, per 100 coded (from 40 coded chats)."""
+    combined: Estimator | None = None
+    """Prediction-powered with the cross-fitted combination of the labellers' probabilities (--labellers or
+    --recalibrate) in place of the run's label."""
+    combined_lam: float | None = None
+    combined_worth: Worth | None = None
+    by_labeller: dict[str, Estimator] = Field(default_factory=dict)
+    """Each labeller's own prediction-powered estimate (several labellers): the multiverse of labellers."""
+    robustness: str | None = None
+    """Set when the labellers' own estimates differ in sign or in significance: the finding hangs on the labeller."""
 
 
 class ModelEstimate(Result):
@@ -55,6 +81,12 @@ class ModelEstimate(Result):
     design: str
     """How the human sample was drawn (from the gold's inclusion probabilities)."""
     terms: list[TermEstimate]
+    measured_regressors: list[str] = Field(default_factory=list)
+    """Regressors the LLM measured over all units (human values on the coded units: predict-then-debias)."""
+    labellers: list[str] = Field(default_factory=list)
+    """The runs whose labels went into the combination and the multiverse, the primary run first."""
+    combination: str | None = None
+    """How the combined prediction was made (labellers, folds), when one was."""
 
 
 class EstimateResult(Result):

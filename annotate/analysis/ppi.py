@@ -34,10 +34,11 @@ than the model has terms plus two.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.linalg import null_space
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
@@ -56,14 +57,24 @@ class Sample:
     """The data of one estimate: all units (LLM labels) and the human-labelled subset."""
 
     x_all: Array
+    """The model's terms for all units, from LLM labels where a regressor is LLM-measured."""
     yhat_all: Array
     clusters_all: NDArray[np.int64]
     x: Array
+    """The terms of the human-labelled units, from human labels where a regressor is LLM-measured."""
     y: Array
     yhat: Array
     clusters: NDArray[np.int64]
     weights: Array
     """Inverse inclusion probabilities of the human-labelled units (any common scale)."""
+    xhat: Array
+    """The terms of the human-labelled units as the LLM measured them (``x`` when no regressor is LLM-measured)."""
+    labelled: NDArray[np.int64]
+    """Positions of the human-labelled units among all units."""
+
+    def predicting(self, yhat_all: Array) -> Sample:
+        """The same sample with other predictions standing in for the LLM labels (e.g. a cross-fitted combination)."""
+        return replace(self, yhat_all=yhat_all, yhat=yhat_all[self.labelled])
 
     @property
     def n(self) -> int:
@@ -96,19 +107,23 @@ def sample(
     y: Array,
     inclusion: Array | None = None,
     clusters_all: NDArray[np.int64] | None = None,
+    x_human: Array | None = None,
 ) -> Sample:
-    """A Sample from all units and the positions (into them) of the human-labelled ones."""
+    """A Sample from all units and the positions (into them) of the human-labelled ones; ``x_human`` holds the
+    coded units' terms from human labels when some regressor is LLM-measured (predict-then-debias)."""
     clusters_all = np.arange(len(yhat_all)) if clusters_all is None else clusters_all
     weights = np.ones(len(y)) if inclusion is None else 1.0 / np.asarray(inclusion, dtype=float)
     return Sample(
         x_all=x_all,
         yhat_all=yhat_all,
         clusters_all=clusters_all,
-        x=x_all[labelled],
+        x=x_all[labelled] if x_human is None else x_human,
         y=y,
         yhat=yhat_all[labelled],
         clusters=clusters_all[labelled],
         weights=weights / weights.mean(),
+        xhat=x_all[labelled],
+        labelled=labelled,
     )
 
 
@@ -165,7 +180,7 @@ def _parts(data: Sample, family: Family) -> _Parts:
     coded_index, all_index = np.searchsorted(ids, data.clusters), np.searchsorted(ids, data.clusters_all)
     human = fit_glm(data.x, data.y, data.weights, family, "human labels")
     llm_all = fit_glm(data.x_all, data.yhat_all, np.ones(data.big_n), family, "LLM labels")
-    llm_coded = fit_glm(data.x, data.yhat, data.weights, family, "LLM labels of the coded units")
+    llm_coded = fit_glm(data.xhat, data.yhat, data.weights, family, "LLM labels of the coded units")
 
     def sums(values: Array, index: NDArray[np.int64]) -> Array:
         out = np.zeros((len(ids), k))
@@ -196,23 +211,26 @@ def _parts(data: Sample, family: Family) -> _Parts:
 
 
 def _flat_cells(data: Sample, human: GLMFit) -> list[str | None]:
-    """Terms resting on a group of coded units (same terms) whose human labels all agree: the sandwich would
-    give that group no variance, so the interval would claim a precision the data lack (rare outcomes)."""
+    """Terms resting on a group of coded units (same terms, two or more chats) whose human labels all agree:
+    without the group the term could not be estimated at all, and the sandwich gives the group no variance,
+    so the interval would claim a precision the data lack (rare outcomes, small cells). A group of units that
+    merely happen to share the values of numeric regressors rests no term on itself and is left alone."""
     k = data.x.shape[1]
     problems: list[str | None] = [None] * k
     if human.problem:
         return problems
     _, index = np.unique(data.x, axis=0, return_inverse=True)
     index = index.ravel()
-    reach = np.abs(data.x @ np.linalg.pinv(data.x.T @ data.x).T)  # how much each unit moves each term
     for cell in np.unique(index):
         members = index == cell
-        if len(np.unique(data.clusters[members])) >= 2 and np.ptp(data.y[members]) == 0:
-            for j in np.flatnonzero(reach[members].max(axis=0) > 1e-9 * reach[:, :].max(axis=0)):
-                problems[j] = problems[j] or (
-                    f"all {int(members.sum())} human labels of one group are {number(data.y[members][0])}: "
-                    "its variance cannot be estimated"
-                )
+        if len(np.unique(data.clusters[members])) < 2 or np.ptp(data.y[members]) != 0:
+            continue
+        free = null_space(data.x[~members]) if (~members).any() else np.eye(k)
+        for j in np.flatnonzero(np.abs(free).max(axis=1, initial=0) > 1e-9):
+            problems[j] = problems[j] or (
+                f"all {int(members.sum())} human labels of one group are {number(data.y[members][0])}: "
+                "its variance cannot be estimated"
+            )
     return problems
 
 
@@ -325,3 +343,10 @@ def labels_for_width(fit: Fit, n: int, width: float, level: float = LEVEL) -> Ar
     room = (width / (2 * z)) ** 2 - fit.llm_var
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(room > 0, np.ceil(n * coded / np.where(room > 0, room, 1)), np.inf)
+
+
+def chat_influence(data: Sample, family: Family = "ols") -> tuple[Array, Array]:
+    """Per chat (rows) and coefficient (columns): the human-only estimate's influence ``p`` and the LLM bracket's
+    ``q``; the prediction-powered estimate with share ``lam`` has influence ``p + lam * q``."""
+    parts = _parts(data, family)
+    return parts.p, parts.q_all + parts.q_coded

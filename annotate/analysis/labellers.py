@@ -1,0 +1,88 @@
+"""Several labellers of the same units: other runs (models, prompt versions, repeats, a consensus) read beside
+the primary run, as features for the cross-fitted combination and as predictions of their own."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from annotate.errors import AnnotateError
+from annotate.labelling.runs import check_distinct_runs, check_same_transcripts, load_run
+
+
+@dataclass(frozen=True)
+class Labeller:
+    name: str
+    """The run directory's name (its path where two share a name)."""
+    model: str
+    ok: pd.DataFrame
+    """The run's ok labels."""
+
+
+def load_labellers(primary: Path, others: tuple[Path, ...]) -> list[Labeller]:
+    """The primary run and the others, refusing runs over other transcripts and the same run twice."""
+    runs = [(path, *load_run(path)) for path in (primary, *others)]
+    check_distinct_runs([(path, manifest) for path, _, manifest in runs])
+    check_same_transcripts([(path, manifest) for path, _, manifest in runs])
+    names = Counter(path.name for path, _, _ in runs)
+    primary_chats = set(runs[0][1]["chat_id"])
+    out = []
+    for path, labels, _ in runs:
+        ok = labels[labels["status"] == "ok"]
+        if not primary_chats & set(ok["chat_id"]):
+            raise AnnotateError(f"{path}: labels none of {primary}'s chats: a labeller must label the same chats")
+        model = str(ok["model"].iloc[0]) if len(ok) else ""
+        out.append(Labeller(path.name if names[path.name] == 1 else str(path), model, ok))
+    return out
+
+
+def features(labeller: Labeller, units: pd.DataFrame, outcome: str, categories: list[int]) -> np.ndarray:
+    """Per unit: the labeller's probability of each value but the first (averaged over repeats), or the share of
+    repeats that chose it when the engine gave no probabilities; a last column marks units it did not label."""
+    rows = labeller.ok[labeller.ok["variable"] == outcome]
+    shares = np.zeros((len(rows), len(categories)))
+    position = {value: i for i, value in enumerate(categories)}
+    for i, (value, probs) in enumerate(zip(rows["value"], rows["probs"], strict=True)):
+        parsed = _parse(probs)
+        if parsed:
+            for v, p in parsed.items():
+                if v in position:
+                    shares[i, position[v]] = p
+        elif value is not None and int(value) in position:
+            shares[i, position[int(value)]] = 1.0
+    table = pd.DataFrame(shares, columns=categories).assign(chat_id=rows["chat_id"].to_numpy(), round=_rounds(rows))
+    mean = table.groupby(["chat_id", "round"], dropna=False).mean().reset_index()
+    merged = units[["chat_id", "round"]].assign(round=_rounds(units)).merge(mean, on=["chat_id", "round"], how="left")
+    values = merged[categories].to_numpy(dtype=float)
+    missing = np.isnan(values).any(axis=1)
+    return np.column_stack([np.nan_to_num(values[:, 1:]), missing.astype(float)])
+
+
+def own_labels(labeller: Labeller, units: pd.DataFrame, outcome: str, column: str) -> tuple[np.ndarray, int]:
+    """Per unit: the labeller's label (``value`` or ``expected``, mean over repeats), and how many units it did
+    not label (those get its mean label: a constant, so the estimate stays valid)."""
+    rows = labeller.ok[labeller.ok["variable"] == outcome]
+    table = pd.DataFrame(
+        {"chat_id": rows["chat_id"].to_numpy(), "round": _rounds(rows), "own": rows[column].astype(float)}
+    )
+    mean = table.groupby(["chat_id", "round"], dropna=False)["own"].mean().reset_index()
+    merged = units[["chat_id", "round"]].assign(round=_rounds(units)).merge(mean, on=["chat_id", "round"], how="left")
+    values = merged["own"].to_numpy(dtype=float)
+    missing = int(np.isnan(values).sum())
+    fill = np.nanmean(values) if missing < len(values) else 0.0
+    return np.where(np.isnan(values), fill, values), missing
+
+
+def _rounds(rows: pd.DataFrame) -> np.ndarray:
+    return rows["round"].astype("float").fillna(-1).to_numpy()
+
+
+def _parse(probs: object) -> dict[int, float] | None:
+    if not isinstance(probs, str) or not probs:
+        return None
+    return {int(k): float(v) for k, v in json.loads(probs).items()}
