@@ -226,6 +226,8 @@ def sample(
     floor: opt.Floor = 0.1,
     stratify_by: opt.StratifyBy = None,
     variable: opt.Variables = None,
+    unit: opt.SampleUnit = opt.UnitChoice.item,
+    chats: opt.Chats = None,
     seed: opt.Seed = 0,
     transcripts: opt.Transcripts = None,
     prompts_dir: opt.PromptsDir = None,
@@ -245,6 +247,8 @@ def sample(
         design=design.value,
         floor=floor,
         transcripts=tuple(transcripts or ()),
+        unit=unit.value,
+        chats=chats,
     )
     with opt.user_errors():
         files = write_sample(run_dir, out, opt.library(prompts_dir, rubrics_dir), options)

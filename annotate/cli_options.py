@@ -113,6 +113,20 @@ class DesignChoice(str, Enum):
     disputed = "disputed"
 
 
+class UnitChoice(str, Enum):
+    item = "item"
+    chat = "chat"
+
+
+SampleUnit = Annotated[
+    UnitChoice,
+    typer.Option(
+        "--unit",
+        help="item: draw each variable's items apart; chat: draw chats, and code every named variable (every round) "
+        "of each drawn chat, all with the chat's inclusion probability.",
+    ),
+]
+Chats = Annotated[int | None, typer.Option(min=1, help="--unit chat: chats to draw (default: from --confidence).")]
 Design = Annotated[
     DesignChoice,
     typer.Option(

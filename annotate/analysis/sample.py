@@ -75,6 +75,10 @@ class SampleOptions:
     floor: float = 0.1
     """``confidence`` design: added to every unit's uncertainty (1 - confidence), so every unit can be drawn."""
     transcripts: tuple[Path, ...] = ()
+    unit: str = "item"
+    """``item``: each variable's items drawn apart; ``chat``: chats drawn, every named variable of each coded."""
+    chats: int | None = None
+    """``unit="chat"``: chats to draw (default: from ``confidence`` and ``margin``)."""
 
 
 def draw_sample(
@@ -98,6 +102,37 @@ def draw_sample(
     if options.design not in DESIGNS:
         raise AnnotateError(f"unknown sampling design '{options.design}' (known: {', '.join(DESIGNS)})")
     rng = np.random.default_rng(options.seed)
+    if options.unit == "chat":
+        chosen, plan = draw_chats(ok, options, rng, run_dir)
+    else:
+        chosen, plan = _draw_items(ok, options, rng, run_dir)
+    info = {
+        "run_id": manifest.get("run_id"),
+        "run_dir": str(run_dir),
+        "unit": options.unit,
+        "design": options.design,
+        "seed": options.seed,
+        "confidence": options.confidence,
+        "margin": options.margin,
+        "per_variable": options.per_variable,
+        "floor": options.floor if options.design == "confidence" else None,
+        "stratified_by": _strata_names(options),
+        **plan,
+    }
+    return _coding_file(chosen, unit_excerpts(manifest, transcripts, library), options.design), info
+
+
+def _strata_names(options: SampleOptions) -> list[str]:
+    if options.design != "stratified":
+        return []
+    by = [options.stratify_by] if options.stratify_by else []
+    return by if options.unit == "chat" else ["llm label", *by]
+
+
+def _draw_items(
+    ok: pd.DataFrame, options: SampleOptions, rng: np.random.Generator, run_dir: Path
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Each variable's items drawn apart, then all shuffled together."""
     picked, plan = [], {}
     for variable, rows in ok.groupby("variable", sort=True):
         n = options.per_variable or sample_size(len(rows), options.confidence, options.margin)
@@ -108,28 +143,59 @@ def draw_sample(
         picked.append(chosen)
         plan[str(variable)] = {"population": len(rows), "sample": len(chosen), **described}
     chosen = pd.concat(picked, ignore_index=True) if picked else ok.iloc[:0].assign(inclusion_probability=1.0)
-    chosen = chosen.iloc[rng.permutation(len(chosen))].reset_index(drop=True)
-    info = {
-        "run_id": manifest.get("run_id"),
-        "run_dir": str(run_dir),
-        "design": options.design,
-        "seed": options.seed,
-        "confidence": options.confidence,
-        "margin": options.margin,
-        "per_variable": options.per_variable,
-        "floor": options.floor if options.design == "confidence" else None,
-        "stratified_by": ["llm label", *([by] if by else [])] if options.design == "stratified" else [],
-        "variables": plan,
+    return chosen.iloc[rng.permutation(len(chosen))].reset_index(drop=True), {"variables": plan}
+
+
+def draw_chats(
+    ok: pd.DataFrame, options: SampleOptions, rng: np.random.Generator, run_dir: Path
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Chats drawn under the design (a chat's uncertainty: its units' mean; disputed: any unit disputed), with
+    every item of the named variables in each drawn chat, chats in random order and each chat's items together.
+    The population is the chats that have ok labels of every named variable."""
+    variables = sorted(set(ok["variable"]))
+    complete = ok.groupby("chat_id")["variable"].nunique()
+    chats = pd.DataFrame({"chat_id": sorted(complete[complete == len(variables)].index)})
+    if chats.empty:
+        raise AnnotateError(f"no chat has ok labels of every variable named ({', '.join(variables)})")
+    rows = ok[ok["chat_id"].isin(chats["chat_id"])]
+    per_chat = rows.groupby("chat_id").agg(
+        confidence=("confidence", lambda c: np.nan if c.isna().any() else float(c.mean())),
+        stratum=("stratum_meta", "first"),
+        **({"disputed": ("disputed", "max")} if "disputed" in rows.columns else {}),
+    )
+    per_chat = per_chat.loc[chats["chat_id"]].reset_index()
+    n = min(options.chats or sample_size(len(chats), options.confidence, options.margin), len(chats))
+    by = options.stratify_by
+    strata = per_chat["stratum"].map(lambda g: f"{by}={g}" if by else "all").to_numpy()
+    drawn, described = _draw(per_chat, n, options, rng, run_dir, strata)
+    probability = dict(zip(drawn["chat_id"], drawn["inclusion_probability"], strict=True))
+    order = {chat: i for i, chat in enumerate(rng.permutation(drawn["chat_id"].to_numpy()))}
+    chosen = rows[rows["chat_id"].isin(probability)].assign(
+        inclusion_probability=lambda r: r["chat_id"].map(probability)
+    )
+    chosen = chosen.assign(order=chosen["chat_id"].map(order)).sort_values(["order", "variable", "round"])
+    plan = {
+        "chats": {"population": len(chats), "sample": len(drawn), **described},
+        "variables": {
+            str(v): {"population": int((rows["variable"] == v).sum()), "sample": int((chosen["variable"] == v).sum())}
+            for v in variables
+        },
     }
-    return _coding_file(chosen, unit_excerpts(manifest, transcripts, library), options.design), info
+    return chosen.drop(columns="order").reset_index(drop=True), plan
 
 
 def _draw(
-    rows: pd.DataFrame, n: int, options: SampleOptions, rng: np.random.Generator, run_dir: Path
+    rows: pd.DataFrame,
+    n: int,
+    options: SampleOptions,
+    rng: np.random.Generator,
+    run_dir: Path,
+    strata: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The drawn rows of one variable, each with the probability it had of being drawn."""
+    """The drawn rows (one variable's items, or chats), each with the probability it had of being drawn;
+    ``strata`` replaces the LLM label (and meta field) as the strata of the stratified design."""
     design = options.design
-    confidence = strata = disputed = None
+    confidence = disputed = None
     if design == "confidence":
         if rows["confidence"].isna().any():
             raise AnnotateError(
@@ -143,7 +209,7 @@ def _draw(
                 f"{run_dir}: --design disputed needs a consensus run (annotate consensus RUN_A RUN_B ...)"
             )
         disputed = rows["disputed"].astype(bool).to_numpy()
-    if design == "stratified":
+    if design == "stratified" and strata is None:
         label = options.stratify_by
         strata = np.array(
             [

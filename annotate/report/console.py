@@ -301,6 +301,10 @@ def print_paths(paths: list[Any]) -> None:
 
 
 def print_sample(files: CodingFiles, run_dir: Path) -> None:
+    chats = files.info.get("chats")
+    if chats:
+        split = f" ({chats['disputed']} disputed)" if "disputed" in chats else ""
+        say(f"chats: {chats['sample']} of {chats['population']} (every named variable of a drawn chat is coded){split}")
     for name, entry in files.info["variables"].items():
         split = (
             f" ({entry['disputed']} disputed, all taken; {entry['random fill']} drawn at random)"
