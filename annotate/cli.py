@@ -282,7 +282,8 @@ def estimate(
     LLM labels are then corrected too, which needs their human labels on the coded chats (sample --unit chat).
     """
     from annotate.analysis.estimate import EstimateOptions
-    from annotate.report.console import print_estimate, print_paths
+    from annotate.report.console import print_paths
+    from annotate.report.console_estimate import print_estimate
     from annotate.report.estimate import estimate_report
 
     options = EstimateOptions(

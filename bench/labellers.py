@@ -8,6 +8,7 @@ treatment coefficient. Scenarios:
 - miscalibrated: one labeller whose chosen labels are a nonlinear distortion of the truth (it calls most 2s
   a 3 and says 1 only when very sure); recalibration should learn to read it;
 - complementary: two labellers with different error patterns (one confuses 1 and 2, the other 2 and 3);
+- noise-partner: a good labeller combined with one that answers at random (the combination must not lose);
 - measured-control: the regression also has an LLM-measured control (initial sentiment, 1-5) whose LLM
   errors depend on the treatment (treated chats read one point angrier), so the naive fit is biased;
 - rounds: four rounds per chat sharing a chat effect (intervals clustered by chat), two labellers;
@@ -34,7 +35,7 @@ from annotate.analysis import combine, ppi
 from annotate.analysis.sample import draw_units
 
 EFFECT = 0.4
-SCENARIOS = ("miscalibrated", "complementary", "measured-control", "rounds", "confidence")
+SCENARIOS = ("miscalibrated", "complementary", "noise-partner", "measured-control", "rounds", "confidence")
 CHATS = 2000
 
 
@@ -90,6 +91,10 @@ def units(scenario: str, chats: int, rng: np.random.Generator) -> Units:
         chosen = np.where(y == 2, np.where(rng.random(len(y)) < 0.8, 3, 2), y)
         chosen = np.where((y == 1) & (rng.random(len(y)) < 0.5), 2, chosen)
         return Units(chat, x, x, y, [chosen], [np.where(chosen == 1, 0.95, 0.6)])
+    if scenario == "noise-partner":
+        good = _noisy(_confusing(y, (1, 2), 0.35, rng), 0.1, rng)
+        noise = rng.integers(1, 4, len(y))
+        return Units(chat, x, x, y, [good, noise], [np.full(len(y), 0.7), rng.uniform(0.4, 0.95, len(y))])
     labels = [_noisy(_confusing(y, pair, 0.35, rng), 0.1, rng) for pair in ((1, 2), (2, 3))]
     sureness = [np.where(np.isin(lab, pair), 0.55, 0.9) for lab, pair in zip(labels, ((1, 2), (2, 3)), strict=True)]
     return Units(chat, x, x, y, labels, sureness)
@@ -148,14 +153,14 @@ def run(scenario: str, studies: int, coded: int, seed: int) -> dict[str, tuple[f
     for i in range(studies):
         s = study(scenario, coded, rng)
         fits = estimators(s, seed + i)
-        base = None
+        low, high = fits["human only"].interval()
+        base = high[1] - low[1]
         for name, fit in fits.items():
             low, high = fit.interval()
             if not np.isfinite(low[1]):
                 continue
             hits.setdefault(name, []).append(float(low[1] <= s.effect <= high[1]))
-            base = high[1] - low[1] if name == "human only" else base
-            if base:
+            if np.isfinite(base):
                 widths.setdefault(name, []).append((high[1] - low[1]) / base)
     return {
         name: (float(np.mean(hits[name])), float(np.mean(widths.get(name, [np.nan]))), len(hits[name])) for name in hits

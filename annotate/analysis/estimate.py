@@ -17,8 +17,9 @@ import pandas as pd
 
 from annotate.analysis import combine, ppi
 from annotate.analysis.estimate_data import EstimateData, estimate_data
-from annotate.analysis.estimate_results import EstimateResult, Estimator, ModelEstimate, TermEstimate, Worth
+from annotate.analysis.estimate_results import EstimateResult, Estimator, ModelEstimate, TermEstimate
 from annotate.analysis.gold import development_gold
+from annotate.analysis.results import Worth
 from annotate.analysis.worth import worth as labeller_worth
 from annotate.labelling.library import PromptLibrary
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from annotate.analysis.results import Result
+from annotate.analysis.results import Result, Worth
 
 
 class Estimator(Result):
@@ -16,19 +16,6 @@ class Estimator(Result):
     not_estimable: str | None = None
     """Why there is no estimate (constant or separated labels, labels that do not vary behind the term, weights
     on too few chats); the other fields are then null."""
-
-
-class Worth(Result):
-    """What a labeller is worth for one coefficient, in human labels per 100 coded."""
-
-    value: float | None
-    """Effective human labels per 100 coded: 100 x human-only variance / prediction-powered variance (100: no
-    gain); null when not estimable."""
-    low: float | None
-    high: float | None
-    """95% chat-bootstrap interval of the best share's ratio (docs/methods.md)."""
-    note: str | None = None
-    """"none: ..." when the estimate gives the LLM labels no share; why the value is null otherwise."""
 
 
 class TermEstimate(Result):

@@ -345,8 +345,16 @@ def labels_for_width(fit: Fit, n: int, width: float, level: float = LEVEL) -> Ar
         return np.where(room > 0, np.ceil(n * coded / np.where(room > 0, room, 1)), np.inf)
 
 
-def chat_influence(data: Sample, family: Family = "ols") -> tuple[Array, Array]:
+def chat_influence(data: Sample, family: Family = "ols", unbounded: bool = False) -> tuple[Array, Array, float, float]:
     """Per chat (rows) and coefficient (columns): the human-only estimate's influence ``p`` and the LLM bracket's
-    ``q``; the prediction-powered estimate with share ``lam`` has influence ``p + lam * q``."""
+    ``q`` (the prediction-powered estimate with share ``lam`` has influence ``p + lam * q``), the jackknife factor
+    and the degrees of freedom. ``unbounded``: as if the LLM had labelled endlessly many more units like these,
+    so that its all-units fit has no variance (what a labeller is worth in a study much larger than the gold)."""
     parts = _parts(data, family)
-    return parts.p, parts.q_all + parts.q_coded
+    q = parts.q_coded if unbounded else parts.q_all + parts.q_coded
+    return parts.p, q, parts.factor_coded, parts.df_coded
+
+
+def tuned_share(p: Array, q: Array, factor: float, df: float) -> tuple[float, float, bool]:
+    """The share ``ppi`` would give the LLM labels, its honest variance and whether the evidence test passed."""
+    return _tuned(p, q, factor, df)

@@ -137,6 +137,19 @@ class Calibration(Result):
     """What limits these figures (few items, too few right or wrong labels)."""
 
 
+class Worth(Result):
+    """What a labeller is worth for one coefficient, in human labels per 100 coded."""
+
+    value: float | None
+    """Effective human labels per 100 coded: 100 x human-only variance / prediction-powered variance (100: no
+    gain); null when not estimable."""
+    low: float | None
+    high: float | None
+    """95% chat-bootstrap interval of the best share's ratio (docs/methods.md)."""
+    note: str | None = None
+    """"none: ..." when the estimate gives the LLM labels no share; why the value is null otherwise."""
+
+
 class VariableValidation(PairStatistics):
     """One variable: the LLM's labels against gold."""
 
@@ -162,6 +175,10 @@ class VariableValidation(PairStatistics):
     """For a consensus run: agreement on the units its sources ``disputed`` and on the ``undisputed`` ones."""
     notes: list[str] = Field(default_factory=list)
     """Degenerate cases, said plainly (a coder that used one label; calibration on too few items)."""
+    worth: Worth | None = None
+    """What the run's labels are worth for estimating this variable's mean, in human labels per 100 coded: the gold
+    taken as a sample coded from a much larger set of units the LLM labelled like these (the prediction-powered
+    estimate's variance against the gold alone, with the share and evidence test of annotate estimate)."""
 
 
 class Item(Result):

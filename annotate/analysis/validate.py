@@ -14,6 +14,8 @@ import pandas as pd
 
 from annotate.analysis import statistics as st
 from annotate.analysis.calibration import calibration, probability_weighted
+from annotate.analysis.estimate import EstimateOptions
+from annotate.analysis.estimate_data import estimate_data
 from annotate.analysis.gold import check_scales, consensus, read_gold
 from annotate.analysis.results import (
     AnnotatorComparison,
@@ -27,7 +29,10 @@ from annotate.analysis.results import (
     Unmatched,
     ValidationResult,
     VariableValidation,
+    Worth,
 )
+from annotate.analysis.worth import worth_unbounded
+from annotate.errors import AnnotateError
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.runs import Excerpts, VariableInfo, load_run, unit_excerpts, variable_info
 
@@ -63,7 +68,10 @@ def validate(
         meta = info.get(str(variable)) or VariableInfo(
             str(rows["task"].iloc[0]), "nominal", sorted(set(rows["value"]) | set(rows["value_gold"])), {}
         )
-        variables.append(_variable(str(variable), rows, meta, gold, annotators, n_boot, seed))
+        found = _variable(str(variable), rows, meta, gold, annotators, n_boot, seed)
+        variables.append(
+            found.model_copy(update={"worth": mean_worth(run_dir, gold_path, found, library, transcripts)})
+        )
     return ValidationResult(
         run=RunDescription.of(run_dir, manifest),
         gold=GoldDescription(
@@ -84,6 +92,23 @@ def validate(
         ),
         disagreements=_disagreements(ok, unit_excerpts(manifest, transcripts, library)),
     )
+
+
+def mean_worth(
+    run_dir: Path,
+    gold_path: Path,
+    variable: VariableValidation,
+    library: PromptLibrary | None,
+    transcripts: list[Path] | None,
+) -> Worth:
+    """The labels' worth for the variable's mean, as ``annotate estimate`` would weigh them (the gold as the coded
+    sample, its inclusion probabilities if any); the reason when no estimate can be made."""
+    options = EstimateOptions(gold=gold_path, variables=(variable.variable,), transcripts=tuple(transcripts or ()))
+    try:
+        model = estimate_data(run_dir, options, library).models[0]
+    except AnnotateError as e:
+        return Worth(value=None, low=None, high=None, note=f"no estimate: {e}")
+    return worth_unbounded(model.sample)[0]
 
 
 def _variable(

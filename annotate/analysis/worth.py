@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from annotate.analysis import ppi
-from annotate.analysis.estimate_results import Worth
 from annotate.analysis.glm import Array, Family
+from annotate.analysis.results import Worth
 
 RESAMPLES = 400
 NO_GAIN = 100.0
@@ -26,7 +26,7 @@ FEW_CODED_CHATS = 40
 def worth(data: ppi.Sample, family: Family, human: ppi.Fit, combined: ppi.Fit, seed: int = 0) -> list[Worth]:
     """Per coefficient: effective human labels per 100 coded of the prediction-powered fit ``combined`` made
     from ``data``, with a 95% interval; a note under ``FEW_CODED_CHATS``."""
-    p, q = ppi.chat_influence(data, family)
+    p, q, _, _ = ppi.chat_influence(data, family)
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(p), size=(RESAMPLES, len(p)))
     out = []
@@ -38,6 +38,27 @@ def worth(data: ppi.Sample, family: Family, human: ppi.Fit, combined: ppi.Fit, s
         ratios = [_best_ratio(p[rows, j], q[rows, j]) for rows in draws]
         low, high = (float(v) for v in np.nanpercentile(ratios, [2.5, 97.5]))
         out.append(Worth(value=value, low=low, high=high, note=_note(bool(combined.lam[j]), data.coded_chats)))
+    return out
+
+
+def worth_unbounded(data: ppi.Sample, family: Family = "ols", seed: int = 0) -> list[Worth]:
+    """Per coefficient: what the labels would be worth if the coded units were a sample of a much larger set
+    the LLM labelled (validate's question: the gold usually covers every unit of the run, and then no labeller
+    can add anything to an estimate over those same units)."""
+    p, q, factor, df = ppi.chat_influence(data, family, unbounded=True)
+    human = ppi.human_only(data, family)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(p), size=(RESAMPLES, len(p)))
+    out = []
+    for j in range(p.shape[1]):
+        if human.problems[j]:
+            out.append(Worth(value=None, low=None, high=None, note="not estimable"))
+            continue
+        share, honest, evident = ppi.tuned_share(p[:, j], q[:, j], factor, df)
+        used = bool(share > 0 and evident and honest < human.se[j] ** 2)
+        value = NO_GAIN * human.se[j] ** 2 / honest if used else NO_GAIN
+        low, high = (float(v) for v in np.nanpercentile([_best_ratio(p[r, j], q[r, j]) for r in draws], [2.5, 97.5]))
+        out.append(Worth(value=float(value), low=low, high=high, note=_note(used, data.coded_chats)))
     return out
 
 

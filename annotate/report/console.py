@@ -11,7 +11,6 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from annotate.analysis.estimate_results import EstimateResult
 from annotate.analysis.results import AgreementResult, DiffResult, ValidationResult
 from annotate.analysis.sample import CodingFiles
 from annotate.config import RunSummary
@@ -118,6 +117,7 @@ def print_validation(result: ValidationResult) -> None:
     for v in result.variables:
         for note in v.notes:
             say(f"{v.variable}: {note}")
+    _print_worth(result)
     for v in result.variables:
         if v.by_dispute:
             parts = [f"{name} {s.n} units, κ {fmt(s.cohen_kappa, 2)}" for name, s in v.by_dispute.items()]
@@ -160,6 +160,20 @@ AGREE_COLUMNS = (
     "krippendorff_alpha",
     "identical_share",
 )
+
+
+def _print_worth(result: ValidationResult) -> None:
+    """What each variable's labels are worth for its mean, in human labels per 100 coded."""
+    say("worth of the LLM labels for each variable's mean, in human labels per 100 coded (100: no saving):")
+    for v in result.variables:
+        if v.worth is None:
+            continue
+        w = v.worth
+        value = "–" if w.value is None else f"{w.value:.0f}"
+        shown = "none" if w.note and w.note.startswith("none") else value
+        interval = "" if w.low is None else f" (95% bootstrap interval {w.low:.0f} to {w.high:.0f})"
+        note = f"; {w.note}" if w.note and not w.note.startswith("none") else ""
+        say(f"  {v.variable}: {shown}{interval}{note}")
 
 
 def print_agreement(result: AgreementResult, table: pd.DataFrame) -> None:
@@ -215,85 +229,6 @@ def print_diff(result: DiffResult) -> None:
                 f"(change {fmt(g.change['cohen_kappa'])}, 95% CI {fmt_ci(g.change_ci95.get('cohen_kappa'))})"
             )
         say(line)
-
-
-def print_estimate(result: EstimateResult) -> None:
-    for warning in result.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-    for model in result.models:
-        measured = (
-            f"; LLM-measured regressors: {', '.join(model.measured_regressors)}" if model.measured_regressors else ""
-        )
-        say(
-            f"{model.formula} ({model.family}): {model.units} units, {model.human_labels} human labels from "
-            f"{model.coded_chats} chats, {model.design}{measured}"
-        )
-        rows = [
-            {
-                "term": t.term,
-                **{name: _interval(e) for name, e in _estimators(t)},
-                "λ": _share(t.lam),
-                "worth /100 coded": _worth(t.worth),
-            }
-            for t in model.terms
-        ]
-        say(pd.DataFrame(rows).to_string(index=False))
-        if model.combination:
-            _print_combination(model)
-        for t in model.terms:
-            for name, e in _estimators(t):
-                if e.not_estimable:
-                    say(f"  {t.term}, {name}: not estimable: {e.not_estimable}")
-            if t.robustness:
-                say(f"  {t.term}: hangs on the labeller: {t.robustness}")
-        notes = {w.note for t in model.terms for w in (t.worth, t.combined_worth) if w and w.note}
-        for note in sorted(notes):
-            say(f"  worth: {note}")
-        if result.target_width:
-            for t in model.terms:
-                with_llm, without = _count(t.ppi_human_labels_for_target), _count(t.human_labels_for_target)
-                say(
-                    f"  {t.term}: a {result.target_width:g}-wide interval needs {with_llm} human labels with "
-                    f"the LLM labels, {without} without"
-                )
-        say("")
-
-
-def _print_combination(model: Any) -> None:
-    """The combined estimate beside each labeller's own prediction-powered one."""
-    say(f"  combined: {model.combination}")
-    rows = []
-    for t in model.terms:
-        row = {"term": t.term, "combined": _interval(t.combined), "λ": _share(t.combined_lam)}
-        row["worth /100 coded"] = _worth(t.combined_worth)
-        rows.append(row | {f"PPI {name}": _interval(e) for name, e in t.by_labeller.items()})
-    say(pd.DataFrame(rows).to_string(index=False))
-
-
-def _share(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
-
-
-def _worth(worth: Any) -> str:
-    if worth is None or worth.value is None:
-        return "–"
-    if worth.note and worth.note.startswith("none"):
-        return "none"
-    return f"{worth.value:.0f} [{worth.low:.0f}, {worth.high:.0f}]"
-
-
-def _interval(e: Any) -> str:
-    return "not estimable" if e.estimate is None else f"{e.estimate:.2f} [{e.low:.2f}, {e.high:.2f}]"
-
-
-def _estimators(term: Any) -> list[tuple[str, Any]]:
-    return [("LLM only", term.llm_only), ("human only", term.human_only), ("prediction-powered", term.ppi)]
-
-
-def _count(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return "more than any sample (the LLM part alone is wider)" if value == float("inf") else str(int(value))
 
 
 def print_paths(paths: list[Any]) -> None:

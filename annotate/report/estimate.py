@@ -9,6 +9,7 @@ import pandas as pd
 
 from annotate.analysis.estimate import EstimateOptions, estimate, estimate_table
 from annotate.analysis.estimate_results import EstimateResult, Estimator, ModelEstimate
+from annotate.analysis.results import Worth
 from annotate.labelling.library import PromptLibrary
 from annotate.report import plots
 from annotate.report.html import FigureSection, Page, Table, figure, fmt, write_report
@@ -48,8 +49,41 @@ def model_rows(model: ModelEstimate) -> list[list[str]]:
     rows = []
     for t in model.terms:
         estimates = [interval(e) for e in (t.llm_only, t.human_only, t.ppi)]
-        rows.append([t.term, *estimates, fmt(t.lam, 2), fmt(t.effective_human_labels, 1)])
+        rows.append([t.term, *estimates, fmt(t.lam, 2), fmt(t.effective_human_labels, 1), worth_text(t.worth)])
     return rows
+
+
+def worth_text(worth: Worth | None) -> str:
+    if worth is None or worth.value is None:
+        return "–"
+    if worth.note and worth.note.startswith("none"):
+        return "none"
+    return f"{worth.value:.0f} [{fmt(worth.low, 0)}, {fmt(worth.high, 0)}]"
+
+
+def combination_table(model: ModelEstimate) -> Table:
+    """The combined estimate beside each labeller's own prediction-powered one, and where they disagree."""
+    names = list(model.terms[0].by_labeller) if model.terms else []
+    columns = [
+        "term",
+        "combined",
+        "λ",
+        "worth /100 coded",
+        *(f"PPI, {name}" for name in names),
+        "hangs on the labeller",
+    ]
+    rows = [
+        [
+            t.term,
+            interval(t.combined) if t.combined else "–",
+            fmt(t.combined_lam, 2),
+            worth_text(t.combined_worth),
+            *(interval(t.by_labeller[name]) for name in names),
+            t.robustness or "",
+        ]
+        for t in model.terms
+    ]
+    return Table(f"{model.formula}: combined labellers", columns, rows, note=model.combination or "", left=1)
 
 
 def model_note(model: ModelEstimate) -> str:
@@ -78,14 +112,26 @@ def estimate_page(result: EstimateResult) -> Page:
     page = Page("Estimates from LLM labels and a human sample", meta)
     if result.warnings:
         page.tables.append(Table("Warnings", ["warning"], [[w] for w in result.warnings], left=1))
-    columns = ["term", "LLM only", "human only", "prediction-powered", "λ", "effective human labels"]
+    columns = [
+        "term",
+        "LLM only",
+        "human only",
+        "prediction-powered",
+        "λ",
+        "effective human labels",
+        "worth /100 coded",
+    ]
     figures = []
     for model in result.models:
         title = (
             f"{model.formula} ({model.family}): {model.units} units, {model.human_labels} human labels from "
             f"{model.coded_chats} chats, {model.design}"
         )
+        if model.measured_regressors:
+            title += f"; LLM-measured regressors: {', '.join(model.measured_regressors)}"
         page.tables.append(Table(title, columns, model_rows(model), note=model_note(model), left=1))
+        if model.combination:
+            page.tables.append(combination_table(model))
         figures.append(figure(model.formula, plots.coefficients(model.terms, model.formula)))
     page.figure_sections.append(FigureSection("Coefficients, three ways, with 95% intervals", figures))
     return page

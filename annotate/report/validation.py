@@ -66,6 +66,8 @@ def validation_table(result: ValidationResult) -> pd.DataFrame:
             row |= {f"kappa_{p.deferred:.0%}_to_humans": p.cohen_kappa for p in c.risk_coverage[1:]}
         if v.expected_label is not None:
             row["cohen_kappa_weighted_label"] = v.expected_label.cohen_kappa
+        if v.worth is not None:
+            row |= {"worth_per_100": v.worth.value, "worth_low": v.worth.low, "worth_high": v.worth.high}
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -84,7 +86,11 @@ def validation_page(result: ValidationResult, trajectory_png: bytes | None, grou
             ("intervals", f"95% percentile bootstrap, {result.bootstrap.resamples} resamples of whole chats"),
         ],
     )
-    page.tables += [_summary_table(result.variables), _prevalence_table(result.variables)]
+    page.tables += [
+        _summary_table(result.variables),
+        _worth_table(result.variables),
+        _prevalence_table(result.variables),
+    ]
     ceiling = _ceiling_table(result.variables)
     if ceiling is not None:
         page.tables.append(ceiling)
@@ -132,6 +138,27 @@ def _summary_table(variables: list[VariableValidation]) -> Table:
         "when one label dominates. Weighted κ is given for ordinal scales only."
     )
     return Table("Agreement by variable", columns, rows, note=note, left=2)
+
+
+def _worth_table(variables: list[VariableValidation]) -> Table:
+    """What the labels are worth for each variable's mean, in human labels per 100 coded."""
+    rows = []
+    for v in variables:
+        w = v.worth
+        if w is None:
+            continue
+        none = bool(w.note and w.note.startswith("none"))
+        interval = "" if w.low is None else f"[{w.low:.0f}, {w.high:.0f}]"
+        rows.append([v.variable, "none" if none else fmt(w.value, 0), interval, w.note or ""])
+    note = (
+        "Human labels the LLM labels are worth, per 100 coded, when estimating the variable's mean from a sample "
+        "coded out of many more LLM-labelled units (annotate estimate's prediction-powered mean, its share and its "
+        "evidence test). 100, or none: the LLM saves no human work. The interval is a chat bootstrap of the best "
+        "share's ratio. Dorner et al. (2024): when the labeller is no better than the human measure, at most 200."
+    )
+    return Table(
+        "What the LLM labels are worth", ["variable", "per 100 coded", "95% interval", "note"], rows, note=note, left=1
+    )
 
 
 def _prevalence_table(variables: list[VariableValidation]) -> Table:
