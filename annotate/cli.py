@@ -270,7 +270,7 @@ def estimate(
     drop_missing: opt.DropMissing = False,
     labellers: opt.Labellers = None,
     recalibrate: opt.Recalibrate = False,
-    folds: opt.Folds = 5,
+    folds: opt.Folds = 10,
     seed: opt.Seed = 0,
     transcripts: opt.Transcripts = None,
     prompts_dir: opt.PromptsDir = None,

@@ -98,12 +98,13 @@ def test_predict_then_debias_standard_errors_agree_with_its_bootstrap() -> None:
 
 def test_a_units_combined_prediction_never_sees_its_own_chats_human_label() -> None:
     data, _, _ = measured_data(n=120)
-    features = np.column_stack([data.yhat_all, data.yhat_all**2])
+    noise = np.random.default_rng(1).normal(size=data.big_n)  # a poor single reading: the fitted one is chosen
+    features = [combine.LabellerFeatures(np.column_stack([data.yhat_all, data.yhat_all**2]), noise)]
     first = combine.cross_fitted(features, data, (0.0, 10.0))
     changed = ppi.Sample(**{**data.__dict__, "y": np.where(np.arange(data.n) == 0, 100.0, data.y)})
     second = combine.cross_fitted(features, changed, (0.0, 10.0))
     unit = data.labelled[0]
-    assert first[unit] == second[unit]
+    assert first[unit] == pytest.approx(second[unit], rel=1e-9)  # the closed-form leave-one-chat-out fit
     assert not np.allclose(first, second)  # the label did move other folds' predictions
 
 
@@ -115,7 +116,7 @@ def test_the_combination_covers_and_is_never_wider_than_the_best_labeller(scenar
     assert coverage >= 0.88, result
     singles = [w for name, (_, w, _) in result.items() if name.startswith("PPI++")]
     assert width <= min(singles) + 0.05, result
-    if scenario in ("complementary", "rounds", "confidence"):
+    if scenario in ("miscalibrated", "complementary", "rounds", "confidence"):
         assert width <= 0.9 * result["PPI++ labeller 1"][1], result
     if scenario == "measured-control":
         assert result["LLM only"][0] < 0.5
@@ -391,3 +392,21 @@ def test_the_chat_level_confidence_design_draws_unsure_chats_more_often(tmp_path
     for chat, probability in per_chat.items():
         assert probability == pytest.approx(min(1.0, expected[chat]), rel=1e-6) or expected[chat] > 1
     assert (chosen.groupby("chat_id")["variable"].nunique() == 2).all()
+
+
+def test_leaving_a_chat_out_in_closed_form_is_refitting_without_it() -> None:
+    from annotate.analysis.combine import _Model
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(80, 3))
+    labelled = np.arange(0, 80, 2)
+    clusters = labelled // 6  # several coded units per chat
+    y = x[labelled] @ [1.0, -0.5, 0.3] + rng.normal(size=len(labelled))
+    model = _Model.fit(x, labelled, y, clusters, penalty=2.0, features=2)
+    first_chat = clusters == clusters[0]
+    predicted = model.predict(labelled[first_chat], labelled)
+    z = model.design[labelled][~first_chat]
+    ridge = np.diag([0.0, 2.0, 2.0, 2.0])
+    beta = np.linalg.solve(z.T @ z + ridge, z.T @ y[~first_chat])
+    expected = model.design[labelled[first_chat]][:, :3] @ beta[:3]  # intercept and the two features, not the term
+    np.testing.assert_allclose(predicted, expected, rtol=1e-9)

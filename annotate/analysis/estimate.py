@@ -45,7 +45,7 @@ class EstimateOptions:
     """Other runs over the same chats: combined with the run's labels (cross-fitted), each also on its own."""
     recalibrate: bool = False
     """Combine (cross-fitted) the run's own label probabilities, as for several labellers."""
-    folds: int = 5
+    folds: int = 10
     """Cross-fitting folds of the combination (chats split at random with ``seed``)."""
     seed: int = 0
 
@@ -150,8 +150,8 @@ def _combination(model: EstimateData, options: EstimateOptions) -> str | None:
         return None
     who = " + ".join(model.labellers) if options.labellers else f"{model.labellers[0]} (recalibrated)"
     return (
-        f"{who}: ridge regression of the human label on each labeller's label probabilities and the terms, "
-        f"cross-fitted over {options.folds} folds of chats (seed {options.seed})"
+        f"{who}: the human label predicted from the labels' probabilities by a ridge fit that never sees the chat's "
+        f"own human labels (reading chosen in {options.folds} folds of chats, seed {options.seed}; docs/methods.md)"
     )
 
 

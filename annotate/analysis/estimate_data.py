@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from annotate.analysis import ppi
+from annotate.analysis.combine import LabellerFeatures
 from annotate.analysis.formulas import RESERVED, design_matrix, required_columns
 from annotate.analysis.gold import check_scales, consensus, read_gold
 from annotate.analysis.labellers import Labeller, features, load_labellers, own_labels
@@ -44,8 +45,8 @@ class EstimateData:
     target_width: float | None
     measured: list[str] = field(default_factory=list)
     """Regressors whose values over all units are LLM labels (human labels on the coded units)."""
-    features: np.ndarray | None = None
-    """Per unit, every labeller's label probabilities: the input of the cross-fitted combination (None: none asked)."""
+    features: list[LabellerFeatures] | None = None
+    """Every labeller's reading of every unit: the input of the cross-fitted combination (None: none asked)."""
     bounds: tuple[float, float] = (0.0, 1.0)
     """The outcome's smallest and largest value (predictions are kept inside)."""
     categories: list[int] = field(default_factory=list)
@@ -91,7 +92,7 @@ def _with_labellers(
         return model
     categories = [int(c) for c in model.categories]
     used = labellers if options.labellers else labellers[:1]
-    stacked = np.column_stack([features(labeller, units, model.outcome, categories) for labeller in used])
+    stacked = [features(labeller, units, model.outcome, categories) for labeller in used]
     own = {}
     if options.labellers:
         column = "value" if options.label == "chosen" else "expected"

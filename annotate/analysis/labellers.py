@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from annotate.analysis.combine import LabellerFeatures
 from annotate.errors import AnnotateError
 from annotate.labelling.runs import check_distinct_runs, check_same_transcripts, load_run
 
@@ -41,9 +42,10 @@ def load_labellers(primary: Path, others: tuple[Path, ...]) -> list[Labeller]:
     return out
 
 
-def features(labeller: Labeller, units: pd.DataFrame, outcome: str, categories: list[int]) -> np.ndarray:
+def features(labeller: Labeller, units: pd.DataFrame, outcome: str, categories: list[int]) -> LabellerFeatures:
     """Per unit: the labeller's probability of each value but the first (averaged over repeats), or the share of
-    repeats that chose it when the engine gave no probabilities; a last column marks units it did not label."""
+    repeats that chose it when the engine gave no probabilities, a column marking units it did not label; and
+    its probability-weighted label (its mean over the units it labelled where it did not)."""
     rows = labeller.ok[labeller.ok["variable"] == outcome]
     shares = np.zeros((len(rows), len(categories)))
     position = {value: i for i, value in enumerate(categories)}
@@ -60,7 +62,14 @@ def features(labeller: Labeller, units: pd.DataFrame, outcome: str, categories: 
     merged = units[["chat_id", "round"]].assign(round=_rounds(units)).merge(mean, on=["chat_id", "round"], how="left")
     values = merged[categories].to_numpy(dtype=float)
     missing = np.isnan(values).any(axis=1)
-    return np.column_stack([np.nan_to_num(values[:, 1:]), missing.astype(float)])
+    totals = values.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = values @ np.asarray(categories, dtype=float) / totals
+    fill = float(np.nanmean(expected)) if (~missing).any() else 0.0
+    return LabellerFeatures(
+        probabilities=np.column_stack([np.nan_to_num(values[:, 1:]), missing.astype(float)]),
+        expected=np.where(np.isfinite(expected), expected, fill),
+    )
 
 
 def own_labels(labeller: Labeller, units: pd.DataFrame, outcome: str, column: str) -> tuple[np.ndarray, int]:
