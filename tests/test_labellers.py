@@ -288,20 +288,22 @@ def test_a_chat_level_sample_codes_every_named_variable_of_each_drawn_chat(
         str(coding),
     )
     assert result.exit_code == 0, result.output
-    assert "chats: 12 of 22" in result.output
+    assert "chats: 12 of 30" in result.output
     table = pd.read_csv(coding)
     assert table["chat_id"].nunique() == 12
     blocks = (table["chat_id"] != table["chat_id"].shift()).sum()
     assert blocks == 12  # each chat's items are together
-    for _, items in table.groupby("chat_id"):
-        assert {"empathy", "initial_sentiment", "negative_sentiment"} <= set(items["variable"])
-        assert items["inclusion_probability"].nunique() == 1
-        assert items["round"].notna().sum() >= 1  # every round of the per-round variable
+    labels = pd.read_parquet(two_runs[0] / "labels.parquet")
+    named = labels[labels["variable"].isin(["empathy", "initial_sentiment", "negative_sentiment"])]
+    for chat, items in table.groupby("chat_id"):
+        mine = named[named["chat_id"] == chat]
+        assert len(items) == len(mine)  # every named variable of the chat, every round of the per-round one
+        assert set(items["variable"]) == set(mine["variable"]) and items["inclusion_probability"].nunique() == 1
     per_chat = table.groupby("chat_id")["inclusion_probability"].first()
     assert (per_chat > 0).all()
-    assert (1 / per_chat).sum() == pytest.approx(22)
+    assert (1 / per_chat).sum() == pytest.approx(30)  # chats without a handoff can be drawn too
     plan = json.loads(coding.with_suffix(".sample.json").read_text())
-    assert plan["unit"] == "chat" and plan["chats"]["population"] == 22
+    assert plan["unit"] == "chat" and plan["chats"]["population"] == 30
 
 
 def test_a_chat_level_confidence_design_needs_probabilities(
@@ -324,9 +326,11 @@ def test_a_coded_chat_sample_feeds_an_estimate_with_measured_controls(
         "--unit",
         "chat",
         "--chats",
-        "16",
+        "22",
         "--design",
-        "random",
+        "stratified",
+        "--stratify-by",
+        "escalation",
         "--seed",
         "3",
         *names,

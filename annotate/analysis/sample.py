@@ -151,13 +151,12 @@ def draw_chats(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Chats drawn under the design (a chat's uncertainty: its units' mean; disputed: any unit disputed), with
     every item of the named variables in each drawn chat, chats in random order and each chat's items together.
-    The population is the chats that have ok labels of every named variable."""
-    variables = sorted(set(ok["variable"]))
-    complete = ok.groupby("chat_id")["variable"].nunique()
-    chats = pd.DataFrame({"chat_id": sorted(complete[complete == len(variables)].index)})
+    Every chat with an ok label of any named variable can be drawn, so each variable's items keep a positive
+    inclusion probability (a chat without a handoff is drawn too, and gives only its other variables)."""
+    chats = pd.DataFrame({"chat_id": sorted(set(ok["chat_id"]))})
     if chats.empty:
-        raise AnnotateError(f"no chat has ok labels of every variable named ({', '.join(variables)})")
-    rows = ok[ok["chat_id"].isin(chats["chat_id"])]
+        raise AnnotateError("the run has no ok labels of the variables named")
+    rows = ok
     per_chat = rows.groupby("chat_id").agg(
         confidence=("confidence", lambda c: np.nan if c.isna().any() else float(c.mean())),
         stratum=("stratum_meta", "first"),
@@ -178,7 +177,7 @@ def draw_chats(
         "chats": {"population": len(chats), "sample": len(drawn), **described},
         "variables": {
             str(v): {"population": int((rows["variable"] == v).sum()), "sample": int((chosen["variable"] == v).sum())}
-            for v in variables
+            for v in sorted(set(ok["variable"]))
         },
     }
     return chosen.drop(columns="order").reset_index(drop=True), plan
