@@ -133,5 +133,5 @@ def estimate_page(result: EstimateResult) -> Page:
         if model.combination:
             page.tables.append(combination_table(model))
         figures.append(figure(model.formula, plots.coefficients(model.terms, model.formula)))
-    page.figure_sections.append(FigureSection("Coefficients, three ways, with 95% intervals", figures))
+    page.figure_sections.append(FigureSection("Coefficients, each estimator, with 95% intervals", figures))
     return page

@@ -108,26 +108,29 @@ ESTIMATORS = [
     ("llm_only", "LLM labels only", "#d62728"),
     ("human_only", "human labels only", "#7f7f7f"),
     ("ppi", "prediction-powered", "#1f77b4"),
+    ("combined", "prediction-powered, labellers combined", "#2ca02c"),
 ]
 
 
 def coefficients(terms: Sequence[Any], title: str) -> bytes:
-    """Each term's three estimates with their 95% intervals, one row per term."""
+    """Each term's estimates (three, and the combination of labellers when there is one) with their 95%
+    intervals, one row per term."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.55 * len(terms)))
-    for k, (name, label, colour) in enumerate(ESTIMATORS):
+    shown = [e for e in ESTIMATORS if any(getattr(t, e[0], None) is not None for t in terms)]
+    for k, (name, label, colour) in enumerate(shown):
         for i, term in enumerate(terms):
             est = getattr(term, name)
-            if est.estimate is None:
+            if est is None or est.estimate is None:
                 continue
-            y = len(terms) - 1 - i + (1 - k) * 0.22
+            y = len(terms) - 1 - i + ((len(shown) - 1) / 2 - k) * 0.2
             ax.plot([est.low, est.high], [y, y], color=colour, lw=2.2, alpha=0.7)
             ax.plot([est.estimate], [y], "o", color=colour, label=label if i == 0 else None)
     ax.set_yticks(range(len(terms)))
     ax.set_yticklabels([t.term for t in reversed(terms)])
     ax.axvline(0, color="#bbb", lw=1)
     ax.set_title(title, fontsize=10)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06 - 0.3 / len(terms)), ncol=2, fontsize=8, frameon=False)
     return _png(fig)
 
 
