@@ -210,12 +210,19 @@ def estimate_table(result: EstimateResult) -> pd.DataFrame:
             for name in ("llm_only", "human_only", "ppi"):
                 est: Estimator = getattr(term, name)
                 row.update({f"{name}": est.estimate, f"{name}_low": est.low, f"{name}_high": est.high})
+            if term.combined is not None:
+                row.update(combined=term.combined.estimate, combined_low=term.combined.low)
+                row.update(combined_high=term.combined.high, combined_lam=_rounded(term.combined_lam, 3))
+            for name, own in term.by_labeller.items():
+                row.update({f"ppi_{name}": own.estimate, f"ppi_{name}_low": own.low, f"ppi_{name}_high": own.high})
             row.update(
                 units=model.units,
                 human_labels=model.human_labels,
                 coded_chats=model.coded_chats,
                 effective_human_labels=_rounded(term.effective_human_labels, 1),
                 lam=_rounded(term.lam, 3),
+                worth_per_100=_rounded(term.worth.value if term.worth else None, 1),
+                robustness=term.robustness or "",
                 not_estimable="; ".join(
                     f"{name}: {getattr(term, name).not_estimable}"
                     for name in ("llm_only", "human_only", "ppi")
