@@ -174,7 +174,7 @@ def diff(
     third: Annotated[
         str | None, typer.Argument(metavar="VERSION_B", help="The later version (e.g. v2); none for two task sets.")
     ] = None,
-    on: Annotated[list[Path] | None, typer.Option(help="opt.Transcripts to label with both versions.")] = None,
+    on: Annotated[list[Path] | None, typer.Option(help="Transcripts to label with both versions.")] = None,
     gold: Annotated[Path | None, typer.Option(help="Human labels, to show the change in agreement.")] = None,
     limit: opt.Limit = None,
     bootstrap: opt.Bootstrap = 1000,

@@ -259,16 +259,18 @@ RESUME_HINT = "everything labelled so far is saved; run the same command again t
 def user_errors() -> Iterator[None]:
     """The one place where domain errors and stop signals turn into a single line and an exit code."""
     from rich.console import Console
+    from rich.markup import escape
 
     try:
         with sigterm_raises_terminated():
             yield
-    except AnnotateError as e:
-        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    except AnnotateError as e:  # escaped: "pip install 'annotate[ray]'" and "C(x)[T.a]" are text, not markup
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except OSError as e:  # an --out that is a file, a full disk, a read-only folder
         where = f"{e.filename}: " if e.filename else ""
-        Console(stderr=True).print(f"[bold red]error:[/] {where}{e.strerror or e}", highlight=False, soft_wrap=True)
+        message = escape(f"{where}{e.strerror or e}")
+        Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except Terminated:
         typer.echo(f"terminated (SIGTERM): {RESUME_HINT}", err=True)

@@ -152,3 +152,20 @@ def test_a_model_that_cannot_load_fails_the_run_in_one_line_and_can_be_corrected
     assert agreed.exit_code == 1 and "the run labelled nothing (status failed" in agreed.output, agreed.output
     fixed = runner.invoke(app, [*args, "-b", "fake"])  # the corrected setup may use the folder
     assert fixed.exit_code == 0, fixed.output
+
+
+def test_an_error_with_brackets_keeps_them() -> None:
+    """Rich markup swallowed "[ray]" in "pip install 'annotate[ray]'" (issue 20's small fixes)."""
+    import typer
+
+    from annotate.cli_options import user_errors
+    from annotate.errors import AnnotateError
+
+    def fail() -> None:
+        with user_errors():
+            raise AnnotateError("the Ray executor needs the ray package: pip install 'annotate[ray]'")
+
+    app_ = typer.Typer()
+    app_.command()(fail)
+    result = CliRunner().invoke(app_, [])
+    assert result.exit_code == 1 and "annotate[ray]" in result.output

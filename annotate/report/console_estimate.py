@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from rich.markup import escape
 
 from annotate.analysis.estimate_results import EstimateResult
 from annotate.report.console import err, say
@@ -12,7 +13,7 @@ from annotate.report.console import err, say
 
 def print_estimate(result: EstimateResult) -> None:
     for warning in result.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     for model in result.models:
         measured = (
             f"; LLM-measured regressors: {', '.join(model.measured_regressors)}" if model.measured_regressors else ""
