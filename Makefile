@@ -50,7 +50,7 @@ test-fast:
 
 # Style, types, and the import contract (pyproject.toml [tool.importlinter]): data flows one way.
 lint:
-	$(BIN)/ruff check annotate tests bench examples
+	$(BIN)/ruff check annotate tests bench examples docs
 	$(BIN)/mypy annotate
 	$(BIN)/lint-imports
 
