@@ -23,7 +23,10 @@ from annotate.engines.base import Request
 from annotate.engines.fake import FakeBackend
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
-from tests.conftest import write_jsonl
+from tests.conftest import EXAMPLES, ROOT, write_jsonl
+from tests.test_agree_diff import varied
+
+GOLD = ROOT / "examples" / "gold.csv"
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -64,6 +67,12 @@ def highest(request: Request) -> str:
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     root = tmp_path_factory.mktemp("reports")
+    with pytest.MonkeyPatch.context() as patch:  # module-scoped: set up before the per-test cache fixture
+        patch.setenv("ANNOTATE_CACHE_DIR", str(root / "cache"))
+        yield from _reports(root)
+
+
+def _reports(root: Path) -> Iterator[dict[str, Path]]:
     repo = Path(__file__).resolve().parent.parent
     shutil.copytree(repo / "prompts", root / "prompts")
     shutil.copytree(repo / "rubrics", root / "rubrics")
@@ -97,7 +106,17 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path
         args = ["diff", "empathy", "v1", "v2", "--on", str(chats), "-b", "fake", "--out", str(root / "d")]
         result = cli.invoke(app, [*args, "--gold", str(root / "gold.csv"), "--bootstrap", "20", *dirs])
         assert result.exit_code == 0, result.output
-    yield {name: root / name / "report.html" for name in ("v", "a", "d")}
+        args = ["diff", "empathy,information_seeking,solution_provision,proactivity", "agent_behaviour"]
+        result = cli.invoke(app, [*args, "--on", str(chats), "-b", "fake", "--out", str(root / "j"), *dirs])
+        assert result.exit_code == 0, result.output
+    for name, script in (("e1", fake.lowest_values), ("e2", highest)):
+        config = RunConfig(inputs=[EXAMPLES], out=root / name, prompts=library.paths, backend="fake")
+        run(config, backend=FakeBackend(script=script if name == "e2" else varied))
+    formula = "empathy ~ C(escalation) + initial_sentiment"
+    args = ["estimate", str(root / "e1"), "--labellers", str(root / "e2"), "--gold", str(GOLD), "--formula", formula]
+    result = cli.invoke(app, [*args, "--out", str(root / "e"), *dirs])
+    assert result.exit_code == 0, result.output
+    yield {name: root / name / "report.html" for name in ("v", "a", "d", "j", "e")}
 
 
 def _other(value: Any) -> int:
@@ -113,11 +132,11 @@ def _by_version(request: Request) -> str:
 class Visit:
     """A page opened in chromium, with everything it logged, requested or tried to pop up."""
 
-    def __init__(self, browser: Any, path: Path) -> None:
+    def __init__(self, browser: Any, path: Path, width: int = 1280) -> None:
         self.errors: list[str] = []
         self.requests: list[str] = []
         self.dialogs: list[str] = []
-        self.page = browser.new_page()
+        self.page = browser.new_page(viewport={"width": width, "height": 900})
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.on("request", lambda r: self.requests.append(r.url))
@@ -139,7 +158,7 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
-@pytest.mark.parametrize("name", ["v", "a", "d"])
+@pytest.mark.parametrize("name", ["v", "a", "d", "j", "e"])
 def test_each_page_loads_without_errors_or_network(browser: Any, reports: dict[str, Path], name: str) -> None:
     visit = Visit(browser, reports[name])
     assert visit.errors == []
@@ -148,6 +167,23 @@ def test_each_page_loads_without_errors_or_network(browser: Any, reports: dict[s
     images = visit.page.locator("img")
     for i in range(images.count()):  # every figure decoded (an inline PNG that failed would be 0 wide)
         assert images.nth(i).evaluate("img => img.naturalWidth") > 0
+
+
+@pytest.mark.parametrize("name", ["v", "a", "d", "j", "e"])
+def test_every_page_fits_a_1280_pixel_window(browser: Any, reports: dict[str, Path], name: str) -> None:
+    visit = Visit(browser, reports[name], width=1280)
+    wide = visit.page.evaluate(
+        """() => [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 1280)
+        .slice(0, 3).map(e => e.tagName + ' ' + e.textContent.slice(0, 60))"""
+    )
+    assert visit.page.evaluate("document.documentElement.scrollWidth") <= 1280, wide
+
+
+def test_the_estimate_page_draws_every_estimator(browser: Any, reports: dict[str, Path]) -> None:
+    visit = Visit(browser, reports["e"])
+    figure = visit.page.locator("figure img").first
+    assert figure.evaluate("img => img.naturalWidth") > 0
+    assert "combined labellers" in visit.page.locator("body").inner_text()
 
 
 @pytest.mark.parametrize("name", ["v", "d"])
