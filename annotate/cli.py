@@ -58,7 +58,7 @@ def run(
     repeats: opt.Repeats = 1,
     temperature: opt.Temperature = 0.0,
     top_p: opt.TopP = 1.0,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(rich_help_panel="Sampling and retries")] = 0,
     max_model_len: opt.MaxModelLen = 8192,
     max_chars: opt.MaxChars = 12000,
     batch_size: opt.BatchSize = 512,

@@ -23,15 +23,28 @@ if TYPE_CHECKING:
 # Options shared between commands.
 Out = Annotated[Path, typer.Option("--out", "-o", help="Folder for agreement.json, agreement.csv, report.html.")]
 PromptsDir = Annotated[
-    Path | None, typer.Option(help="Prompt versions folder (default: ./prompts, else the package's own).")
+    Path | None,
+    typer.Option(
+        help="Prompt versions folder (default: ./prompts, else the package's own).", rich_help_panel="Input and tasks"
+    ),
 ]
-RubricsDir = Annotated[Path | None, typer.Option(help="Rubrics folder (default: ./rubrics, else the package's own).")]
+RubricsDir = Annotated[
+    Path | None,
+    typer.Option(
+        help="Rubrics folder (default: ./rubrics, else the package's own).", rich_help_panel="Input and tasks"
+    ),
+]
 Bootstrap = Annotated[int, typer.Option(min=0, help="Chat-level bootstrap resamples for 95% intervals.")]
 Seed = Annotated[int, typer.Option(help="Seed for resampling or sampling.")]
 Transcripts = Annotated[list[Path] | None, typer.Option(help="Transcript files, if the run's inputs have moved.")]
-Roles = Annotated[list[str] | None, typer.Option(help="Map a role name onto customer/ai/agent, e.g. bot=ai.")]
-MaxChars = Annotated[int, typer.Option(help="Transcript characters per unit before truncation.")]
-Limit = Annotated[int | None, typer.Option(min=1, help="Only the first N chats.")]
+Roles = Annotated[
+    list[str] | None,
+    typer.Option(help="Map a role name onto customer/ai/agent, e.g. bot=ai.", rich_help_panel="Input and tasks"),
+]
+MaxChars = Annotated[
+    int, typer.Option(help="Transcript characters per unit before truncation.", rich_help_panel="Input and tasks")
+]
+Limit = Annotated[int | None, typer.Option(min=1, help="Only the first N chats.", rich_help_panel="Input and tasks")]
 # `run` only.
 Task = Annotated[
     list[str] | None,
@@ -39,37 +52,71 @@ Task = Annotated[
         "--task",
         "-t",
         help="Task to run (repeatable) (default: every task, except one whose variables another task rates too).",
+        rich_help_panel="Input and tasks",
     ),
 ]
 PromptVersionOption = Annotated[
     list[str] | None,
     typer.Option(
-        "--prompt-version", help="Version for the selected tasks (v2) or one task (empathy=v2) (default: newest)."
+        "--prompt-version",
+        help="Version for the selected tasks (v2) or one task (empathy=v2) (default: newest).",
+        rich_help_panel="Input and tasks",
     ),
 ]
-Repeats = Annotated[int, typer.Option(min=1, help="Label every unit N times (replication tests).")]
-Temperature = Annotated[float, typer.Option(min=0.0)]
-TopP = Annotated[float, typer.Option(min=0.0, max=1.0)]
-BatchSize = Annotated[int, typer.Option(min=1, help="Requests per engine call.")]
-MaxAttempts = Annotated[int, typer.Option(min=1, help="Tries per unit when an answer is invalid.")]
-Cache = Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse cached answers.")]
-Strict = Annotated[bool, typer.Option(help="Fail on the first bad input record instead of skipping it.")]
+Repeats = Annotated[
+    int, typer.Option(min=1, help="Label every unit N times (replication tests).", rich_help_panel="Input and tasks")
+]
+Temperature = Annotated[
+    float, typer.Option(min=0.0, help="0: greedy decoding, as labelling needs.", rich_help_panel="Sampling and retries")
+]
+TopP = Annotated[
+    float, typer.Option(min=0.0, max=1.0, help="Nucleus sampling (1: off).", rich_help_panel="Sampling and retries")
+]
+BatchSize = Annotated[
+    int, typer.Option(min=1, help="Requests per engine call.", rich_help_panel="Sampling and retries")
+]
+MaxAttempts = Annotated[
+    int, typer.Option(min=1, help="Tries per unit when an answer is invalid.", rich_help_panel="Sampling and retries")
+]
+Cache = Annotated[
+    bool, typer.Option("--cache/--no-cache", help="Reuse cached answers.", rich_help_panel="Cache and resume")
+]
+Strict = Annotated[
+    bool,
+    typer.Option(help="Fail on the first bad input record instead of skipping it.", rich_help_panel="Input and tasks"),
+]
 Redact = Annotated[
-    bool, typer.Option(help="Mask emails, phone, order, IBAN and card numbers before the model sees text.")
+    bool,
+    typer.Option(
+        help="Mask emails, phone, order, IBAN and card numbers before the model sees text.",
+        rich_help_panel="Input and tasks",
+    ),
 ]
 RayWorkers = Annotated[
     int | None,
-    typer.Option(min=1, help="Run the engine on N Ray workers (one engine each) instead of in this process."),
+    typer.Option(
+        min=1,
+        help="Run the engine on N Ray workers (one engine each) instead of in this process.",
+        rich_help_panel="Ray",
+    ),
 ]
 RayAddress = Annotated[
-    str | None, typer.Option(help="Ray cluster to join, e.g. auto (default: start a local Ray instance).")
+    str | None,
+    typer.Option(help="Ray cluster to join, e.g. auto (default: start a local Ray instance).", rich_help_panel="Ray"),
 ]
-RayCpus = Annotated[float, typer.Option(min=0.0, help="CPUs per Ray worker (default: 1).")]
+RayCpus = Annotated[float, typer.Option(min=0.0, help="CPUs per Ray worker (default: 1).", rich_help_panel="Ray")]
 RayGpus = Annotated[
-    float, typer.Option(min=0.0, help="GPUs per Ray worker; = --tensor-parallel-size for vllm (default: 0).")
+    float,
+    typer.Option(
+        min=0.0, help="GPUs per Ray worker; = --tensor-parallel-size for vllm (default: 0).", rich_help_panel="Ray"
+    ),
 ]
 SkipCorrupt = Annotated[
-    bool, typer.Option(help="Resume past damaged journal lines: drop them and label their units again.")
+    bool,
+    typer.Option(
+        help="Resume past damaged journal lines: drop them and label their units again.",
+        rich_help_panel="Cache and resume",
+    ),
 ]
 # `sample` only.
 PerVariable = Annotated[
@@ -164,20 +211,43 @@ TargetWidth = Annotated[
 ]
 DropMissing = Annotated[bool, typer.Option(help="Leave out chats with missing covariates instead of stopping.")]
 # Engine options: `run` and `diff` take the same set (see engine_options).
-Backend = Annotated[str, typer.Option("--backend", "-b", help="llamacpp, vllm, openai (or fake, for tests).")]
-Model = Annotated[str | None, typer.Option("--model", "-m", help="Model path or name (default: the embedded model).")]
-BaseUrl = Annotated[str | None, typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")]
-ApiKey = Annotated[str, typer.Option(envvar="OPENAI_API_KEY", help="Key for --base-url, if it needs one.")]
-MaxModelLen = Annotated[int, typer.Option(help="Context length the engine allocates.")]
-Concurrency = Annotated[int, typer.Option(min=1, help="Requests in flight (openai backend).")]
-Threads = Annotated[int | None, typer.Option(min=1, help="CPU threads (llamacpp) (default: all cores).")]
-Dtype = Annotated[str | None, typer.Option(help="vLLM dtype (default: float32 on CPU, auto on GPU).")]
-TensorParallel = Annotated[int, typer.Option(min=1, help="vLLM: GPUs per model.")]
+Backend = Annotated[
+    str, typer.Option("--backend", "-b", help="llamacpp, vllm, openai (or fake, for tests).", rich_help_panel="Engine")
+]
+Model = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Model path or name (default: the embedded model).", rich_help_panel="Engine"),
+]
+BaseUrl = Annotated[
+    str | None, typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.", rich_help_panel="Engine")
+]
+ApiKey = Annotated[
+    str, typer.Option(envvar="OPENAI_API_KEY", help="Key for --base-url, if it needs one.", rich_help_panel="Engine")
+]
+MaxModelLen = Annotated[int, typer.Option(help="Context length the engine allocates.", rich_help_panel="Engine")]
+Concurrency = Annotated[int, typer.Option(min=1, help="Requests in flight (openai backend).", rich_help_panel="Engine")]
+Threads = Annotated[
+    int | None, typer.Option(min=1, help="CPU threads (llamacpp) (default: all cores).", rich_help_panel="Engine")
+]
+Dtype = Annotated[
+    str | None, typer.Option(help="vLLM dtype (default: float32 on CPU, auto on GPU).", rich_help_panel="Engine")
+]
+TensorParallel = Annotated[int, typer.Option(min=1, help="vLLM: GPUs per model.", rich_help_panel="Engine")]
 TopLogprobs = Annotated[
-    int, typer.Option(min=0, max=20, help="Candidates per token for label probabilities (0: none, a little faster).")
+    int,
+    typer.Option(
+        min=0,
+        max=20,
+        help="Candidates per token for label probabilities (0: none, a little faster).",
+        rich_help_panel="Engine",
+    ),
 ]
 PrefixCache = Annotated[
-    bool, typer.Option(help="Engine reuses the shared prompt prefix: fast, but repeats may differ slightly (README).")
+    bool,
+    typer.Option(
+        help="Engine reuses the shared prompt prefix: fast, but repeats may differ slightly (README).",
+        rich_help_panel="Engine",
+    ),
 ]
 
 
