@@ -185,7 +185,7 @@ def test_trajectory_cost_follows_what_is_asked() -> None:
     import numpy as np
     from statsmodels.nonparametric.smoothers_lowess import lowess
 
-    from annotate.analysis.trajectories import GRID, smooth, trajectories
+    from annotate.analysis.trajectories import smooth, trajectories
 
     rng = np.random.default_rng(0)
     rounds = 2000
@@ -201,5 +201,30 @@ def test_trajectory_cost_follows_what_is_asked() -> None:
     (without,) = trajectories(frame, n_boot=0)
     assert without.band is None
     exact = lowess(frame["value"], frame["position"], frac=0.6, it=0, return_sorted=True)
-    reference = np.interp(GRID, exact[:, 0], exact[:, 1])
-    np.testing.assert_allclose(smooth(frame["position"].to_numpy(), frame["value"].to_numpy()), reference, atol=0.02)
+    reference = np.interp(without.grid, exact[:, 0], exact[:, 1])
+    position, value = frame["position"].to_numpy(), frame["value"].to_numpy()
+    np.testing.assert_allclose(smooth(position, value, without.grid), reference, atol=0.02)
+
+
+def test_trajectories_count_rounds_from_the_handoff() -> None:
+    from annotate.analysis.trajectories import trajectory_frame
+    from annotate.ingest.model import Chat, Message
+    from annotate.ingest.segmentation import handoff_round
+
+    def chat(chat_id: str, roles: list[str]) -> Chat:
+        return Chat(chat_id, [Message(role, f"{role} {i}") for i, role in enumerate(roles)], {})
+
+    late = chat("late", ["customer", "ai", "customer", "ai", "customer", "agent", "customer", "agent"])
+    never = chat("never", ["customer", "ai", "customer", "ai"])
+    assert handoff_round(late) == 3 and handoff_round(never) is None
+    labels = pd.DataFrame(
+        {
+            "chat_id": ["late"] * 4 + ["never"] * 2,
+            "round": [1, 2, 3, 4, 1, 2],
+            "variable": "negative_sentiment",
+            "status": "ok",
+            "value": [1, 2, 3, 4, 1, 1],
+        }
+    )
+    frame = trajectory_frame(labels, {}, None, {"late": 3, "never": None})
+    assert frame["position"].tolist() == [-2, -1, 0, 1, 0, 1]

@@ -1,6 +1,8 @@
-"""Per-round negative sentiment over each chat's timeline: LOESS curves with 95% chat-bootstrap bands.
+"""Per-round negative sentiment around the handoff: LOESS curves with 95% chat-bootstrap bands.
 
-The numbers only; report/plots.py draws them.
+Rounds are counted from the handoff (0: the round in which the human agent takes over), so that curves of
+chats of different lengths line up where the treatment happens; a chat without a handoff is counted from its
+first round. The numbers only; report/plots.py draws them.
 """
 
 from __future__ import annotations
@@ -14,21 +16,23 @@ import pandas as pd
 
 from annotate.analysis.statistics import cluster_resamples
 
-GRID = np.linspace(0, 100, 41)
-"""Positions (percent of a chat's rounds) at which curves and bands are read off."""
+GRID_POINTS = 81
+"""Positions, evenly spread over the rounds drawn, at which curves and bands are read off."""
 TRAJECTORY_RESAMPLES = 200
 """Chat resamples for a band at most (validate's --bootstrap, when smaller, is used instead)."""
-DELTA = 0.5
-"""LOESS is computed exactly at points this far apart (in percent of the timeline) and interpolated between:
-the curve is read off every 2.5%, and the cost no longer grows with the square of a long chat's rounds."""
+DELTA = 0.005
+"""LOESS is computed exactly at points this far apart (as a share of the rounds' span) and interpolated between,
+so the cost does not grow with the square of a long chat's rounds."""
 
 
 @dataclass(frozen=True)
 class Trajectory:
     group: str
     chats: int
+    grid: np.ndarray
+    """Rounds from the handoff at which ``curve`` and ``band`` are read off."""
     curve: np.ndarray
-    """LOESS fit on GRID (NaN outside the data's range)."""
+    """LOESS fit on ``grid`` (NaN outside the group's range)."""
     band: tuple[np.ndarray, np.ndarray] | None
     """2.5 and 97.5 percentiles over chat resamples; None with too few usable resamples."""
     position: np.ndarray
@@ -36,41 +40,51 @@ class Trajectory:
     """The labels themselves, for the scatter."""
 
 
-def trajectory_frame(labels: pd.DataFrame, meta: dict[str, dict[str, Any]], group_by: str | None) -> pd.DataFrame:
-    """Per-round negative sentiment placed on each chat's 0-100% timeline, with its group."""
+def trajectory_frame(
+    labels: pd.DataFrame,
+    meta: dict[str, dict[str, Any]],
+    group_by: str | None,
+    handoffs: dict[str, int | None] | None = None,
+) -> pd.DataFrame:
+    """Per-round negative sentiment placed in rounds from each chat's handoff (from round 1 without one)."""
     rows = labels[(labels["variable"] == "negative_sentiment") & (labels["status"] == "ok")].copy()
     if rows.empty:
         return rows
     rows["round"] = rows["round"].astype(int)
-    last = rows.groupby("chat_id")["round"].transform("max")
-    rows["position"] = np.where(last > 1, (rows["round"] - 1) / (last - 1).clip(lower=1) * 100, 0.0)
+    zero = [(handoffs or {}).get(c) or 1 for c in rows["chat_id"]]
+    rows["position"] = (rows["round"] - np.asarray(zero)).astype(float)
     rows["group"] = [str(meta.get(c, {}).get(group_by, "all")) if group_by else "all" for c in rows["chat_id"]]
     return rows[["chat_id", "round", "position", "value", "group"]]
 
 
 def trajectories(frame: pd.DataFrame, n_boot: int = TRAJECTORY_RESAMPLES, seed: int = 0) -> list[Trajectory]:
     """One curve per group; groups with fewer than three distinct positions have none."""
-    found = []
+    found: list[Trajectory] = []
+    if frame.empty:
+        return found
+    grid = np.linspace(frame["position"].min(), frame["position"].max(), GRID_POINTS)
     for group, rows in sorted(frame.groupby("group"), key=lambda g: str(g[0])):
         x, y = rows["position"].to_numpy(float), rows["value"].to_numpy(float)
         if len(np.unique(x)) < 3:
             continue
         chats = rows["chat_id"].to_numpy()
         draws = [
-            smooth(x[picked], y[picked])
+            smooth(x[picked], y[picked], grid)
             for picked in cluster_resamples(chats, n_boot, seed)
             if len(np.unique(x[picked])) >= 3
         ]
         band = None
         if len(draws) >= 20:
-            low, high = np.nanpercentile(np.asarray(draws), [2.5, 97.5], axis=0)
+            with warnings.catch_warnings():  # grid points outside every resample's range stay NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                low, high = np.nanpercentile(np.asarray(draws), [2.5, 97.5], axis=0)
             band = (low, high)
-        found.append(Trajectory(str(group), len(np.unique(chats)), smooth(x, y), band, x, y))
+        found.append(Trajectory(str(group), len(np.unique(chats)), grid, smooth(x, y, grid), band, x, y))
     return found
 
 
-def smooth(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """LOESS fitted at the data, then read off on GRID (NaN outside the data's range).
+def smooth(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """LOESS fitted at the data, then read off on ``grid`` (NaN outside the data's range).
 
     No robustness iterations (``it=0``): with many tied ordinal values they down-weight whole levels.
     """
@@ -78,7 +92,7 @@ def smooth(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # degenerate resamples give NaN, dropped from the band
-        fitted = lowess(y, x, frac=0.6, it=0, delta=DELTA, return_sorted=True)
+        fitted = lowess(y, x, frac=0.6, it=0, delta=DELTA * float(np.ptp(x)), return_sorted=True)
     xs, ys = fitted[:, 0], fitted[:, 1]
     xs, first = np.unique(xs, return_index=True)
-    return np.interp(GRID, xs, ys[first], left=np.nan, right=np.nan)
+    return np.interp(grid, xs, ys[first], left=np.nan, right=np.nan)

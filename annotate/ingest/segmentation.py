@@ -75,3 +75,14 @@ def handoff_index(chat: Chat) -> int | None:
         elif m.speaker == "agent" and seen_ai:
             return i
     return None
+
+
+def handoff_round(chat: Chat) -> int | None:
+    """The round in which the human agent takes over, or None for a chat without a handoff."""
+    index = handoff_index(chat)
+    if index is None:
+        return None
+    for r in split_rounds(chat):
+        if any(t.first <= index <= t.last for t in r.turns):
+            return r.number
+    return None

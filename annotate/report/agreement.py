@@ -11,7 +11,7 @@ from annotate.analysis.agree import agree
 from annotate.analysis.results import PAPER_STATISTICS, AgreementResult, MultiCoderStatistics
 from annotate.labelling.library import PromptLibrary
 from annotate.report import plots
-from annotate.report.html import FigureSection, Page, Table, figure, fmt, fmt_ci, write_report
+from annotate.report.html import FigureSection, Page, Table, figure, fmt, fmt_ci, value_range, write_report
 
 MULTI = ("mean_pairwise_kappa", "fleiss_kappa", "krippendorff_alpha", "identical_share")
 
@@ -67,9 +67,12 @@ def agree_page(result: AgreementResult) -> Page:
     if result.mode == "repeats":
         return _repeats_page(result, meta)
     assert result.bootstrap is not None
+    kappas = [s.cohen_kappa for v in result.variables for s in v.pairs.values()]
     page = Page(
         "Agreement across runs: " + " · ".join(result.coders),
         [*meta, ("intervals", f"95% percentile bootstrap, {result.bootstrap.resamples} resamples of whole chats")],
+        verdict=f"Cohen's κ between the runs: {value_range(kappas)} over {len(kappas)} variables and pairs "
+        "(the study this tool serves asks for above 0.80 between models).",
     )
     differences = [[pair, "; ".join(diff)] for pair, diff in result.differences.items()]
     page.tables.append(Table("What differs between the runs", ["pair", "differences"], differences))
@@ -113,7 +116,13 @@ def agree_page(result: AgreementResult) -> Page:
 
 
 def _repeats_page(result: AgreementResult, meta: list[tuple[str, str]]) -> Page:
-    page = Page(f"Agreement across {len(result.coders)} repeats of run {result.runs[0].run_id}", meta)
+    shares = [v.repeats.identical_share for v in result.variables if v.repeats is not None]
+    kappas = [v.repeats.mean_pairwise_kappa for v in result.variables if v.repeats is not None]
+    verdict = (
+        f"Across {len(result.coders)} repeats, {value_range([100 * x for x in shares], 0)}% of units got the same "
+        f"label every time; mean pairwise κ {value_range(kappas)} (the study this tool serves asks for above 0.90)."
+    )
+    page = Page(f"Agreement across {len(result.coders)} repeats of run {result.runs[0].run_id}", meta, verdict=verdict)
     rows = [
         [v.variable, v.repeats.units, v.items_left_out, *(fmt(getattr(v.repeats, k)) for k in MULTI)]
         for v in result.variables

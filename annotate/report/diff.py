@@ -13,7 +13,7 @@ from annotate.config import RunConfig
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.outputs import write_atomic
 from annotate.labelling.pipeline import Progress
-from annotate.report.html import Browser, BrowserRow, Page, Pre, Table, fmt, fmt_ci, write_report
+from annotate.report.html import Browser, BrowserRow, Page, Pre, Table, fmt, fmt_ci, value_range, write_report
 
 GOLD_STATISTICS = ("cohen_kappa", "gwet_ac1", "percent_agreement")
 
@@ -92,7 +92,15 @@ def diff_page(result: DiffResult) -> Page:
         )
         for v, r in result.runs.items()
     ]
-    page = Page(f"Prompt diff: {result.task} {va} → {vb}", meta)
+    flipped = sum(len(v.flipped) for v in result.variables)
+    compared = sum(v.n for v in result.variables)
+    verdict = (
+        f"{flipped} of {compared} labels changed between {va} and {vb}; κ between them "
+        f"{value_range([v.between_versions.cohen_kappa for v in result.variables])}."
+        if result.variables
+        else "The prompts' text differs as below; run with --on to see which labels it changes."
+    )
+    page = Page(f"Prompt diff: {result.task} {va} → {vb}", meta, verdict=verdict)
     page.tables.append(
         Table("Text diff (template, metadata and examples, rubric)", ["diff"], [[Pre(result.text_diff)]], left=1)
     )

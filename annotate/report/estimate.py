@@ -98,6 +98,21 @@ def model_note(model: ModelEstimate) -> str:
     return " ".join([NOTE, *reasons, *(f"Effective human labels: {note}." for note in empty)])
 
 
+def estimate_verdict(result: EstimateResult) -> str:
+    """Whether the LLM saved human work, and how many coefficients the data support."""
+    terms = [t for m in result.models for t in m.terms]
+    used = [t for t in terms if (t.lam or 0) > 0 or (t.combined_lam or 0) > 0]
+    missing = [t for t in terms if t.human_only.estimate is None]
+    clear = [t for t in terms if t.ppi.low is not None and t.ppi.high is not None and (t.ppi.low > 0 or t.ppi.high < 0)]
+    saved = (
+        f"the LLM labels carry a share in {len(used)} of {len(terms)} coefficients"
+        if used
+        else "the LLM saved no human work: every prediction-powered estimate is the human-only one"
+    )
+    refused = f"; {len(missing)} not estimable" if missing else ""
+    return f"{len(terms)} coefficients: {saved}; {len(clear)} prediction-powered intervals exclude 0{refused}."
+
+
 def estimate_page(result: EstimateResult) -> Page:
     meta = [
         ("run", result.run_dir),
@@ -109,7 +124,7 @@ def estimate_page(result: EstimateResult) -> Page:
             "freedom; chat-clustered, leave-one-chat-out (jackknife) variances; docs/methods.md",
         ),
     ]
-    page = Page("Estimates from LLM labels and a human sample", meta)
+    page = Page("Estimates from LLM labels and a human sample", meta, verdict=estimate_verdict(result))
     if result.warnings:
         page.tables.append(Table("Warnings", ["warning"], [[w] for w in result.warnings], left=1))
     columns = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,10 +73,21 @@ class Browser:
 class Page:
     title: str
     meta: list[tuple[str, str]]
+    verdict: str = ""
+    """One line, first on the page: what a reader should take away."""
     tables: list[Table] = field(default_factory=list)
     figure_sections: list[FigureSection] = field(default_factory=list)
     browser: Browser | None = None
     version: str = __version__
+
+
+def value_range(values: Sequence[float | None], digits: int = 2) -> str:
+    """'0.09 to 0.30' over the defined values ('undefined' when none is)."""
+    defined = [v for v in values if v is not None and not math.isnan(v)]
+    if not defined:
+        return "undefined"
+    low, high = min(defined), max(defined)
+    return f"{low:.{digits}f}" if low == high else f"{low:.{digits}f} to {high:.{digits}f}"
 
 
 def render_html(page: Page) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from annotate.analysis.trajectories import GRID, Trajectory
+from annotate.analysis.trajectories import Trajectory
 
 
 def _pyplot() -> Any:
@@ -64,19 +64,23 @@ def confusion_heatmap(
     title: str,
     row_name: str = "human",
     column_name: str = "LLM",
+    names: dict[str, str] | None = None,
 ) -> bytes:
+    """Counts per (row label, column label); each value shown with its category name when the rubric gives one."""
     plt = _pyplot()
     data = np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(1.1 + 0.55 * len(categories), 1.0 + 0.5 * len(categories)))
+    ticks = [f"{c} {names[str(c)]}" if names and names.get(str(c)) else str(c) for c in categories]
+    wide = max(len(t) for t in ticks) if ticks else 1
+    fig, ax = plt.subplots(figsize=(1.1 + 0.55 * len(categories) + 0.05 * wide, 1.0 + 0.5 * len(categories)))
     ax.imshow(data, cmap="Blues")
     for (i, j), count in np.ndenumerate(data):
         ax.text(
             j, i, str(count), ha="center", va="center", color="white" if count > data.max() / 2 else "black", fontsize=9
         )
     ax.set_xticks(range(len(categories)))
-    ax.set_xticklabels(categories)
+    ax.set_xticklabels(ticks, rotation=30 if wide > 3 else 0, ha="right" if wide > 3 else "center", fontsize=8)
     ax.set_yticks(range(len(categories)))
-    ax.set_yticklabels(categories)
+    ax.set_yticklabels(ticks, fontsize=8)
     ax.set_xlabel(column_name)
     ax.set_ylabel(row_name)
     ax.set_title(title, fontsize=10)
@@ -89,16 +93,17 @@ def trajectories(curves: Sequence[Trajectory], group_by: str | None, seed: int =
     jitter = np.random.default_rng(seed)
     fig, ax = plt.subplots(figsize=(7, 4))
     for t in curves:
-        line = ax.plot(GRID, t.curve, label=f"{t.group} ({t.chats} chats)")[0]
+        line = ax.plot(t.grid, t.curve, label=f"{t.group} ({t.chats} chats)")[0]
         if t.band is not None:
-            ax.fill_between(GRID, t.band[0], t.band[1], color=line.get_color(), alpha=0.15)
+            ax.fill_between(t.grid, t.band[0], t.band[1], color=line.get_color(), alpha=0.15)
         ax.scatter(
             t.position, t.value + jitter.uniform(-0.08, 0.08, len(t.value)), s=8, color=line.get_color(), alpha=0.35
         )
-    ax.set_xlabel("position in chat (% of rounds)")
+    ax.axvline(0, color="#999", lw=1, ls="--")
+    ax.set_xlabel("rounds from the handoff (0: the human agent takes over; no handoff: from round 1)")
     ax.set_ylabel("customer negative sentiment (1-5)")
     ax.set_ylim(0.7, 5.3)
-    ax.set_title("Negative sentiment across the chat" + (f", by {group_by}" if group_by else ""), fontsize=10)
+    ax.set_title("Negative sentiment around the handoff" + (f", by {group_by}" if group_by else ""), fontsize=10)
     if curves:
         ax.legend(fontsize=8, frameon=False)
     return _png(fig)
@@ -135,19 +140,28 @@ def coefficients(terms: Sequence[Any], title: str) -> bytes:
 
 
 def reliability(scored: Sequence[tuple[str, Any]]) -> bytes:
-    """Accuracy against mean confidence per confidence bin, one line per variable."""
+    """Accuracy against mean confidence per confidence bin: one panel per variable (dot area: labels in the bin)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 4.4))
-    ax.plot([0, 1], [0, 1], color="#bbb", lw=1)
-    for name, calibration in scored:
+    columns = min(4, max(1, len(scored)))
+    rows = -(-len(scored) // columns) if scored else 1
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(2.6 * columns, 2.5 * rows), squeeze=False, sharex=True, sharey=True
+    )
+    for ax in axes.flat[len(scored) :]:
+        ax.set_visible(False)
+    for ax, (name, calibration) in zip(axes.flat, scored, strict=False):
         bins = calibration.reliability
+        ax.plot([0, 1], [0, 1], color="#bbb", lw=1)
         ax.plot([b.confidence for b in bins], [b.accuracy for b in bins], "-", lw=1, alpha=0.6)
-        ax.scatter([b.confidence for b in bins], [b.accuracy for b in bins], s=[8 + 4 * b.n for b in bins], label=name)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("confidence of the chosen label")
-    ax.set_ylabel("share equal to the human label")
-    ax.legend(fontsize=7, loc="upper left")
+        ax.scatter([b.confidence for b in bins], [b.accuracy for b in bins], s=[8 + 4 * b.n for b in bins])
+        ax.set_title(name, fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+    for ax in axes[-1]:
+        ax.set_xlabel("confidence", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("share = human label", fontsize=8)
+    fig.tight_layout()
     return _png(fig)
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 
 from annotate.analysis.trajectories import trajectories, trajectory_frame
 from annotate.errors import RunStoreError
+from annotate.ingest.segmentation import handoff_round
 from annotate.labelling.outputs import write_atomic
 from annotate.labelling.runs import load_run, run_chats
 from annotate.report import plots
@@ -23,10 +24,12 @@ def write_trajectories(
 ) -> pd.DataFrame:
     """Draw per-round negative sentiment by ``group_by`` into ``out``; return the rounds drawn."""
     labels, manifest = load_run(run_dir)
-    meta = {c.chat_id: dict(c.meta) for c in run_chats(manifest, transcripts)}
+    chats = run_chats(manifest, transcripts)
+    meta = {c.chat_id: dict(c.meta) for c in chats}
     if group_by and not any(group_by in m for m in meta.values()):
         raise RunStoreError(f"no chat of {run_dir} has the metadata field '{group_by}'")
-    frame = trajectory_frame(labels[labels["repeat"] == 0], meta, group_by)
+    handoffs = {c.chat_id: handoff_round(c) for c in chats}
+    frame = trajectory_frame(labels[labels["repeat"] == 0], meta, group_by, handoffs)
     if frame.empty:
         raise RunStoreError(f"{run_dir} has no ok negative_sentiment labels (task round_sentiment)")
     out.parent.mkdir(parents=True, exist_ok=True)

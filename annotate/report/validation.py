@@ -11,12 +11,24 @@ import pandas as pd
 from annotate.analysis.results import PAPER_STATISTICS, Item, ValidationResult, VariableValidation
 from annotate.analysis.trajectories import TRAJECTORY_RESAMPLES, trajectories, trajectory_frame
 from annotate.analysis.validate import validate
+from annotate.ingest.segmentation import handoff_round
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.outputs import write_atomic
 from annotate.labelling.runs import load_run, run_chats
 from annotate.report import plots
 from annotate.report.calibration import calibration_figures, calibration_table
-from annotate.report.html import Browser, BrowserRow, FigureSection, Page, Table, figure, fmt, fmt_ci, write_report
+from annotate.report.html import (
+    Browser,
+    BrowserRow,
+    FigureSection,
+    Page,
+    Table,
+    figure,
+    fmt,
+    fmt_ci,
+    value_range,
+    write_report,
+)
 
 
 @dataclass(frozen=True)
@@ -39,9 +51,11 @@ def validate_report(
     """Validate a run against gold and write agreement.json, agreement.csv, report.html (and trajectories.png)."""
     result = validate(run_dir, gold, library, transcripts, repeat, n_boot, seed)
     labels, manifest = load_run(run_dir)
-    meta = {c.chat_id: dict(c.meta) for c in run_chats(manifest, transcripts)}
+    chats = run_chats(manifest, transcripts)
+    meta = {c.chat_id: dict(c.meta) for c in chats}
     field_name = group_by or ("escalation" if any("escalation" in m for m in meta.values()) else None)
-    frame = trajectory_frame(labels[labels["repeat"] == repeat], meta, field_name)
+    handoffs = {c.chat_id: handoff_round(c) for c in chats}
+    frame = trajectory_frame(labels[labels["repeat"] == repeat], meta, field_name, handoffs)
     bands = min(n_boot, TRAJECTORY_RESAMPLES)  # --bootstrap 0: curves without bands, one LOESS fit per group
     png = plots.trajectories(trajectories(frame, bands, seed), field_name, seed=seed) if len(frame) else None
     paths = write_report(out, result, validation_table(result), validation_page(result, png, field_name))
@@ -85,6 +99,7 @@ def validation_page(result: ValidationResult, trajectory_png: bytes | None, grou
             ("gold", f"{gold.path}: {gold.items} items, annotators {', '.join(gold.annotators)}{consensus}"),
             ("intervals", f"95% percentile bootstrap, {result.bootstrap.resamples} resamples of whole chats"),
         ],
+        verdict=validation_verdict(result),
     )
     page.tables += [
         _summary_table(result.variables),
@@ -108,6 +123,15 @@ def validation_page(result: ValidationResult, trajectory_png: bytes | None, grou
     page.figure_sections += calibration_figures(result.variables)
     page.browser = _disagreement_browser(result)
     return page
+
+
+def validation_verdict(result: ValidationResult) -> str:
+    """κ's range, and on which variables the labels would save human work."""
+    variables = result.variables
+    saving = [v.variable for v in variables if v.worth and v.worth.value and v.worth.value > 100.5]
+    kappa = value_range([v.cohen_kappa for v in variables])
+    worth = f"would save human work on {', '.join(saving)}" if saving else "would save no human work on any variable"
+    return f"Cohen's κ with the gold: {kappa} over {len(variables)} variables; the labels {worth} (per 100 coded)."
 
 
 def _summary_table(variables: list[VariableValidation]) -> Table:
@@ -241,7 +265,8 @@ def _figures(
         caption = "Cohen κ, quadratic κ (ordinal) and Gwet AC1 per variable"
         sections.append(FigureSection("Agreement with 95% intervals", [figure(caption, intervals)]))
         heatmaps = [
-            figure(v.variable, plots.confusion_heatmap(v.confusion, v.categories, v.variable)) for v in variables
+            figure(v.variable, plots.confusion_heatmap(v.confusion, v.categories, v.variable, names=v.category_labels))
+            for v in variables
         ]
         sections.append(FigureSection("Confusion matrices (rows: human, columns: LLM)", heatmaps))
     if trajectory_png is not None:
