@@ -203,6 +203,9 @@ def test_estimate_with_two_labellers_combines_them_and_shows_each(
     assert set(term["by_labeller"]) == {"first", "second"} and term["combined"]["estimate"] is not None
     assert term["by_labeller"]["first"] == term["ppi"]  # the run's own estimate is the plain one
     assert "combined labellers" in (out / "report.html").read_text()
+    paper = (out / "estimate_table.md").read_text()
+    assert "Labellers combined" in paper and "Reference levels: escalation = ai_unable" in paper
+    assert "initial\\_sentiment" in (out / "estimate_table.tex").read_text()
     table = pd.read_csv(out / "estimate.csv")
     assert {"combined", "combined_low", "ppi_first", "ppi_second_high", "worth_per_100", "robustness"} <= set(
         table.columns

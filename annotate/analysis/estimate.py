@@ -132,6 +132,8 @@ def _model(model: EstimateData, options: EstimateOptions) -> ModelEstimate:
         measured_regressors=model.measured,
         labellers=model.labellers,
         combination=_combination(model, options),
+        outcome_scale=[int(c) for c in model.categories],
+        reference_levels=model.reference_levels,
     )
 
 

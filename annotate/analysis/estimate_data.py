@@ -53,6 +53,8 @@ class EstimateData:
     own: dict[str, np.ndarray] = field(default_factory=dict)
     labellers: list[str] = field(default_factory=list)
     """The runs behind ``features`` and ``own``, the primary run first."""
+    reference_levels: dict[str, str] = field(default_factory=dict)
+    """Per categorical regressor: the level its coefficients are differences from."""
     """Per labeller (several labellers only): its own label of every unit, for its own prediction-powered estimate."""
 
 
@@ -292,7 +294,20 @@ def _model(
         measured=measured,
         bounds=(float(min(info.categories)), float(max(info.categories))),
         categories=list(info.categories),
+        reference_levels=reference_levels(terms, joined),
     )
+
+
+def reference_levels(terms: list[str], table: pd.DataFrame) -> dict[str, str]:
+    """For each ``C(x)`` in the terms, the level of ``x`` that has no coefficient of its own (treatment coding)."""
+    found = {}
+    for name in sorted({t.split("[")[0][2:-1] for t in terms if t.startswith("C(") and "[T." in t}):
+        if name in table.columns:
+            shown = {t.split("[T.", 1)[1].rstrip("]") for t in terms if t.startswith(f"C({name})[T.")}
+            rest = sorted(str(v) for v in table[name].dropna().unique() if str(v) not in shown)
+            if len(rest) == 1:
+                found[name] = rest[0]
+    return found
 
 
 def _terms(

@@ -74,6 +74,10 @@ class ModelEstimate(Result):
     """The runs whose labels went into the combination and the multiverse, the primary run first."""
     combination: str | None = None
     """How the combined prediction was made (labellers, folds), when one was."""
+    outcome_scale: list[int] = Field(default_factory=list)
+    """The outcome's values: coefficients are in its points."""
+    reference_levels: dict[str, str] = Field(default_factory=dict)
+    """Per categorical regressor (``C(x)``): the level the other levels' coefficients are differences from."""
 
 
 class EstimateResult(Result):

@@ -13,6 +13,7 @@ from annotate.analysis.results import Worth
 from annotate.labelling.library import PromptLibrary
 from annotate.report import plots
 from annotate.report.html import FigureSection, Page, Table, figure, fmt, write_report
+from annotate.report.paper import write_paper_tables
 
 NOTE = (
     "LLM only: every unit's LLM label taken as true; its interval ignores the labeller's errors. Human only: the "
@@ -36,7 +37,8 @@ def estimate_report(
 ) -> EstimateReport:
     result = estimate(run_dir, options, library)
     table = estimate_table(result)
-    return EstimateReport(result, table, write_report(out, result, table, estimate_page(result), name="estimate"))
+    paths = write_report(out, result, table, estimate_page(result), name="estimate")
+    return EstimateReport(result, table, [*paths, *write_paper_tables(result, out)])
 
 
 def interval(est: Estimator) -> str:
@@ -98,6 +100,14 @@ def model_note(model: ModelEstimate) -> str:
     return " ".join([NOTE, *reasons, *(f"Effective human labels: {note}." for note in empty)])
 
 
+def axis_label(model: ModelEstimate) -> str:
+    """What a coefficient is measured in, and what the categorical terms are differences from."""
+    scale = f" (scale {min(model.outcome_scale)}–{max(model.outcome_scale)})" if model.outcome_scale else ""
+    unit = f"log-odds of {model.outcome} = 1" if model.family == "logit" else f"points of {model.outcome}{scale}"
+    reference = "; ".join(f"{k} = {v}" for k, v in model.reference_levels.items())
+    return unit + (f"; differences from {reference}" if reference else "")
+
+
 def estimate_verdict(result: EstimateResult) -> str:
     """Whether the LLM saved human work, and how many coefficients the data support."""
     terms = [t for m in result.models for t in m.terms]
@@ -147,6 +157,6 @@ def estimate_page(result: EstimateResult) -> Page:
         page.tables.append(Table(title, columns, model_rows(model), note=model_note(model), left=1))
         if model.combination:
             page.tables.append(combination_table(model))
-        figures.append(figure(model.formula, plots.coefficients(model.terms, model.formula)))
+        figures.append(figure(model.formula, plots.coefficients(model.terms, model.formula, axis_label(model))))
     page.figure_sections.append(FigureSection("Coefficients, each estimator, with 95% intervals", figures))
     return page

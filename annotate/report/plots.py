@@ -117,7 +117,7 @@ ESTIMATORS = [
 ]
 
 
-def coefficients(terms: Sequence[Any], title: str) -> bytes:
+def coefficients(terms: Sequence[Any], title: str, axis: str = "") -> bytes:
     """Each term's estimates (three, and the combination of labellers when there is one) with their 95%
     intervals, one row per term."""
     plt = _pyplot()
@@ -135,7 +135,8 @@ def coefficients(terms: Sequence[Any], title: str) -> bytes:
     ax.set_yticklabels([t.term for t in reversed(terms)])
     ax.axvline(0, color="#bbb", lw=1)
     ax.set_title(title, fontsize=10)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06 - 0.3 / len(terms)), ncol=2, fontsize=8, frameon=False)
+    ax.set_xlabel(axis, fontsize=9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14 - 0.3 / len(terms)), ncol=2, fontsize=8, frameon=False)
     return _png(fig)
 
 
