@@ -299,3 +299,45 @@ def test_a_write_that_fails_leaves_the_old_file_whole(tmp_path: Path, monkeypatc
     monkeypatch.undo()
     assert target.read_text() == "<p>the old report</p>"
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # no temporary file left behind
+
+
+def test_the_manifest_is_typed_versioned_and_migrated_on_read(tmp_path: Path) -> None:
+    """Issue 20: one typed manifest; a manifest written before the format had a version still reads."""
+    import json
+
+    from annotate.labelling.manifest import FORMAT_VERSION, RunManifest
+    from annotate.labelling.store import RunStore
+
+    old = {
+        "run_id": "20261101T000000Z-abcdef",
+        "status": "complete",
+        "backend": "llamacpp",
+        "prompts": {"empathy": {"version": "v1", "hash": "abc", "variables": ["empathy"]}},
+        "inputs": [{"path": "chats.jsonl", "bytes": 10, "sha256": "00"}],
+        "options": {"repeats": 1, "limit": None, "role_map": None, "redact": False, "max_chars": 9000},
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps(old))
+    manifest = RunStore(tmp_path).read_manifest()
+    assert isinstance(manifest, RunManifest)
+    assert manifest.format_version == FORMAT_VERSION and manifest.kind == "labelling"
+    assert manifest.prompts["empathy"].version == "v1" and manifest.options.max_chars == 9000
+    consensus = RunManifest.read({**old, "sources": [{"name": "a"}], "method": "majority"})
+    assert consensus.kind == "consensus"
+    (tmp_path / "manifest.json").write_text(json.dumps({**old, "options": {"repeats": "many"}}))
+    with pytest.raises(RunStoreError, match=r"manifest\.json: damaged"):
+        RunStore(tmp_path).read_manifest()
+
+
+def test_no_module_reads_the_manifest_by_string_keys() -> None:
+    import re
+
+    root = Path(__file__).resolve().parent.parent / "annotate"
+    pattern = re.compile(r"\b(manifest|previous)(\[|\.get\()")
+    offenders = [
+        f"{path.relative_to(root)}:{n}"
+        for path in root.rglob("*.py")
+        if path.name != "manifest.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert offenders == []

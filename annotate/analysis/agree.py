@@ -23,6 +23,7 @@ from annotate.analysis.results import (
 )
 from annotate.errors import RunStoreError
 from annotate.labelling.library import PromptLibrary
+from annotate.labelling.manifest import RunManifest
 from annotate.labelling.runs import (
     VariableInfo,
     check_distinct_runs,
@@ -52,7 +53,7 @@ def agree(
     return result
 
 
-def _load(run_dir: Path, library: PromptLibrary | None, label: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+def _load(run_dir: Path, library: PromptLibrary | None, label: str) -> tuple[pd.DataFrame, RunManifest]:
     labels, manifest = load_run(run_dir)
     labels = labels[labels["status"] != "skipped"]
     scales = {name: (v.scale, v.categories) for name, v in variable_info(labels, manifest, library).items()}
@@ -177,21 +178,21 @@ def _coder_names(run_dirs: list[Path]) -> list[str]:
     return names
 
 
-def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+def differences(a: RunManifest, b: RunManifest) -> list[str]:
     """The configuration that differs between two runs, named from their manifests."""
     found = []
-    if a.get("backend") != b.get("backend"):
-        found.append(f"backend: {a.get('backend')} vs {b.get('backend')}")
-    model_a, model_b = a.get("model", {}), b.get("model", {})
+    if a.backend != b.backend:
+        found.append(f"backend: {a.backend} vs {b.backend}")
+    model_a, model_b = a.model, b.model
     for key in sorted(set(model_a) | set(model_b)):
         if model_a.get(key) != model_b.get(key) and key not in ("license", "source"):
             found.append(f"model {key}: {model_a.get(key)} vs {model_b.get(key)}")
-    if a.get("sampling") != b.get("sampling"):
-        found.append(f"sampling: {a.get('sampling')} vs {b.get('sampling')}")
-    prompts_a, prompts_b = a.get("prompts", {}), b.get("prompts", {})
+    if a.sampling != b.sampling:
+        found.append(f"sampling: {a.sampling} vs {b.sampling}")
+    prompts_a, prompts_b = a.prompts, b.prompts
     for task in sorted(set(prompts_a) & set(prompts_b)):
-        if prompts_a[task]["hash"] != prompts_b[task]["hash"]:
-            found.append(f"{task} prompt: {prompts_a[task]['version']} vs {prompts_b[task]['version']}")
+        if prompts_a[task].hash != prompts_b[task].hash:
+            found.append(f"{task} prompt: {prompts_a[task].version} vs {prompts_b[task].version}")
     if set(prompts_a) != set(prompts_b):
         only_a = ", ".join(sorted(set(prompts_a) - set(prompts_b))) or "-"
         only_b = ", ".join(sorted(set(prompts_b) - set(prompts_a))) or "-"

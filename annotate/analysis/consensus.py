@@ -23,6 +23,7 @@ import pandas as pd
 
 from annotate.analysis.dawid_skene import dawid_skene
 from annotate.errors import RunStoreError
+from annotate.labelling.manifest import InputFile, PromptEntry, RunManifest, RunOptions
 from annotate.labelling.outputs import csv_text, write_all_atomic
 from annotate.labelling.rows import LABEL_COLUMNS
 from annotate.labelling.runs import check_distinct_runs, check_same_transcripts, load_run
@@ -43,7 +44,7 @@ class Source:
     repeat: int
     labels: pd.DataFrame
     """The source's label rows of this repeat, failures included (skipped input records left out)."""
-    manifest: dict[str, Any]
+    manifest: RunManifest
 
     def describe(self) -> dict[str, Any]:
         m = self.manifest
@@ -51,11 +52,11 @@ class Source:
             "name": self.name,
             "dir": str(self.dir),
             "repeat": self.repeat,
-            "run_id": m.get("run_id"),
-            "backend": m.get("backend"),
-            "model": m.get("model"),
-            "sampling": m.get("sampling"),
-            "prompts": m.get("prompts"),
+            "run_id": m.run_id,
+            "backend": m.backend,
+            "model": m.model,
+            "sampling": m.sampling,
+            "prompts": {task: entry.model_dump() for task, entry in m.prompts.items()},
         }
 
 
@@ -95,7 +96,7 @@ def votes_table(sources: list[Source]) -> pd.DataFrame:
 @dataclass(frozen=True)
 class Consensus:
     rows: pd.DataFrame
-    manifest: dict[str, Any]
+    manifest: RunManifest
     paths: list[Path]
 
 
@@ -135,29 +136,30 @@ def _unlabelled(sources: list[Source], votes: pd.DataFrame, run_id: str) -> pd.D
     return pd.DataFrame(rows, columns=[*LABEL_COLUMNS, *CONSENSUS_COLUMNS])
 
 
-def _manifest(sources: list[Source], rows: pd.DataFrame, method: str, run_id: str) -> dict[str, Any]:
-    prompts: dict[str, Any] = {}
-    inputs: list[Any] = []
+def _manifest(sources: list[Source], rows: pd.DataFrame, method: str, run_id: str) -> RunManifest:
+    prompts: dict[str, PromptEntry] = {}
+    inputs: list[InputFile] = []
     for s in sources:
-        prompts = {**s.manifest.get("prompts", {}), **prompts}  # the first source's version wins per task
-        inputs += [i for i in s.manifest.get("inputs", []) if i not in inputs]
+        prompts = {**s.manifest.prompts, **prompts}  # the first source's version wins per task
+        inputs += [i for i in s.manifest.inputs if i not in inputs]
     counts: dict[str, dict[str, int]] = {}
     for (task, status), n in rows.groupby(["task", "status"]).size().items():
         counts.setdefault(str(task), {})[str(status)] = int(n)
-    return {
-        "run_id": run_id,
-        "status": "complete",
-        "kind": "consensus",
-        "method": method,
-        "tie_rule": TIE_RULE,
-        "backend": "consensus",
-        "model": {"name": f"consensus of {len(sources)} sources", "engine": "consensus"},
-        "sources": [s.describe() for s in sources],
-        "prompts": prompts,
-        "inputs": inputs,
-        "coverage": coverage(sources, rows),
-        "summary": {"counts": counts},
-    }
+    return RunManifest(
+        run_id=run_id,
+        status="complete",
+        kind="consensus",
+        method=method,
+        tie_rule=TIE_RULE,
+        backend="consensus",
+        model={"name": f"consensus of {len(sources)} sources", "engine": "consensus"},
+        sources=[s.describe() for s in sources],
+        prompts=prompts,
+        inputs=inputs,
+        options=sources[0].manifest.options if sources else RunOptions(),
+        coverage=coverage(sources, rows),
+        summary={"counts": counts},
+    )
 
 
 def coverage(sources: list[Source], rows: pd.DataFrame) -> dict[str, Any]:
@@ -290,7 +292,7 @@ def _dawid_skene_by_variable(votes: pd.DataFrame) -> dict[tuple[Any, Any, str], 
     return found
 
 
-def write_consensus(out: Path, rows: pd.DataFrame, manifest: dict[str, Any]) -> list[Path]:
+def write_consensus(out: Path, rows: pd.DataFrame, manifest: RunManifest) -> list[Path]:
     """A run directory that validate, agree, sample, trajectories and estimate read like any other."""
     out.mkdir(parents=True, exist_ok=True)
     frame = rows.copy()
@@ -300,7 +302,7 @@ def write_consensus(out: Path, rows: pd.DataFrame, manifest: dict[str, Any]) -> 
         {
             out / "labels.parquet": frame.to_parquet(index=False),
             out / "labels.csv": csv_text(frame),
-            out / "manifest.json": json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
+            out / "manifest.json": manifest.as_json(),
         }
     )
     return [out / "labels.parquet", out / "labels.csv", out / "manifest.json"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,7 @@ from annotate.analysis.labellers import Labeller, features, load_labellers, own_
 from annotate.analysis.measured import human_values, measured_regressors, with_llm_values
 from annotate.errors import AnnotateError, InputError
 from annotate.labelling.library import PromptLibrary
+from annotate.labelling.manifest import RunManifest
 from annotate.labelling.runs import VariableInfo, load_run, run_chats, variable_info
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ def _units(ok: pd.DataFrame, outcome: str, label: str, run_dir: Path) -> pd.Data
     return units
 
 
-def _chat_table(manifest: dict[str, Any], options: EstimateOptions, warnings: list[str]) -> pd.DataFrame:
+def _chat_table(manifest: RunManifest, options: EstimateOptions, warnings: list[str]) -> pd.DataFrame:
     """Per chat: its meta fields, overridden by the covariates table where both have a column."""
     chats = run_chats(manifest, list(options.transcripts) or None)
     table = pd.DataFrame([{"chat_id": c.chat_id, **dict(c.meta)} for c in chats])

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from annotate.labelling.manifest import RunManifest
 from annotate.labelling.outputs import write_atomic, write_csv
 
 Interval = tuple[float, float]
@@ -222,14 +223,14 @@ class RunDescription(Result):
     prompts: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @classmethod
-    def of(cls, run_dir: Path, manifest: dict[str, Any]) -> RunDescription:
+    def of(cls, run_dir: Path, manifest: RunManifest) -> RunDescription:
         return cls(
             dir=str(run_dir),
-            run_id=manifest.get("run_id"),
-            backend=manifest.get("backend"),
-            model=manifest.get("model") or {},
-            sampling=manifest.get("sampling"),
-            prompts=manifest.get("prompts") or {},
+            run_id=manifest.run_id,
+            backend=manifest.backend,
+            model=manifest.model,
+            sampling=manifest.sampling,
+            prompts={task: entry.model_dump() for task, entry in manifest.prompts.items()},
         )
 
     def short(self) -> str:

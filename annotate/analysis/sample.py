@@ -20,6 +20,7 @@ import pandas as pd
 
 from annotate.errors import AnnotateError
 from annotate.labelling.library import PromptLibrary
+from annotate.labelling.manifest import PromptEntry
 from annotate.labelling.outputs import write_atomic, write_csv
 from annotate.labelling.runs import load_run, run_chats, unit_excerpts
 
@@ -107,7 +108,7 @@ def draw_sample(
     else:
         chosen, plan = _draw_items(ok, options, rng, run_dir)
     info = {
-        "run_id": manifest.get("run_id"),
+        "run_id": manifest.run_id,
         "run_dir": str(run_dir),
         "unit": options.unit,
         "design": options.design,
@@ -348,7 +349,7 @@ def _coding_file(chosen: pd.DataFrame, seen: Any, design: str) -> pd.DataFrame:
     )
 
 
-def rubric_text(library: PromptLibrary, manifest_prompts: dict[str, Any], variables: set[str]) -> str:
+def rubric_text(library: PromptLibrary, manifest_prompts: dict[str, PromptEntry], variables: set[str]) -> str:
     """The coding instructions: each variable's rubric, as the prompts of the run used it."""
     parts = [
         "# Coding instructions",
@@ -357,7 +358,7 @@ def rubric_text(library: PromptLibrary, manifest_prompts: dict[str, Any], variab
         "",
     ]
     for task, entry in manifest_prompts.items():
-        combined = library.get(task, entry["version"]).rubric
+        combined = library.get(task, entry.version).rubric
         for rubric, name, var in ((r, n, v) for r in combined.parts or [combined] for n, v in r.variables.items()):
             if name not in variables:
                 continue
@@ -386,6 +387,6 @@ def write_sample(run_dir: Path, out: Path, library: PromptLibrary, options: Samp
     write_csv(coding, out)
     _, manifest = load_run(run_dir)
     files = CodingFiles(out, out.with_suffix(".rubric.md"), out.with_suffix(".sample.json"), info)
-    write_atomic(files.instructions, rubric_text(library, manifest.get("prompts", {}), set(coding["variable"])))
+    write_atomic(files.instructions, rubric_text(library, manifest.prompts, set(coding["variable"])))
     write_atomic(files.plan, json.dumps(info, indent=2) + "\n")
     return files

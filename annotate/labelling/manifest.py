@@ -1,4 +1,5 @@
-"""manifest.json: everything needed to reproduce a run, and what it produced."""
+"""manifest.json: everything needed to reproduce a run, and what it produced. One typed, versioned model
+(``RunManifest``), migrated on read; nothing else reads the file's keys."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import subprocess
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from annotate import __version__
-from annotate.config import RunConfig, RunSummary
+from annotate.config import RunConfig, RunSummary, Speaker
 from annotate.engines.base import file_sha256
 from annotate.ingest.redaction import RULES
 
@@ -29,6 +32,108 @@ PACKAGES = [
 ]
 
 
+FORMAT_VERSION = 2
+"""1: the manifests written before the format had a version (no ``format_version``, no ``kind``)."""
+
+
+class PromptEntry(BaseModel):
+    """One task's prompt as the run used it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: str
+    hash: str = ""
+    """The prompt version's content hash."""
+    parent: str | None = None
+    max_tokens: int | None = None
+    variables: list[str] = Field(default_factory=list)
+
+
+class InputFile(BaseModel):
+    """A transcript file the run read, with its content hash."""
+
+    model_config = ConfigDict(extra="allow")
+
+    path: str
+    bytes: int | None = None
+    sha256: str | None = None
+
+
+class RunOptions(BaseModel):
+    """The options that decide which units exist and what they contain (a resume compares the first four)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    repeats: int = 1
+    limit: int | None = None
+    role_map: dict[str, Speaker] | None = None
+    redact: list[str] | bool = False
+    strict: bool = False
+    max_chars: int = 12000
+    batch_size: int | None = None
+    max_attempts: int | None = None
+    cache: bool | None = None
+    max_model_len: int | None = None
+    prefix_cache: bool | None = None
+
+
+class RunManifest(BaseModel):
+    """manifest.json of a run directory: a labelling run (``annotate run``) or a consensus of runs."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format_version: int = FORMAT_VERSION
+    kind: Literal["labelling", "consensus"] = "labelling"
+    run_id: str
+    status: str
+    """running, complete, interrupted or failed."""
+    started_at: str | None = None
+    finished_at: str | None = None
+    annotate_version: str | None = None
+    git: dict[str, Any] = Field(default_factory=dict)
+    packages: dict[str, str] = Field(default_factory=dict)
+    backend: str | None = None
+    executor: dict[str, Any] = Field(default_factory=dict)
+    model: dict[str, Any] = Field(default_factory=dict)
+    """What the engine says it serves (name, file hash, engine, ...)."""
+    sampling: dict[str, Any] | None = None
+    prompts: dict[str, PromptEntry] = Field(default_factory=dict)
+    inputs: list[InputFile] = Field(default_factory=list)
+    options: RunOptions = Field(default_factory=RunOptions)
+    fingerprint: dict[str, Any] | None = None
+    """The configuration that decides the labels: a resume under another one is refused."""
+    history: list[dict[str, Any]] = Field(default_factory=list)
+    summary: dict[str, Any] | None = None
+    probabilities: dict[str, Any] | None = None
+    """Whether the labels carry probabilities, and why not when they do not."""
+    error: str | None = None
+    """Why a failed run stopped."""
+    method: str | None = None
+    """Consensus: majority or dawid-skene."""
+    tie_rule: str | None = None
+    sources: list[dict[str, Any]] = Field(default_factory=list)
+    """Consensus: the runs (and repeats) combined."""
+    coverage: dict[str, Any] = Field(default_factory=dict)
+    """Consensus: per variable, how many units every, some or no source labelled."""
+
+    @classmethod
+    def read(cls, data: dict[str, Any]) -> RunManifest:
+        """A manifest from its JSON, migrated from older formats."""
+        return cls.model_validate(migrate(data))
+
+    def as_json(self) -> str:
+        return self.model_dump_json(indent=2, exclude_none=False) + "\n"
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 (no version): ``kind`` is consensus when the run has sources, else labelling."""
+    data = dict(data)
+    if "format_version" not in data:
+        data["format_version"] = FORMAT_VERSION
+        data.setdefault("kind", "consensus" if data.get("sources") else "labelling")
+    return data
+
+
 def build_manifest(
     *,
     run_id: str,
@@ -39,7 +144,7 @@ def build_manifest(
     fingerprint: dict[str, Any],
     summary: RunSummary | None,
     history: list[dict[str, Any]],
-) -> dict[str, Any]:
+) -> RunManifest:
     """``history``: one entry per session that wrote the run (its start and the units it added)."""
     manifest: dict[str, Any] = {
         "run_id": run_id,
@@ -71,7 +176,7 @@ def build_manifest(
     if summary is not None:
         manifest["summary"] = {k: v for k, v in asdict(summary).items() if k not in ("run_id", "out")}
         manifest["summary"]["seconds"] = round(summary.seconds, 1)
-    return manifest
+    return RunManifest.model_validate(manifest)
 
 
 def recorded_options(config: RunConfig) -> dict[str, Any]:

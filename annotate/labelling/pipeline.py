@@ -23,7 +23,7 @@ from annotate.ingest.readers import check_inputs
 from annotate.labelling.cache import CompletionCache
 from annotate.labelling.jobs import Job, RowContext
 from annotate.labelling.library import PromptLibrary
-from annotate.labelling.manifest import build_manifest
+from annotate.labelling.manifest import RunManifest, build_manifest
 from annotate.labelling.probabilities import NO_ENGINE_PROBABILITIES, VALUE_NOT_FOUND
 from annotate.labelling.prompts import PromptVersion
 from annotate.labelling.resume import Survey, chat_stream, check_variables, pending_jobs, survey, unit_key
@@ -73,25 +73,26 @@ class _Session:
     fingerprint: dict[str, Any]
     store: RunStore
     journal: Journal
-    previous: dict[str, Any]
-    """The manifest the directory held (empty for a new run)."""
+    previous: RunManifest | None
+    """The manifest the directory held (None for a new run)."""
     survey: Survey
     versions: list[PromptVersion]
     started: float
     run_id: str = ""
 
-    def manifest(self, status: str, summary: RunSummary | None) -> dict[str, Any]:
+    def manifest(self, status: str, summary: RunSummary | None) -> RunManifest:
         this = {"started_at": _iso(self.started), "units_added": self.survey.added}
         prompts = {pv.task: _prompt_entry(pv) for pv in self.versions}
+        before = self.previous
         return build_manifest(
             run_id=self.run_id,
             status=status,
-            started=self.previous.get("started_at") or _iso(self.started),
+            started=(before.started_at if before else None) or _iso(self.started),
             config=self.config,
-            versions={**self.previous.get("prompts", {}), **prompts},
+            versions={**(before.prompts if before else {}), **prompts},
             fingerprint=self.fingerprint,
             summary=summary,
-            history=[*self.previous.get("history", []), this],
+            history=[*(before.history if before else []), this],
         )
 
 
@@ -109,16 +110,16 @@ def _label(
     store = RunStore(config.out)
     try:
         journal = store.open(fingerprint, skip_corrupt=config.skip_corrupt_journal)
-        previous = store.read_manifest() or {}
+        previous = store.read_manifest()
         _check_prompts_unchanged(previous, versions, config.out)
         check_variables(previous, versions, config.out)
         found = survey(chat_stream(config), versions, config, journal, previous)
         session = _Session(config, engine, identity, fingerprint, store, journal, previous, found, versions, started)
-        session.run_id = previous.get("run_id") or _new_run_id()
+        session.run_id = previous.run_id if previous else _new_run_id()
         tally = _write_labels(session, progress)
         summary = _summarise(session, tally)
         manifest = session.manifest("complete", summary)
-        manifest["probabilities"] = _probabilities_entry(session, tally, summary.counts)
+        manifest.probabilities = _probabilities_entry(session, tally, summary.counts)
         store.write_manifest(manifest)
         return summary
     finally:
@@ -146,13 +147,13 @@ def _write_labels(session: _Session, progress: Progress | None) -> _Tally:
     except AnnotateError as e:  # the engine could not start or went away: say so in the run, keep what was done
         store.close()
         manifest = session.manifest("failed", None)
-        manifest["error"] = str(e)
+        manifest.error = str(e)
         store.write_manifest(manifest)
         raise
     except KeyboardInterrupt:
         store.close()
         manifest = session.manifest("interrupted", None)
-        manifest["probabilities"] = {"missing": _missing_probabilities(session, tally)}  # carried into the resume
+        manifest.probabilities = {"missing": _missing_probabilities(session, tally)}  # carried into the resume
         store.write_manifest(manifest)
         raise
     finally:
@@ -300,7 +301,8 @@ def _probabilities_entry(session: _Session, tally: _Tally, counts: dict[str, dic
 
 def _missing_probabilities(session: _Session, tally: _Tally) -> dict[str, int]:
     """Why ok labels lack probabilities -> how many, over this session and the ones before it."""
-    earlier = session.previous.get("probabilities", {}).get("missing", {})
+    previous = session.previous.probabilities if session.previous else None
+    earlier = (previous or {}).get("missing", {})
     now = tally.without_probabilities
     return {k: earlier.get(k, 0) + now.get(k, 0) for k in sorted({*earlier, *now})}
 
@@ -331,12 +333,12 @@ def _prompt_entry(pv: PromptVersion) -> dict[str, Any]:
     }
 
 
-def _check_prompts_unchanged(previous: Mapping[str, Any], versions: list[PromptVersion], out: Path) -> None:
+def _check_prompts_unchanged(previous: RunManifest | None, versions: list[PromptVersion], out: Path) -> None:
     for pv in versions:
-        before = previous.get("prompts", {}).get(pv.task)
-        if before and (before["version"], before["hash"]) != (pv.version, pv.content_hash):
+        before = previous.prompts.get(pv.task) if previous else None
+        if before and (before.version, before.hash) != (pv.version, pv.content_hash):
             raise RunStoreError(
-                f"{out} already holds {pv.task} labels from prompt {before['version']} ({before['hash']}); "
+                f"{out} already holds {pv.task} labels from prompt {before.version} ({before.hash}); "
                 f"this run uses {pv.version} ({pv.content_hash}): choose a new --out directory"
             )
 

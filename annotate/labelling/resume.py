@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from annotate.ingest.model import Chat, Skip
 from annotate.ingest.readers import read_as_run
 from annotate.ingest.segmentation import handoff_index
 from annotate.labelling.jobs import Job, fit_to_context
-from annotate.labelling.manifest import recorded_options
+from annotate.labelling.manifest import RunManifest, recorded_options
 from annotate.labelling.prompts import PromptVersion
 from annotate.labelling.store import Journal, UnitKey, compact
 from annotate.labelling.units import Unit, units_for
@@ -66,7 +66,7 @@ def survey(
     versions: list[PromptVersion],
     config: RunConfig,
     journal: Journal,
-    previous: Mapping[str, Any],
+    previous: RunManifest | None,
 ) -> Survey:
     """Count the work left, and refuse an input that changed or shrank since ``previous`` (the old manifest)."""
     found = Survey()
@@ -130,7 +130,7 @@ def _refuse_mixing(
     journal: Journal,
     versions: list[PromptVersion],
     config: RunConfig,
-    previous: Mapping[str, Any],
+    previous: RunManifest | None,
 ) -> None:
     if changed:
         what = f"{len(changed)} labelled unit(s) now have other text (e.g. {_describe(changed[0])})"
@@ -159,13 +159,15 @@ def _given(versions: list[PromptVersion], config: RunConfig) -> set[int]:
     }
 
 
-def _option_changes(previous: Mapping[str, Any], config: RunConfig) -> list[str]:
+def _option_changes(previous: RunManifest | None, config: RunConfig) -> list[str]:
     """Which recorded options or input files differ from the run being resumed."""
-    before, now = previous.get("options", {}), recorded_options(config)
+    if previous is None:
+        return []
+    before, now = previous.options.model_dump(), recorded_options(config)
     found = [
         f"{name} {before.get(name)} -> {now[name]}" for name in now if name in before and before[name] != now[name]
     ]
-    old_inputs = {Path(e["path"]).name: e["sha256"] for e in previous.get("inputs", [])}
+    old_inputs = {Path(e.path).name: e.sha256 for e in previous.inputs}
     for path in config.inputs:
         if path.name in old_inputs and old_inputs[path.name] != file_sha256(path):
             found.append(f"{path.name} has other content")
@@ -178,11 +180,11 @@ def _describe(key: UnitKey) -> str:
     return f"chat {chat_id}{where}, task {task}, repeat {repeat}"
 
 
-def check_variables(previous: Mapping[str, Any], versions: list[PromptVersion], out: Any) -> None:
+def check_variables(previous: RunManifest | None, versions: list[PromptVersion], out: Any) -> None:
     """One task per variable in a run directory, across resumes too."""
     rated_now = {v: pv.task for pv in versions for v in pv.rubric.variables}
-    for task, entry in previous.get("prompts", {}).items():
-        for variable in entry.get("variables", []):
+    for task, entry in (previous.prompts if previous else {}).items():
+        for variable in entry.variables:
             if variable in rated_now and rated_now[variable] != task:
                 raise RunStoreError(
                     f"{out} holds {variable} labels from task '{task}'; this run rates {variable} with "

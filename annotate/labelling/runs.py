@@ -18,6 +18,7 @@ from annotate.errors import AnnotateError, RunStoreError
 from annotate.ingest.model import Chat
 from annotate.ingest.readers import read_as_run
 from annotate.labelling.library import PromptLibrary
+from annotate.labelling.manifest import RunManifest
 from annotate.labelling.rubrics import UnitKind
 from annotate.labelling.store import RunStore
 from annotate.labelling.units import SPEAKER_NAMES, units_for
@@ -26,7 +27,7 @@ Excerpts = dict[tuple[str, str, int | None], dict[str, str]]
 """(task, chat_id, round) -> {"context", "target"}: what the model saw, shortened."""
 
 
-def load_run(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+def load_run(path: Path) -> tuple[pd.DataFrame, RunManifest]:
     """Labels and manifest of a run directory; labels come from the journal (in memory, nothing is written) when
     the tables are older than it: a run still going, or killed before it wrote them."""
     store = RunStore(path)
@@ -41,8 +42,8 @@ def load_run(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     else:
         raise RunStoreError(f"{path}: the run has no labels yet")
     if labels.empty:
-        why = f" ({manifest['error']})" if manifest.get("error") else ""
-        raise RunStoreError(f"{path}: the run labelled nothing (status {manifest.get('status')}{why})")
+        why = f" ({manifest.error})" if manifest.error else ""
+        raise RunStoreError(f"{path}: the run labelled nothing (status {manifest.status}{why})")
     for column in ("probs", "confidence", "expected"):  # runs written before labels kept probabilities
         if column not in labels.columns:
             labels[column] = None if column == "probs" else float("nan")
@@ -60,12 +61,12 @@ class VariableInfo:
 
 
 def variable_info(
-    labels: pd.DataFrame, manifest: dict[str, Any], library: PromptLibrary | None
+    labels: pd.DataFrame, manifest: RunManifest, library: PromptLibrary | None
 ) -> dict[str, VariableInfo]:
     """Scale and allowed values of every variable in a run; without its rubric, the values seen (nominal)."""
     info: dict[str, VariableInfo] = {}
-    for task, entry in manifest.get("prompts", {}).items():
-        rubric = _rubric(library, task, entry["version"])
+    for task, entry in manifest.prompts.items():
+        rubric = _rubric(library, task, entry.version)
         if rubric is None:
             continue
         for name, var in rubric.variables.items():
@@ -86,24 +87,24 @@ def _rubric(library: PromptLibrary | None, task: str, version: str) -> Any:
         return None
 
 
-def run_chats(manifest: dict[str, Any], transcripts: list[Path] | None = None) -> list[Chat]:
+def run_chats(manifest: RunManifest, transcripts: list[Path] | None = None) -> list[Chat]:
     """The chats a run read, as it read them (its role map, ``--limit`` and redaction, from the manifest):
     from ``transcripts`` if given, else from the input paths in its manifest."""
-    paths = transcripts or [Path(entry["path"]) for entry in manifest.get("inputs", [])]
+    paths = transcripts or [Path(entry.path) for entry in manifest.inputs]
     if not paths or not all(p.is_file() for p in paths):
         return []
-    options = manifest.get("options", {})
-    replayed = read_as_run(paths, options.get("role_map") or None, options.get("limit"), bool(options.get("redact")))
+    options = manifest.options
+    replayed = read_as_run(paths, options.role_map or None, options.limit, bool(options.redact))
     return [chat for chat in replayed if isinstance(chat, Chat)]
 
 
-def chat_fingerprints(manifest: dict[str, Any]) -> dict[str, str] | None:
+def chat_fingerprints(manifest: RunManifest) -> dict[str, str] | None:
     """Per chat id, a hash of the chat's messages as read (before redaction and ``--limit``, so that runs that
     differ only in those still compare); None when the run's input files are no longer there."""
-    paths = [Path(entry["path"]) for entry in manifest.get("inputs", [])]
+    paths = [Path(entry.path) for entry in manifest.inputs]
     if not paths or not all(p.is_file() for p in paths):
         return None
-    role_map = manifest.get("options", {}).get("role_map") or None
+    role_map = manifest.options.role_map or None
     prints = {}
     for chat in read_as_run(paths, role_map):
         if isinstance(chat, Chat):
@@ -112,11 +113,11 @@ def chat_fingerprints(manifest: dict[str, Any]) -> dict[str, str] | None:
     return prints
 
 
-def check_distinct_runs(runs: list[tuple[Path, dict[str, Any]]]) -> None:
+def check_distinct_runs(runs: list[tuple[Path, RunManifest]]) -> None:
     """One run given twice (the same folder, a copy or a link: the same run id) would count as two coders."""
     seen: dict[str, Path] = {}
     for path, manifest in runs:
-        run_id = str(manifest.get("run_id"))
+        run_id = manifest.run_id
         if run_id in seen and seen[run_id] != path:
             raise RunStoreError(f"{seen[run_id]} and {path} are one run ({run_id}): give separate runs")
         if run_id in seen:
@@ -124,11 +125,11 @@ def check_distinct_runs(runs: list[tuple[Path, dict[str, Any]]]) -> None:
         seen[run_id] = path
 
 
-def check_same_transcripts(runs: list[tuple[Path, dict[str, Any]]]) -> None:
+def check_same_transcripts(runs: list[tuple[Path, RunManifest]]) -> None:
     """Runs compared or combined must label the same transcripts: a chat id that names different messages in
     two runs (another export reusing ids) stops the command with one line. Runs read from files with equal
     content hashes need no further look."""
-    digests = {tuple(sorted(str(i.get("sha256")) for i in m.get("inputs", []))) for _, m in runs}
+    digests = {tuple(sorted(str(i.sha256) for i in m.inputs)) for _, m in runs}
     if len(digests) <= 1:
         return
     prints = [(path, chat_fingerprints(manifest)) for path, manifest in runs]
@@ -142,15 +143,15 @@ def check_same_transcripts(runs: list[tuple[Path, dict[str, Any]]]) -> None:
             )
 
 
-def unit_excerpts(manifest: dict[str, Any], transcripts: list[Path] | None, library: PromptLibrary | None) -> Excerpts:
+def unit_excerpts(manifest: RunManifest, transcripts: list[Path] | None, library: PromptLibrary | None) -> Excerpts:
     """What the model saw for each unit, shortened, rebuilt from the run's input files."""
     chats = run_chats(manifest, transcripts)
     if library is None or not chats:
         return {}
-    max_chars = int(manifest.get("options", {}).get("max_chars", 12000))
+    max_chars = manifest.options.max_chars
     found: Excerpts = {}
-    for task, entry in manifest.get("prompts", {}).items():
-        rubric = _rubric(library, task, entry["version"])
+    for task, entry in manifest.prompts.items():
+        rubric = _rubric(library, task, entry.version)
         if rubric is None:
             continue
         kind: UnitKind = "round" if rubric.unit == "chat_rounds" else rubric.unit  # show the round each label rated

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
 from annotate.errors import RunStoreError
+from annotate.labelling.manifest import RunManifest
 from annotate.labelling.outputs import temporary_path, write_atomic, write_csv
 from annotate.labelling.rows import FINAL_STATUSES, LABEL_COLUMNS, LABEL_KEY
 
@@ -99,8 +101,8 @@ class RunStore:
             raise RunStoreError(f"{self.dir}: cannot write the run directory ({e.strerror or e})") from None
         previous = self.read_manifest()
         labelled = self.journal_path.is_file() and self.journal_path.stat().st_size > 0
-        if previous is not None and previous.get("fingerprint") != fingerprint and labelled:
-            before = previous.get("fingerprint", {})
+        if previous is not None and previous.fingerprint != fingerprint and labelled:
+            before = previous.fingerprint or {}
             changed = sorted(k for k in set(fingerprint) | set(before) if fingerprint.get(k) != before.get(k))
             raise RunStoreError(
                 f"{self.dir} holds a run with another configuration ({', '.join(changed)} differ): "
@@ -231,20 +233,20 @@ class RunStore:
                 "fix that and run the same command again to resume"
             ) from None
 
-    def read_manifest(self) -> dict[str, Any] | None:
+    def read_manifest(self) -> RunManifest | None:
         if not self.manifest_path.is_file():
             return None
         try:
-            data: dict[str, Any] = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            return RunManifest.read(data)
+        except (json.JSONDecodeError, UnicodeDecodeError, ValidationError) as e:
+            reason = str(e).splitlines()[0]
             raise RunStoreError(
-                f"{self.manifest_path}: damaged ({e}); the labels are in journal.jsonl beside it"
+                f"{self.manifest_path}: damaged ({reason}); the labels are in journal.jsonl beside it"
             ) from None
-        return data
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
-        text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
-        self._guard(lambda: write_atomic(self.manifest_path, text))
+    def write_manifest(self, manifest: RunManifest) -> None:
+        self._guard(lambda: write_atomic(self.manifest_path, manifest.as_json()))
 
     def journal_table(self) -> pd.DataFrame:
         """The label table straight from the journal (each unit's newest entry), in memory: what readers use

@@ -15,6 +15,7 @@ from annotate.analysis.results import AgreementResult, DiffResult, ValidationRes
 from annotate.analysis.sample import CodingFiles
 from annotate.config import RunSummary
 from annotate.labelling.library import PromptLibrary
+from annotate.labelling.manifest import RunManifest
 from annotate.labelling.prompts import PromptVersion
 from annotate.labelling.units import Unit
 from annotate.report.html import fmt, fmt_ci
@@ -252,13 +253,10 @@ def print_sample(files: CodingFiles, run_dir: Path) -> None:
     say(f"          and annotate estimate {run_dir} --gold {files.coding} --formula '...' --out reports/...")
 
 
-def print_consensus(manifest: dict[str, Any], rows: pd.DataFrame) -> None:
-    say(
-        f"{len(manifest['sources'])} sources: {', '.join(s['name'] for s in manifest['sources'])}; "
-        f"value: {manifest['method']}"
-    )
+def print_consensus(manifest: RunManifest, rows: pd.DataFrame) -> None:
+    say(f"{len(manifest.sources)} sources: {', '.join(s['name'] for s in manifest.sources)}; value: {manifest.method}")
     table = []
-    for variable, entry in manifest["coverage"].items():
+    for variable, entry in manifest.coverage.items():
         mine = rows[(rows["variable"] == variable) & (rows["status"] == "ok")]
         table.append(
             {
