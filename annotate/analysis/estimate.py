@@ -8,7 +8,6 @@ run's label units; when a chat has several (per-round variables), intervals are 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pandas as pd
 from annotate.analysis import combine, ppi
 from annotate.analysis.estimate_data import EstimateData, estimate_data
 from annotate.analysis.estimate_results import EstimateResult, Estimator, ModelEstimate, TermEstimate
-from annotate.analysis.gold import development_gold
+from annotate.analysis.gold import development_gold, gold_sha256
 from annotate.analysis.results import Worth
 from annotate.analysis.worth import worth as labeller_worth
 from annotate.labelling.library import PromptLibrary
@@ -54,7 +53,7 @@ def estimate(run_dir: Path, options: EstimateOptions, library: PromptLibrary | N
     """Every requested model, estimated three ways."""
     data = estimate_data(run_dir, options, library)
     warnings = list(data.warnings)
-    gold_hash = hashlib.sha256(options.gold.read_bytes()).hexdigest()
+    gold_hash = gold_sha256(options.gold)
     used_by = development_gold(gold_hash)
     if used_by:
         warnings.append(

@@ -4,7 +4,6 @@ item had of being drawn, which ``annotate estimate`` weights by). CSV or Parquet
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -16,6 +15,7 @@ import pandas as pd
 
 from annotate.config import cache_dir
 from annotate.errors import InputError
+from annotate.hashing import file_sha256
 from annotate.ingest.readers import chat_id_text
 from annotate.labelling.outputs import undo_formula_guard
 
@@ -147,7 +147,7 @@ DEVELOPMENT_GOLD = "development-gold.jsonl"
 
 
 def gold_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return file_sha256(path)
 
 
 def record_development_gold(path: Path, used_by: str) -> str:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from annotate.config import Sampling
@@ -110,12 +108,3 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, read in 4 MiB pieces (model files are gigabytes)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as src:
-        while chunk := src.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from annotate.config import models_dir
-from annotate.engines.base import file_sha256
 from annotate.errors import BackendError
+from annotate.hashing import file_sha256
 
 
 @dataclass(frozen=True)

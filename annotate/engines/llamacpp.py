@@ -16,9 +16,10 @@ from typing import Any
 
 from annotate.config import BackendOptions, cache_dir
 from annotate.engines import embedded
-from annotate.engines.base import Completion, Request, file_sha256
+from annotate.engines.base import Completion, Request
 from annotate.engines.openai_format import completion_from_openai, logprob_fields
 from annotate.errors import BackendError
+from annotate.hashing import file_sha256
 
 
 def remembered_sha256(path: Path) -> str:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from annotate import __version__
 from annotate.config import RunConfig, RunSummary, Speaker
-from annotate.engines.base import file_sha256
+from annotate.hashing import file_sha256
 from annotate.ingest.redaction import RULES
 
 PACKAGES = [

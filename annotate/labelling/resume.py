@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from annotate.config import RunConfig
-from annotate.engines.base import file_sha256
 from annotate.errors import RunStoreError
+from annotate.hashing import file_sha256
 from annotate.ingest.model import Chat, Skip
 from annotate.ingest.readers import read_as_run
 from annotate.ingest.segmentation import handoff_index
