@@ -22,8 +22,8 @@ from annotate.engines.fake import lowest_values
 from annotate.engines.openai import OpenAIBackend
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
-from annotate.labelling.rows import LABEL_KEY
-from annotate.labelling.store import RunStore
+from annotate.runs.rows import LABEL_KEY
+from annotate.runs.store import RunStore
 from tests.conftest import EXAMPLES, ROOT
 
 

@@ -140,7 +140,7 @@ def test_diff_of_task_sets_without_a_shared_variable_is_refused(library: PromptL
 
 def test_coding_instructions_for_a_joint_run_give_each_construct_its_own_rubric(library: PromptLibrary) -> None:
     from annotate.analysis.sample import rubric_text
-    from annotate.labelling.manifest import PromptEntry
+    from annotate.runs.manifest import PromptEntry
 
     text = rubric_text(library, {"agent_behaviour": PromptEntry(version="v1")}, {"empathy", "proactivity"})
     assert "## empathy (Empathy of the human agent after the handoff)" in text

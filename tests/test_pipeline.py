@@ -13,7 +13,7 @@ from annotate.engines.fake import FakeBackend, lowest_values
 from annotate.errors import RunStoreError
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
-from annotate.labelling.rows import LABEL_COLUMNS
+from annotate.runs.rows import LABEL_COLUMNS
 from tests.conftest import EXAMPLES, NOT_ESCALATED, write_jsonl
 
 

@@ -15,7 +15,7 @@ from annotate.engines.base import Request
 from annotate.engines.ray_pool import chunk_by_group
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
-from annotate.labelling.store import RunStore
+from annotate.runs.store import RunStore
 from tests.conftest import EXAMPLES
 
 LABEL = ["chat_id", "round", "task", "variable", "value", "status", "prompt_hash", "raw_output"]

@@ -72,7 +72,7 @@ def test_every_reader_replays_how_the_run_read_its_input(library: PromptLibrary,
     file and left the role-mapped chat's excerpts empty, because it re-read the transcripts plainly."""
     from annotate.analysis.sample import SampleOptions, draw_sample
     from annotate.ingest.readers import parse_role_map
-    from annotate.labelling.runs import load_run, run_chats
+    from annotate.runs.reader import load_run, run_chats
 
     path = tmp_path / "c.jsonl"
     chats = [

@@ -20,8 +20,8 @@ from annotate.engines.fake import FakeBackend
 from annotate.errors import RunStoreError
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
-from annotate.labelling.rows import LABEL_KEY
-from annotate.labelling.store import RunStore
+from annotate.runs.rows import LABEL_KEY
+from annotate.runs.store import RunStore
 from tests.conftest import EXAMPLES, ROOT
 
 FIRST_SIX = [json.loads(line) for line in EXAMPLES.read_text().splitlines()[:6]]
@@ -247,7 +247,7 @@ def test_csv_outputs_cannot_carry_spreadsheet_formulas(library: PromptLibrary, t
 def test_readers_see_the_journal_when_the_tables_are_stale(library: PromptLibrary, tmp_path: Path) -> None:
     """Issue 18: after a resume killed before it wrote its tables (or while a run is going), every command read
     the old labels.parquet (26 of 50 journaled units). Nothing is written into the run to read it."""
-    from annotate.labelling.runs import load_run
+    from annotate.runs.reader import load_run
 
     out = tmp_path / "run"
     run(config(library, out, EXAMPLES, limit=3), backend=FakeBackend())
@@ -284,7 +284,7 @@ def test_a_write_that_fails_leaves_the_old_file_whole(tmp_path: Path, monkeypatc
     """Issue 18: a full disk while writing reports left a truncated report.html and a 0-byte coding file."""
     import errno
 
-    from annotate.labelling.outputs import write_atomic
+    from annotate.runs.outputs import write_atomic
 
     target = tmp_path / "report.html"
     write_atomic(target, "<p>the old report</p>")
@@ -305,8 +305,8 @@ def test_the_manifest_is_typed_versioned_and_migrated_on_read(tmp_path: Path) ->
     """Issue 20: one typed manifest; a manifest written before the format had a version still reads."""
     import json
 
-    from annotate.labelling.manifest import FORMAT_VERSION, RunManifest
-    from annotate.labelling.store import RunStore
+    from annotate.runs.manifest import FORMAT_VERSION, RunManifest
+    from annotate.runs.store import RunStore
 
     old = {
         "run_id": "20261101T000000Z-abcdef",

@@ -22,15 +22,10 @@ from annotate.analysis.results import (
     VariableAgreement,
 )
 from annotate.errors import RunStoreError
+from annotate.labelling.excerpts import VariableInfo, variable_info
 from annotate.labelling.library import PromptLibrary
-from annotate.labelling.manifest import RunManifest
-from annotate.labelling.runs import (
-    VariableInfo,
-    check_distinct_runs,
-    check_same_transcripts,
-    load_run,
-    variable_info,
-)
+from annotate.runs.manifest import RunManifest
+from annotate.runs.reader import check_distinct_runs, check_same_transcripts, load_run
 
 
 def agree(

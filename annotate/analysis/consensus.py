@@ -23,10 +23,10 @@ import pandas as pd
 
 from annotate.analysis.dawid_skene import dawid_skene
 from annotate.errors import RunStoreError
-from annotate.labelling.manifest import InputFile, PromptEntry, RunManifest, RunOptions
-from annotate.labelling.outputs import csv_text, write_all_atomic
-from annotate.labelling.rows import LABEL_COLUMNS
-from annotate.labelling.runs import check_distinct_runs, check_same_transcripts, load_run
+from annotate.runs.manifest import InputFile, PromptEntry, RunManifest, RunOptions
+from annotate.runs.outputs import csv_text, write_all_atomic
+from annotate.runs.reader import check_distinct_runs, check_same_transcripts, load_run
+from annotate.runs.rows import LABEL_COLUMNS
 
 METHODS = ("majority", "dawid-skene")
 TIE_RULE = (

@@ -31,11 +31,12 @@ from annotate.analysis.results import (
 )
 from annotate.config import RunConfig
 from annotate.errors import PromptError
+from annotate.labelling.excerpts import Excerpts, unit_excerpts
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import Progress, run
 from annotate.labelling.prompts import PromptVersion
 from annotate.labelling.rubrics import Variable
-from annotate.labelling.runs import Excerpts, load_run, unit_excerpts
+from annotate.runs.reader import load_run
 
 if TYPE_CHECKING:
     from annotate.engines import Backend  # a started engine passes through to the pipeline untouched

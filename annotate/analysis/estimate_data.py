@@ -17,9 +17,10 @@ from annotate.analysis.gold import check_scales, consensus, read_gold
 from annotate.analysis.labellers import Labeller, features, load_labellers, own_labels
 from annotate.analysis.measured import human_values, measured_regressors, with_llm_values
 from annotate.errors import AnnotateError, InputError
+from annotate.labelling.excerpts import VariableInfo, variable_info
 from annotate.labelling.library import PromptLibrary
-from annotate.labelling.manifest import RunManifest
-from annotate.labelling.runs import VariableInfo, load_run, run_chats, variable_info
+from annotate.runs.manifest import RunManifest
+from annotate.runs.reader import load_run, run_chats
 
 if TYPE_CHECKING:
     from annotate.analysis.estimate import EstimateOptions

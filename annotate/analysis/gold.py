@@ -17,7 +17,7 @@ from annotate.config import cache_dir
 from annotate.errors import InputError
 from annotate.hashing import file_sha256
 from annotate.ingest.readers import chat_id_text
-from annotate.labelling.outputs import undo_formula_guard
+from annotate.runs.outputs import undo_formula_guard
 
 GOLD_COLUMNS = ["chat_id", "round", "variable", "value", "annotator", "inclusion_probability", "line"]
 """``line``: where the label is in the file, for error messages."""

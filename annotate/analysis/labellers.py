@@ -13,7 +13,7 @@ import pandas as pd
 
 from annotate.analysis.combine import LabellerFeatures
 from annotate.errors import AnnotateError
-from annotate.labelling.runs import check_distinct_runs, check_same_transcripts, load_run
+from annotate.runs.reader import check_distinct_runs, check_same_transcripts, load_run
 
 
 @dataclass(frozen=True)

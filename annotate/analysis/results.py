@@ -12,8 +12,8 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from annotate.labelling.manifest import RunManifest
-from annotate.labelling.outputs import write_atomic, write_csv
+from annotate.runs.manifest import RunManifest
+from annotate.runs.outputs import write_atomic, write_csv
 
 Interval = tuple[float, float]
 """A 95% interval; both bounds NaN when the statistic was undefined in most resamples."""

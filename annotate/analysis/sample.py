@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 
 from annotate.errors import AnnotateError
+from annotate.labelling.excerpts import unit_excerpts
 from annotate.labelling.library import PromptLibrary
-from annotate.labelling.manifest import PromptEntry
-from annotate.labelling.outputs import write_atomic, write_csv
-from annotate.labelling.runs import load_run, run_chats, unit_excerpts
+from annotate.runs.manifest import PromptEntry
+from annotate.runs.outputs import write_atomic, write_csv
+from annotate.runs.reader import load_run, run_chats
 
 
 def sample_size(population: int, confidence: float = 0.95, margin: float = 0.05, proportion: float = 0.5) -> int:

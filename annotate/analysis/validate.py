@@ -33,8 +33,9 @@ from annotate.analysis.results import (
 )
 from annotate.analysis.worth import worth_unbounded
 from annotate.errors import AnnotateError
+from annotate.labelling.excerpts import Excerpts, VariableInfo, unit_excerpts, variable_info
 from annotate.labelling.library import PromptLibrary
-from annotate.labelling.runs import Excerpts, VariableInfo, load_run, unit_excerpts, variable_info
+from annotate.runs.reader import load_run
 
 KEY = ["chat_id", "round", "variable"]
 

@@ -16,9 +16,9 @@ from annotate.config import Sampling
 from annotate.engines.base import Completion, Request
 from annotate.labelling.probabilities import Distribution, distribution
 from annotate.labelling.prompts import PromptVersion
-from annotate.labelling.rows import LabelRow, Status
 from annotate.labelling.rubrics import ParseFailure, round_key
 from annotate.labelling.units import Unit, fit_unit
+from annotate.runs.rows import LabelRow, Status
 
 REASK = (
     "Your previous answer could not be used: {problem}. Answer again with only the JSON object, "

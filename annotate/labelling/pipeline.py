@@ -23,12 +23,12 @@ from annotate.ingest.readers import check_inputs
 from annotate.labelling.cache import CompletionCache
 from annotate.labelling.jobs import Job, RowContext
 from annotate.labelling.library import PromptLibrary
-from annotate.labelling.manifest import RunManifest, build_manifest
 from annotate.labelling.probabilities import NO_ENGINE_PROBABILITIES, VALUE_NOT_FOUND
 from annotate.labelling.prompts import PromptVersion
 from annotate.labelling.resume import Survey, chat_stream, check_variables, pending_jobs, survey, unit_key
-from annotate.labelling.rows import LabelRow
-from annotate.labelling.store import Journal, RunStore, UnitKey
+from annotate.runs.manifest import RunManifest, build_manifest
+from annotate.runs.rows import LabelRow
+from annotate.runs.store import Journal, RunStore, UnitKey
 
 
 class Progress(Protocol):

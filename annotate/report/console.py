@@ -15,10 +15,10 @@ from annotate.analysis.results import AgreementResult, DiffResult, ValidationRes
 from annotate.analysis.sample import CodingFiles
 from annotate.config import RunSummary
 from annotate.labelling.library import PromptLibrary
-from annotate.labelling.manifest import RunManifest
 from annotate.labelling.prompts import PromptVersion
 from annotate.labelling.units import Unit
 from annotate.report.html import fmt, fmt_ci
+from annotate.runs.manifest import RunManifest
 
 err = Console(stderr=True)
 out = Console()

@@ -18,7 +18,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from annotate import __version__
 from annotate.analysis.results import Result
-from annotate.labelling.outputs import write_atomic
+from annotate.runs.outputs import write_atomic
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from annotate.analysis.estimate_results import EstimateResult, Estimator, ModelEstimate
-from annotate.labelling.outputs import write_atomic
+from annotate.runs.outputs import write_atomic
 
 COLUMNS = (("human_only", "Human only"), ("ppi", "Prediction-powered"), ("combined", "Labellers combined"))
 

@@ -9,9 +9,9 @@ import pandas as pd
 from annotate.analysis.trajectories import trajectories, trajectory_frame
 from annotate.errors import RunStoreError
 from annotate.ingest.segmentation import handoff_round
-from annotate.labelling.outputs import write_atomic
-from annotate.labelling.runs import load_run, run_chats
 from annotate.report import plots
+from annotate.runs.outputs import write_atomic
+from annotate.runs.reader import load_run, run_chats
 
 
 def write_trajectories(

@@ -13,8 +13,6 @@ from annotate.analysis.trajectories import TRAJECTORY_RESAMPLES, trajectories, t
 from annotate.analysis.validate import validate
 from annotate.ingest.segmentation import handoff_round
 from annotate.labelling.library import PromptLibrary
-from annotate.labelling.outputs import write_atomic
-from annotate.labelling.runs import load_run, run_chats
 from annotate.report import plots
 from annotate.report.calibration import calibration_figures, calibration_table
 from annotate.report.html import (
@@ -29,6 +27,8 @@ from annotate.report.html import (
     value_range,
     write_report,
 )
+from annotate.runs.outputs import write_atomic
+from annotate.runs.reader import load_run, run_chats
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ import pandas as pd
 from pydantic import ValidationError
 
 from annotate.errors import RunStoreError
-from annotate.labelling.manifest import RunManifest
-from annotate.labelling.outputs import temporary_path, write_atomic, write_csv
-from annotate.labelling.rows import FINAL_STATUSES, LABEL_COLUMNS, LABEL_KEY
+from annotate.runs.manifest import RunManifest
+from annotate.runs.outputs import temporary_path, write_atomic, write_csv
+from annotate.runs.rows import FINAL_STATUSES, LABEL_COLUMNS, LABEL_KEY
 
 UnitKey = tuple[str, str, int | None, int]
 """(task, chat_id, round, repeat): one request's worth of labels."""

@@ -1,6 +1,5 @@
-"""Reading a finished (or interrupted) run directory back: labels, manifest, the chats it read, what the model saw.
-
-Every command after ``run`` (validate, agree, diff, sample, trajectories) starts here.
+"""Reading a finished (or interrupted) run directory back: labels, manifest and the chats it read, as it read
+them. Every command after ``run`` (validate, agree, diff, sample, estimate, trajectories) starts here.
 """
 
 from __future__ import annotations
@@ -8,23 +7,15 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from annotate.errors import AnnotateError, RunStoreError
+from annotate.errors import RunStoreError
 from annotate.ingest.model import Chat
 from annotate.ingest.readers import read_as_run
-from annotate.labelling.library import PromptLibrary
-from annotate.labelling.manifest import RunManifest
-from annotate.labelling.rubrics import UnitKind
-from annotate.labelling.store import RunStore
-from annotate.labelling.units import SPEAKER_NAMES, units_for
-
-Excerpts = dict[tuple[str, str, int | None], dict[str, str]]
-"""(task, chat_id, round) -> {"context", "target"}: what the model saw, shortened."""
+from annotate.runs.manifest import RunManifest
+from annotate.runs.store import RunStore
 
 
 def load_run(path: Path) -> tuple[pd.DataFrame, RunManifest]:
@@ -48,43 +39,6 @@ def load_run(path: Path) -> tuple[pd.DataFrame, RunManifest]:
         if column not in labels.columns:
             labels[column] = None if column == "probs" else float("nan")
     return labels, manifest
-
-
-@dataclass(frozen=True)
-class VariableInfo:
-    """A variable's task, scale and allowed values, from the rubric the run's prompt used."""
-
-    task: str
-    scale: str
-    categories: list[int]
-    labels: dict[int, str]
-
-
-def variable_info(
-    labels: pd.DataFrame, manifest: RunManifest, library: PromptLibrary | None
-) -> dict[str, VariableInfo]:
-    """Scale and allowed values of every variable in a run; without its rubric, the values seen (nominal)."""
-    info: dict[str, VariableInfo] = {}
-    for task, entry in manifest.prompts.items():
-        rubric = _rubric(library, task, entry.version)
-        if rubric is None:
-            continue
-        for name, var in rubric.variables.items():
-            info[name] = VariableInfo(task, var.scale, sorted(var.values), {k: v.label for k, v in var.values.items()})
-    for name, group in labels[labels["status"] == "ok"].groupby("variable"):
-        if name not in info:
-            info[str(name)] = VariableInfo(str(group["task"].iloc[0]), "nominal", sorted(group["value"].unique()), {})
-    return info
-
-
-def _rubric(library: PromptLibrary | None, task: str, version: str) -> Any:
-    """The rubric a run used, or None when this library no longer has that version."""
-    if library is None:
-        return None
-    try:
-        return library.get(task, version).rubric
-    except AnnotateError:
-        return None
 
 
 def run_chats(manifest: RunManifest, transcripts: list[Path] | None = None) -> list[Chat]:
@@ -141,32 +95,3 @@ def check_same_transcripts(runs: list[tuple[Path, RunManifest]]) -> None:
                 f"{path_a} and {path_b} label different transcripts under the same chat ids ({len(differ)} chats "
                 f"differ, e.g. {differ[0]}): compare runs over the same input"
             )
-
-
-def unit_excerpts(manifest: RunManifest, transcripts: list[Path] | None, library: PromptLibrary | None) -> Excerpts:
-    """What the model saw for each unit, shortened, rebuilt from the run's input files."""
-    chats = run_chats(manifest, transcripts)
-    if library is None or not chats:
-        return {}
-    max_chars = manifest.options.max_chars
-    found: Excerpts = {}
-    for task, entry in manifest.prompts.items():
-        rubric = _rubric(library, task, entry.version)
-        if rubric is None:
-            continue
-        kind: UnitKind = "round" if rubric.unit == "chat_rounds" else rubric.unit  # show the round each label rated
-        for chat in chats:
-            for unit in units_for(chat, task, kind, max_chars):
-                found[(task, unit.chat_id, unit.round)] = {
-                    "context": _shorten(_turns(unit.context[-3:]), 400),
-                    "target": _shorten(_turns(unit.target), 700),
-                }
-    return found
-
-
-def _turns(turns: Any) -> str:
-    return " | ".join(f"{SPEAKER_NAMES[t.speaker]}: {t.text}" for t in turns)
-
-
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
