@@ -263,9 +263,6 @@ def engine_options(
     prefix_cache: bool,
     top_logprobs: int = 20,
 ) -> BackendOptions:
-    extra: dict[str, Any] = {"api_key": api_key, "tensor_parallel_size": tensor_parallel_size}
-    if dtype:
-        extra["dtype"] = dtype
     return BackendOptions(
         model=model,
         base_url=base_url,
@@ -274,7 +271,9 @@ def engine_options(
         threads=threads,
         prefix_cache=prefix_cache,
         top_logprobs=top_logprobs,
-        extra=extra,
+        api_key=api_key,
+        dtype=dtype or None,
+        tensor_parallel_size=tensor_parallel_size,
     )
 
 

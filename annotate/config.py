@@ -50,8 +50,28 @@ class BackendOptions:
     depend on the request evaluated before (see bench/prefix_cache_determinism.py); off gives bit-exact repeats."""
     top_logprobs: int = 20
     """Candidate tokens the engine reports at each generated token, for label probabilities; 0 asks for none."""
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Engine-specific settings: ``api_key``, ``dtype``, ``tensor_parallel_size``, ``script`` (fake), ..."""
+    api_key: str = ""
+    """openai: the key for ``base_url``, if it needs one."""
+    timeout: float = 300.0
+    """openai: seconds to wait for one reply (a timeout is not retried)."""
+    attempts: int = 5
+    """openai: tries per request when the server fails or is unreachable."""
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    """openai: fields added to every request body (e.g. llama.cpp server's ``cache_prompt``)."""
+    dtype: str | None = None
+    """vllm: the weights' dtype (default: float32 on a CPU, auto on a GPU)."""
+    tensor_parallel_size: int = 1
+    """vllm: GPUs per model."""
+    revision: str | None = None
+    """vllm: the model revision to load (recorded in the run's model identity)."""
+    block_size: int | None = None
+    """vllm: KV-cache block size (default: 32 on a CPU, vLLM's own on a GPU)."""
+    enforce_eager: bool | None = None
+    """vllm: no CUDA graphs / compilation (default: on a CPU)."""
+    script: str | None = None
+    """fake (tests): the named script that answers (``lowest``, ``by_content``, ``fail``, ...)."""
+    record_requests: bool = True
+    """fake (tests): keep every request for the test to inspect."""
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def measure(inputs: Path, out: Path, cache: Path) -> dict[str, float]:
 
     os.environ["ANNOTATE_CACHE_DIR"] = str(cache)
     started = time.perf_counter()
-    options = BackendOptions(extra={"record_requests": False})
+    options = BackendOptions(record_requests=False)
     summary = run(RunConfig(inputs=[inputs], out=out, prompts=PromptPaths.resolve(), backend="fake", options=options))
     seconds = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -100,8 +100,8 @@ def local_server(slots: int) -> Iterator[str]:
 def engine_options(backend: str, naive: bool, base_url: str | None) -> BackendOptions:
     if backend != "openai":
         return BackendOptions(prefix_cache=not naive, max_model_len=4096)
-    extra = {"extra_body": {"cache_prompt": False}} if naive else {}
-    return BackendOptions(model="embedded", base_url=base_url, concurrency=1 if naive else 4, extra=extra)
+    extra_body = {"cache_prompt": False} if naive else {}
+    return BackendOptions(model="embedded", base_url=base_url, concurrency=1 if naive else 4, extra_body=extra_body)
 
 
 def labelled(summary: RunSummary) -> int:

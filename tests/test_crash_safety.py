@@ -142,9 +142,7 @@ def test_a_server_that_dies_mid_run_is_retried_reported_and_resumed(
     library: PromptLibrary, tmp_path: Path, server: ThreadingHTTPServer
 ) -> None:
     port = server.server_address[1]
-    options = BackendOptions(
-        model="m", base_url=f"http://127.0.0.1:{port}/v1", concurrency=1, extra={"attempts": 2, "timeout": 5}
-    )
+    options = BackendOptions(model="m", base_url=f"http://127.0.0.1:{port}/v1", concurrency=1, attempts=2, timeout=5)
     out = tmp_path / "run"
     backend = OpenAIBackend(options)
     original = backend._post

@@ -52,7 +52,7 @@ def fake_config(library: PromptLibrary, out: Path, ray: RayOptions | None, limit
         prompts=library.paths,
         backend="fake",
         limit=limit,
-        options=BackendOptions(extra={"script": "by_content"}),
+        options=BackendOptions(script="by_content"),
         use_cache=False,
         ray=ray,
     )
@@ -106,7 +106,7 @@ def test_a_failing_ray_worker_is_one_clear_error_and_the_run_resumes(
     from annotate.errors import BackendError
 
     config = fake_config(library, tmp_path / "run", RayOptions(workers=2), limit=4)
-    broken = RunConfig(**{**config.__dict__, "options": BackendOptions(extra={"script": "fail"})})
+    broken = RunConfig(**{**config.__dict__, "options": BackendOptions(script="fail")})
     with pytest.raises(BackendError, match=r"a Ray engine worker failed: .*scripted engine failure"):
         run(broken)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())

@@ -63,7 +63,7 @@ def scripted_server() -> Iterator[str]:
 
 
 def test_malformed_replies_become_failure_rows(scripted_server: str, library: PromptLibrary, tmp_path: Path) -> None:
-    options = BackendOptions(model="served", base_url=scripted_server, concurrency=1, extra={"attempts": 1})
+    options = BackendOptions(model="served", base_url=scripted_server, concurrency=1, attempts=1)
     out = tmp_path / "run"
     config = RunConfig(
         inputs=[EXAMPLES],

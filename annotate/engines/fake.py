@@ -50,11 +50,11 @@ class FakeBackend:
 
     def __init__(self, options: BackendOptions | None = None, script: Script | None = None) -> None:
         self.options = options or BackendOptions()
-        named = self.options.extra.get("script") or lowest_values
+        named = self.options.script or lowest_values
         self.script: Script = script or (SCRIPTS[named] if isinstance(named, str) else named)
         self.calls: list[list[Request]] = []
         """Each call to complete(), with its requests: lets tests count engine calls."""
-        self.record = bool(self.options.extra.get("record_requests", True))
+        self.record = self.options.record_requests
         """Off for long runs (the scale bench): the recorded requests would grow with the corpus."""
 
     @property

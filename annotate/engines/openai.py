@@ -93,10 +93,10 @@ class OpenAIBackend:
             base_url = options.base_url
         self.options = options
         self.base_url = base_url.rstrip("/")
-        self.api_key = options.extra.get("api_key", "")
-        self.timeout = float(options.extra.get("timeout", 300))
-        self.attempts = int(options.extra.get("attempts", 5))
-        self.extra_body: dict[str, Any] = dict(options.extra.get("extra_body", {}))
+        self.api_key = options.api_key
+        self.timeout = float(options.timeout)
+        self.attempts = int(options.attempts)
+        self.extra_body: dict[str, Any] = dict(options.extra_body)
         """Server-specific fields added to every request, e.g. llama.cpp's ``{"cache_prompt": false}``."""
         self.served = None if self.embedded is not None else self._served_model()
         """What the server says it serves under ``--model`` (its ``/models`` entry), or None if it does not say."""

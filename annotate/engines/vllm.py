@@ -39,18 +39,18 @@ class VllmBackend:
         if self.embedded is None:
             self.model = str(options.model)
             self._identity: dict[str, Any] = {"name": self.model, **_local_fingerprint(Path(self.model))}
-            if "revision" in options.extra:
-                self._identity["revision"] = options.extra["revision"]
+            if options.revision is not None:
+                self._identity["revision"] = options.revision
         else:
             self.model = ""  # converted lazily: the conversion needs torch, which --help must not import
             self._identity = {
                 **embedded.identity(self.embedded),
                 "converted": "GGUF dequantised to float32 safetensors",
             }
-        self.dtype = options.extra.get("dtype", "float32" if self.on_cpu else "auto")
+        self.dtype = options.dtype or ("float32" if self.on_cpu else "auto")
         # The prefix cache shares whole blocks only; the CPU build's default block of 128 tokens loses ~64 tokens
         # of every prompt's shared prefix. 32 is the smallest size the CPU kernels accept at full speed.
-        self.block_size: int | None = options.extra.get("block_size", CPU_BLOCK_SIZE if self.on_cpu else None)
+        self.block_size: int | None = options.block_size or (CPU_BLOCK_SIZE if self.on_cpu else None)
         self._llm: Any = None
 
     def identity(self) -> dict[str, Any]:
@@ -81,9 +81,9 @@ class VllmBackend:
             seed=0,
             enable_prefix_caching=self.options.prefix_cache,
             max_logprobs=max(20, self.options.top_logprobs),
-            enforce_eager=bool(self.options.extra.get("enforce_eager", self.on_cpu)),
-            tensor_parallel_size=int(self.options.extra.get("tensor_parallel_size", 1)),
-            revision=self.options.extra.get("revision"),
+            enforce_eager=self.on_cpu if self.options.enforce_eager is None else self.options.enforce_eager,
+            tensor_parallel_size=self.options.tensor_parallel_size,
+            revision=self.options.revision,
             block_size=self.block_size,
             # Whitespace-free JSON is an engine setting: the per-request flag is not read by the xgrammar backend.
             structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
