@@ -21,6 +21,12 @@ def test_the_command_reference_is_current() -> None:
     )
 
 
+def test_the_run_format_page_is_current() -> None:
+    assert (ROOT / "docs" / "run-format.md").read_text() == generate.render_run_format(), (
+        "docs/run-format.md is stale: run python docs/generate.py"
+    )
+
+
 def _anchors(page: Path) -> set[str]:
     heads = [line.lstrip("#").strip().lower() for line in page.read_text().splitlines() if line.startswith("#")]
     return {re.sub(r"[^\w\- ]", "", head).replace(" ", "-") for head in heads}

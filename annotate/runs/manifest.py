@@ -39,71 +39,105 @@ FORMAT_VERSION = 2
 class PromptEntry(BaseModel):
     """One task's prompt as the run used it."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
 
     version: str
+    """v1, v2, ..."""
     hash: str = ""
     """The prompt version's content hash."""
     parent: str | None = None
+    """The version this one was derived from."""
     max_tokens: int | None = None
+    """The answer's token budget."""
     variables: list[str] = Field(default_factory=list)
+    """The variables the task rates."""
 
 
 class InputFile(BaseModel):
     """A transcript file the run read, with its content hash."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
 
     path: str
+    """As given to annotate run."""
     bytes: int | None = None
+    """Size of the file."""
     sha256: str | None = None
+    """Content hash: a resume refuses a file whose content changed."""
 
 
 class RunOptions(BaseModel):
     """The options that decide which units exist and what they contain (a resume compares the first four)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
 
     repeats: int = 1
+    """Labellings per unit (--repeats)."""
     limit: int | None = None
+    """Only the first N chats (--limit)."""
     role_map: dict[str, Speaker] | None = None
+    """Extra role names mapped onto customer, ai and agent (--role)."""
     redact: list[str] | bool = False
+    """The redaction rules applied before the model saw the text (--redact), or False."""
     strict: bool = False
+    """A bad input record stopped the run instead of becoming a skipped row."""
     max_chars: int = 12000
+    """Transcript characters per unit before truncation."""
     batch_size: int | None = None
+    """Requests per engine call."""
     max_attempts: int | None = None
+    """Tries per unit when an answer is invalid."""
     cache: bool | None = None
+    """Whether cached answers were reused."""
     max_model_len: int | None = None
+    """Context length the engine allocated."""
     prefix_cache: bool | None = None
+    """Whether the engine reused the shared prompt prefix."""
 
 
 class RunManifest(BaseModel):
     """manifest.json of a run directory: a labelling run (``annotate run``) or a consensus of runs."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
 
     format_version: int = FORMAT_VERSION
+    """The manifest format this file is written in."""
     kind: Literal["labelling", "consensus"] = "labelling"
+    """``labelling``: written by annotate run; ``consensus``: by annotate consensus, from other runs."""
     run_id: str
+    """Stays the same across resumes: a run is one run however many sessions wrote it."""
     status: str
     """running, complete, interrupted or failed."""
     started_at: str | None = None
+    """When the run was first started (UTC, ISO 8601)."""
     finished_at: str | None = None
+    """When its last session finished; None while running or after an interruption."""
     annotate_version: str | None = None
+    """The annotate version that wrote it."""
     git: dict[str, Any] = Field(default_factory=dict)
+    """The prompts folder's git revision and whether the tree was dirty."""
     packages: dict[str, str] = Field(default_factory=dict)
+    """Versions of the packages that decide the labels (engines, torch, pydantic, ...)."""
     backend: str | None = None
+    """The engine: llamacpp, vllm, openai, fake (tests) or consensus."""
     executor: dict[str, Any] = Field(default_factory=dict)
+    """local, or Ray with its workers and resources."""
     model: dict[str, Any] = Field(default_factory=dict)
     """What the engine says it serves (name, file hash, engine, ...)."""
     sampling: dict[str, Any] | None = None
+    """Temperature, top-p and seed."""
     prompts: dict[str, PromptEntry] = Field(default_factory=dict)
+    """Per task: the prompt version the run used."""
     inputs: list[InputFile] = Field(default_factory=list)
+    """The transcript files, with their content hashes."""
     options: RunOptions = Field(default_factory=RunOptions)
+    """The options that decide the units; readers replay role map, limit and redaction from here."""
     fingerprint: dict[str, Any] | None = None
     """The configuration that decides the labels: a resume under another one is refused."""
     history: list[dict[str, Any]] = Field(default_factory=list)
+    """One entry per session that wrote the run: its start and the units it added."""
     summary: dict[str, Any] | None = None
+    """Counts by task and status, model calls, cache hits, tokens and seconds."""
     probabilities: dict[str, Any] | None = None
     """Whether the labels carry probabilities, and why not when they do not."""
     error: str | None = None
@@ -111,6 +145,7 @@ class RunManifest(BaseModel):
     method: str | None = None
     """Consensus: majority or dawid-skene."""
     tie_rule: str | None = None
+    """Consensus: how a tie between sources is broken."""
     sources: list[dict[str, Any]] = Field(default_factory=list)
     """Consensus: the runs (and repeats) combined."""
     coverage: dict[str, Any] = Field(default_factory=dict)

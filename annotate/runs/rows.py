@@ -18,14 +18,16 @@ FINAL_STATUSES = {"ok", "parse_error", "schema_error", "length", "skipped"}
 class LabelRow(BaseModel):
     """A label for one (chat, round, variable, repeat), or the typed failure that stands in for it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     chat_id: str
+    """The chat, as the input names it."""
     round: int | None
     """The round a per-round label describes; None for chat-level variables."""
     task: str
     """The task (prompt) that produced the label; empty for a skipped input record."""
     variable: str
+    """The variable labelled (empty for a skipped input record)."""
     value: int | None
     """The label; None unless ``status`` is ``ok``."""
     probs: str | None = None
@@ -36,26 +38,37 @@ class LabelRow(BaseModel):
     expected: float | None = None
     """The probability-weighted mean value (ordinal and binary scales)."""
     status: Status
+    """``ok``, or the typed failure that stands in for the label; ``backend_error`` rows are tried again on resume."""
     error: str
     """Why the row is not ``ok``: the parse or schema problem, the engine error, or the skip reason."""
     repeat: int
+    """Which of ``--repeats`` labellings of the unit (0 first)."""
     prompt_version: str
+    """The task's prompt version (v1, v2, ...)."""
     prompt_hash: str
+    """The content hash of that prompt version (template, examples, rubric)."""
     model: str
+    """The model that answered (name, or the embedded model's id)."""
     backend: str
+    """The engine: llamacpp, vllm, openai, fake (tests) or consensus."""
     sampling: str
     """JSON of the sampling parameters and the token budget of the final attempt."""
     raw_output: str
     """The model's text exactly as it came back."""
     prompt_tokens: int
+    """Tokens of the prompt the engine evaluated."""
     completion_tokens: int
+    """Tokens of the answer."""
     latency_ms: float
+    """Time of the engine call (on vLLM: the batch's, shared by its requests)."""
     attempts: int
+    """Tries it took (a retry changes something: a larger token budget, or the parse error quoted)."""
     cached: bool
     """True when the answer came from the completion cache."""
     truncation: str
     """What the truncation policy cut from the unit's transcript; empty when nothing."""
     run_id: str
+    """The run that produced the label (its manifest's run_id)."""
 
     @classmethod
     def skipped(cls, chat_id: str, reason: str, run_id: str, backend: str) -> LabelRow:
