@@ -34,4 +34,14 @@ def create_engine(name: str, options: BackendOptions, ray: RayOptions | None = N
     return RayEnginePool(name, options, ray)
 
 
-__all__ = ["REGISTRY", "Backend", "Completion", "Request", "create_backend", "create_engine"]
+def model_label(name: str, options: BackendOptions) -> str:
+    """How a label row names the model: the embedded model's name, the model given, or "scripted" (fake)."""
+    if name == "fake":
+        return options.model or "scripted"
+    from annotate.engines.embedded import resolve
+
+    chosen = resolve(options.model)
+    return f"{chosen.name} (embedded)" if chosen else options.model or "scripted"
+
+
+__all__ = ["REGISTRY", "Backend", "Completion", "Request", "create_backend", "create_engine", "model_label"]

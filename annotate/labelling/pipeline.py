@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from annotate.config import RunConfig, RunSummary, cache_dir
-from annotate.engines import Backend, Completion, create_engine
-from annotate.engines.embedded import resolve
+from annotate.engines import Backend, Completion, create_engine, model_label
 from annotate.errors import AnnotateError, PromptError, RunStoreError
 from annotate.ingest.readers import check_inputs
 from annotate.labelling.cache import CompletionCache
@@ -128,7 +127,13 @@ def _label(
 
 def _write_labels(session: _Session, progress: Progress | None) -> _Tally:
     config, store = session.config, session.store
-    ctx = RowContext(session.run_id, _model_name(config), config.backend, config.sampling, config.max_attempts)
+    ctx = RowContext(
+        session.run_id,
+        model_label(config.backend, config.options),
+        config.backend,
+        config.sampling,
+        config.max_attempts,
+    )
     store.write_manifest(session.manifest("running", None))
     tally = _Tally()
     cacheable = session.identity.get("cacheable", True)  # False: the server did not say what it serves
@@ -316,11 +321,6 @@ def _cache_path(config: RunConfig) -> Path | None:
         raise RunStoreError(
             f"cannot create the cache folder ({e}); set ANNOTATE_CACHE_DIR, or run with --no-cache"
         ) from None
-
-
-def _model_name(config: RunConfig) -> str:
-    chosen = resolve(config.options.model) if config.backend != "fake" else None
-    return f"{chosen.name} (embedded)" if chosen else config.options.model or "scripted"
 
 
 def _prompt_entry(pv: PromptVersion) -> dict[str, Any]:
