@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,6 +15,11 @@ import typer
 
 from annotate.config import BackendOptions, PromptPaths
 from annotate.errors import AnnotateError, Terminated, sigterm_raises_terminated
+from annotate.vocabulary import ConsensusMethod as MethodChoice
+from annotate.vocabulary import Design as DesignChoice
+from annotate.vocabulary import LabelKind as LabelChoice
+from annotate.vocabulary import ModelFamily as FamilyChoice
+from annotate.vocabulary import SampleUnit as UnitChoice
 
 if TYPE_CHECKING:
     from annotate.labelling.library import PromptLibrary
@@ -153,18 +157,6 @@ Folds = Annotated[int, typer.Option(min=2, help="Cross-fitting folds of chats fo
 Variables = Annotated[list[str] | None, typer.Option("--variable", help="Only these variables (repeatable).")]
 
 
-class DesignChoice(str, Enum):
-    stratified = "stratified"
-    random = "random"
-    confidence = "confidence"
-    disputed = "disputed"
-
-
-class UnitChoice(str, Enum):
-    item = "item"
-    chat = "chat"
-
-
 SampleUnit = Annotated[
     UnitChoice,
     typer.Option(
@@ -183,24 +175,9 @@ Design = Annotated[
 ]
 
 
-class MethodChoice(str, Enum):
-    majority = "majority"
-    dawid_skene = "dawid-skene"
-
-
 ConsensusMethod = Annotated[
     MethodChoice, typer.Option(help="The value a unit gets: majority vote, or Dawid-Skene (3+ sources).")
 ]
-
-
-class FamilyChoice(str, Enum):
-    ols = "ols"
-    logit = "logit"
-
-
-class LabelChoice(str, Enum):
-    chosen = "chosen"
-    expected = "expected"
 
 
 Family = Annotated[FamilyChoice, typer.Option(help="logit: for a 0/1 outcome.")]

@@ -81,4 +81,25 @@ def test_each_layer_is_a_folder() -> None:
     layers = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     assert layers == {"ingest", "labelling", "runs", "engines", "analysis", "report"}
     top = {p.name for p in PACKAGE.glob("*.py")}
-    assert top == {"__init__.py", "config.py", "errors.py", "hashing.py", "cli.py", "cli_groups.py", "cli_options.py"}
+    assert top == {
+        "__init__.py",
+        "config.py",
+        "errors.py",
+        "hashing.py",
+        "vocabulary.py",
+        "cli.py",
+        "cli_groups.py",
+        "cli_options.py",
+    }
+
+
+def test_a_literal_type_mirrors_its_vocabulary() -> None:
+    """Vocabularies are declared once (annotate/vocabulary.py); the Literal the type checker sees must match."""
+    from typing import get_args
+
+    from annotate.analysis.glm import Family
+    from annotate.runs.rows import FINAL_STATUSES, Status
+    from annotate.vocabulary import ModelFamily, values
+
+    assert get_args(Family) == values(ModelFamily)
+    assert set(get_args(Status)) > FINAL_STATUSES and "backend_error" not in FINAL_STATUSES

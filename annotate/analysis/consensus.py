@@ -27,8 +27,9 @@ from annotate.runs.manifest import InputFile, PromptEntry, RunManifest, RunOptio
 from annotate.runs.outputs import csv_text, write_all_atomic
 from annotate.runs.reader import check_distinct_runs, check_same_transcripts, load_run
 from annotate.runs.rows import LABEL_COLUMNS
+from annotate.vocabulary import ConsensusMethod, values
 
-METHODS = ("majority", "dawid-skene")
+METHODS = values(ConsensusMethod)
 TIE_RULE = (
     "a tie goes to the tied value with the larger mean probability when the sources have probabilities, "
     "otherwise to the tied value nearest the median of all votes, then to the lower value"

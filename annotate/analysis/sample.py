@@ -24,6 +24,7 @@ from annotate.labelling.library import PromptLibrary
 from annotate.runs.manifest import PromptEntry
 from annotate.runs.outputs import write_atomic, write_csv
 from annotate.runs.reader import load_run, run_chats
+from annotate.vocabulary import Design, values
 
 
 def sample_size(population: int, confidence: float = 0.95, margin: float = 0.05, proportion: float = 0.5) -> int:
@@ -58,7 +59,7 @@ def allocate(sizes: dict[Any, int], total: int) -> dict[Any, int]:
     return alloc
 
 
-DESIGNS = ("stratified", "random", "confidence", "disputed")
+DESIGNS = values(Design)
 
 
 @dataclass(frozen=True)
