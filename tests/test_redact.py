@@ -72,7 +72,7 @@ def test_every_reader_replays_how_the_run_read_its_input(library: PromptLibrary,
     file and left the role-mapped chat's excerpts empty, because it re-read the transcripts plainly."""
     from annotate.analysis.sample import SampleOptions, draw_sample
     from annotate.ingest.readers import parse_role_map
-    from annotate.runs.reader import load_run, run_chats
+    from annotate.runs.reader import read_run, run_chats
 
     path = tmp_path / "c.jsonl"
     chats = [
@@ -98,7 +98,8 @@ def test_every_reader_replays_how_the_run_read_its_input(library: PromptLibrary,
         limit=2,
     )
     run(config, backend=FakeBackend())
-    _, manifest = load_run(out)
+    loaded = read_run(out)
+    _, manifest = loaded.labels, loaded.manifest
     replayed = run_chats(manifest)
     assert [c.chat_id for c in replayed] == ["k0", "k1"]  # the run's --limit
     coding, _ = draw_sample(out, library, SampleOptions(design="random", per_variable=2))

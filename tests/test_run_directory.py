@@ -247,7 +247,7 @@ def test_csv_outputs_cannot_carry_spreadsheet_formulas(library: PromptLibrary, t
 def test_readers_see_the_journal_when_the_tables_are_stale(library: PromptLibrary, tmp_path: Path) -> None:
     """Issue 18: after a resume killed before it wrote its tables (or while a run is going), every command read
     the old labels.parquet (26 of 50 journaled units). Nothing is written into the run to read it."""
-    from annotate.runs.reader import load_run
+    from annotate.runs.reader import read_run
 
     out = tmp_path / "run"
     run(config(library, out, EXAMPLES, limit=3), backend=FakeBackend())
@@ -257,7 +257,8 @@ def test_readers_see_the_journal_when_the_tables_are_stale(library: PromptLibrar
     (out / "labels.parquet").write_bytes(stale)  # as a resume killed before its tables would leave it
     past = (out / "journal.jsonl").stat().st_mtime_ns - 10**9
     os.utime(out / "labels.parquet", ns=(past, past))
-    labels, _ = load_run(out)
+    loaded = read_run(out)
+    labels, _ = loaded.labels, loaded.manifest
     assert labels["chat_id"].nunique() == 6 and len(labels) == len(fresh)
     assert (out / "labels.parquet").read_bytes() == stale  # read, not rewritten
 

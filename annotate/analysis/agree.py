@@ -25,7 +25,7 @@ from annotate.errors import RunStoreError
 from annotate.labelling.excerpts import VariableInfo, variable_info
 from annotate.labelling.library import PromptLibrary
 from annotate.runs.manifest import RunManifest
-from annotate.runs.reader import check_distinct_runs, check_same_transcripts, load_run
+from annotate.runs.reader import check_distinct_runs, check_same_transcripts, read_run
 
 
 def agree(
@@ -49,7 +49,8 @@ def agree(
 
 
 def _load(run_dir: Path, library: PromptLibrary | None, label: str) -> tuple[pd.DataFrame, RunManifest]:
-    labels, manifest = load_run(run_dir)
+    run = read_run(run_dir)
+    labels, manifest = run.labels, run.manifest
     labels = labels[labels["status"] != "skipped"]
     scales = {name: (v.scale, v.categories) for name, v in variable_info(labels, manifest, library).items()}
     return use_label(labels, label, scales, str(run_dir)), manifest

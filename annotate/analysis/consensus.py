@@ -25,7 +25,7 @@ from annotate.analysis.dawid_skene import dawid_skene
 from annotate.errors import RunStoreError
 from annotate.runs.manifest import InputFile, PromptEntry, RunManifest, RunOptions
 from annotate.runs.outputs import csv_text, write_all_atomic
-from annotate.runs.reader import check_distinct_runs, check_same_transcripts, load_run
+from annotate.runs.reader import check_distinct_runs, check_same_transcripts, read_run
 from annotate.runs.rows import LABEL_COLUMNS
 from annotate.vocabulary import ConsensusMethod, values
 
@@ -65,7 +65,8 @@ def load_sources(run_dirs: list[Path]) -> list[Source]:
     """One source per run and repeat; names are the run folders' names (with ``#repeat`` when a run has several)."""
     sources, runs = [], []
     for run_dir in run_dirs:
-        labels, manifest = load_run(run_dir)
+        run = read_run(run_dir)
+        labels, manifest = run.labels, run.manifest
         runs.append((run_dir, manifest))
         labels = labels[labels["status"] != "skipped"]
         repeats = sorted(int(r) for r in labels["repeat"].dropna().unique())

@@ -36,7 +36,7 @@ from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import Progress, run
 from annotate.labelling.prompts import PromptVersion
 from annotate.labelling.rubrics import Variable
-from annotate.runs.reader import load_run
+from annotate.runs.reader import read_run
 
 if TYPE_CHECKING:
     from annotate.engines import Backend  # a started engine passes through to the pipeline untouched
@@ -162,8 +162,10 @@ def compare(
         result.gold_sha256 = record_development_gold(gold_path, f"diff {a.name} vs {b.name} in {base.out}")
     for side in (a, b):
         result.runs[side.name] = _label_side(side, base, progress, backend)
-    first, manifest = load_run(Path(result.runs[a.name].dir))
-    second, _ = load_run(Path(result.runs[b.name].dir))
+    run = read_run(Path(result.runs[a.name].dir))
+    first, manifest = run.labels, run.manifest
+    run = read_run(Path(result.runs[b.name].dir))
+    second, _ = run.labels, run.manifest
     both = first.merge(second, on=KEY, suffixes=("_a", "_b"))
     both = both[(both["repeat_a"] == 0) & (both["repeat_b"] == 0)]
     ok = both[(both["status_a"] == "ok") & (both["status_b"] == "ok")].copy()

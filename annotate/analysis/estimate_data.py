@@ -20,7 +20,7 @@ from annotate.errors import AnnotateError, InputError
 from annotate.labelling.excerpts import VariableInfo, variable_info
 from annotate.labelling.library import PromptLibrary
 from annotate.runs.manifest import RunManifest
-from annotate.runs.reader import load_run, run_chats
+from annotate.runs.reader import read_run, run_chats
 
 if TYPE_CHECKING:
     from annotate.analysis.estimate import EstimateOptions
@@ -67,7 +67,8 @@ class Assembled:
 
 
 def estimate_data(run_dir: Path, options: EstimateOptions, library: PromptLibrary | None) -> Assembled:
-    labels, manifest = load_run(run_dir)
+    run = read_run(run_dir)
+    labels, manifest = run.labels, run.manifest
     info = variable_info(labels, manifest, library)
     ok = labels[labels["status"] == "ok"]
     assembled = Assembled()

@@ -23,7 +23,7 @@ from annotate.labelling.excerpts import unit_excerpts
 from annotate.labelling.library import PromptLibrary
 from annotate.runs.manifest import PromptEntry
 from annotate.runs.outputs import write_atomic, write_csv
-from annotate.runs.reader import load_run, run_chats
+from annotate.runs.reader import read_run
 from annotate.vocabulary import Design, values
 
 
@@ -87,7 +87,8 @@ class SampleOptions:
 def draw_sample(
     run_dir: Path, library: PromptLibrary | None, options: SampleOptions
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    labels, manifest = load_run(run_dir)
+    run = read_run(run_dir)
+    labels, manifest = run.labels, run.manifest
     ok = labels[(labels["status"] == "ok") & (labels["repeat"] == 0)].copy()
     known = sorted(set(ok["variable"]))
     for variable in options.variables:
@@ -96,7 +97,7 @@ def draw_sample(
     if options.variables:
         ok = ok[ok["variable"].isin(options.variables)]
     transcripts = list(options.transcripts) or None
-    meta = {c.chat_id: dict(c.meta) for c in run_chats(manifest, transcripts)}
+    meta = {c.chat_id: dict(c.meta) for c in run.chats(transcripts)}
     by = options.stratify_by
     if by and not any(by in fields for fields in meta.values()):
         fields = sorted({name for fields in meta.values() for name in fields})
@@ -387,7 +388,8 @@ def write_sample(run_dir: Path, out: Path, library: PromptLibrary, options: Samp
     coding, info = draw_sample(run_dir, library, options)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_csv(coding, out)
-    _, manifest = load_run(run_dir)
+    run = read_run(run_dir)
+    _, manifest = run.labels, run.manifest
     files = CodingFiles(out, out.with_suffix(".rubric.md"), out.with_suffix(".sample.json"), info)
     write_atomic(files.instructions, rubric_text(library, manifest.prompts, set(coding["variable"])))
     write_atomic(files.plan, json.dumps(info, indent=2) + "\n")

@@ -35,7 +35,7 @@ from annotate.analysis.worth import worth_unbounded
 from annotate.errors import AnnotateError
 from annotate.labelling.excerpts import Excerpts, VariableInfo, unit_excerpts, variable_info
 from annotate.labelling.library import PromptLibrary
-from annotate.runs.reader import load_run
+from annotate.runs.reader import read_run
 
 KEY = ["chat_id", "round", "variable"]
 
@@ -49,7 +49,8 @@ def validate(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> ValidationResult:
-    labels, manifest = load_run(run_dir)
+    run = read_run(run_dir)
+    labels, manifest = run.labels, run.manifest
     labels = labels[(labels["status"] != "skipped") & (labels["repeat"] == repeat)].copy()
     gold = read_gold(gold_path)
     info = variable_info(labels, manifest, library)

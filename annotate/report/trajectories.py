@@ -11,7 +11,7 @@ from annotate.errors import RunStoreError
 from annotate.ingest.segmentation import handoff_round
 from annotate.report import plots
 from annotate.runs.outputs import write_atomic
-from annotate.runs.reader import load_run, run_chats
+from annotate.runs.reader import read_run
 
 
 def write_trajectories(
@@ -23,8 +23,9 @@ def write_trajectories(
     transcripts: list[Path] | None = None,
 ) -> pd.DataFrame:
     """Draw per-round negative sentiment by ``group_by`` into ``out``; return the rounds drawn."""
-    labels, manifest = load_run(run_dir)
-    chats = run_chats(manifest, transcripts)
+    run = read_run(run_dir)
+    labels = run.labels
+    chats = run.chats(transcripts)
     meta = {c.chat_id: dict(c.meta) for c in chats}
     if group_by and not any(group_by in m for m in meta.values()):
         raise RunStoreError(f"no chat of {run_dir} has the metadata field '{group_by}'")

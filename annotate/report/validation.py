@@ -28,7 +28,7 @@ from annotate.report.html import (
     write_report,
 )
 from annotate.runs.outputs import write_atomic
-from annotate.runs.reader import load_run, run_chats
+from annotate.runs.reader import read_run
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,9 @@ def validate_report(
 ) -> ValidationReport:
     """Validate a run against gold and write agreement.json, agreement.csv, report.html (and trajectories.png)."""
     result = validate(run_dir, gold, library, transcripts, repeat, n_boot, seed)
-    labels, manifest = load_run(run_dir)
-    chats = run_chats(manifest, transcripts)
+    run = read_run(run_dir)
+    labels = run.labels
+    chats = run.chats(transcripts)
     meta = {c.chat_id: dict(c.meta) for c in chats}
     field_name = group_by or ("escalation" if any("escalation" in m for m in meta.values()) else None)
     handoffs = {c.chat_id: handoff_round(c) for c in chats}

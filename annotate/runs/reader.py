@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +19,26 @@ from annotate.runs.manifest import RunManifest
 from annotate.runs.store import RunStore
 
 
-def load_run(path: Path) -> tuple[pd.DataFrame, RunManifest]:
+@dataclass(frozen=True)
+class Run:
+    """A run directory read back: its labels, its manifest, and the chats it read."""
+
+    path: Path
+    labels: pd.DataFrame
+    manifest: RunManifest
+
+    def chats(self, transcripts: list[Path] | None = None) -> list[Chat]:
+        """The chats as the run read them (its role map, ``--limit`` and redaction)."""
+        return run_chats(self.manifest, transcripts)
+
+
+def read_run(path: Path) -> Run:
+    """The one way every command after ``run`` reads a run directory."""
+    labels, manifest = _load(path)
+    return Run(path, labels, manifest)
+
+
+def _load(path: Path) -> tuple[pd.DataFrame, RunManifest]:
     """Labels and manifest of a run directory; labels come from the journal (in memory, nothing is written) when
     the tables are older than it: a run still going, or killed before it wrote them."""
     store = RunStore(path)
