@@ -24,8 +24,9 @@ from annotate.labelling.jobs import Job, RowContext
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.probabilities import NO_ENGINE_PROBABILITIES, VALUE_NOT_FOUND
 from annotate.labelling.prompts import PromptVersion
-from annotate.labelling.resume import Survey, chat_stream, check_variables, pending_jobs, survey, unit_key
+from annotate.labelling.resume import Survey, chat_stream, pending_jobs, survey, unit_key
 from annotate.runs.manifest import RunManifest, build_manifest
+from annotate.runs.resume import check_resume
 from annotate.runs.rows import LabelRow
 from annotate.runs.store import Journal, RunStore, UnitKey
 
@@ -108,10 +109,16 @@ def _label(
     }
     store = RunStore(config.out)
     try:
-        journal = store.open(fingerprint, skip_corrupt=config.skip_corrupt_journal)
+        journal = store.open(skip_corrupt=config.skip_corrupt_journal)
         previous = store.read_manifest()
-        _check_prompts_unchanged(previous, versions, config.out)
-        check_variables(previous, versions, config.out)
+        check_resume(
+            previous,
+            config.out,
+            fingerprint=fingerprint,
+            prompts={pv.task: (pv.version, pv.content_hash) for pv in versions},
+            rated_by={v: pv.task for pv in versions for v in pv.rubric.variables},
+            labelled=store.labelled,
+        )
         found = survey(chat_stream(config), versions, config, journal, previous)
         session = _Session(config, engine, identity, fingerprint, store, journal, previous, found, versions, started)
         session.run_id = previous.run_id if previous else _new_run_id()
@@ -331,16 +338,6 @@ def _prompt_entry(pv: PromptVersion) -> dict[str, Any]:
         "max_tokens": pv.meta.max_tokens,
         "variables": list(pv.rubric.variables),
     }
-
-
-def _check_prompts_unchanged(previous: RunManifest | None, versions: list[PromptVersion], out: Path) -> None:
-    for pv in versions:
-        before = previous.prompts.get(pv.task) if previous else None
-        if before and (before.version, before.hash) != (pv.version, pv.content_hash):
-            raise RunStoreError(
-                f"{out} already holds {pv.task} labels from prompt {before.version} ({before.hash}); "
-                f"this run uses {pv.version} ({pv.content_hash}): choose a new --out directory"
-            )
 
 
 def _new_run_id() -> str:

@@ -15,7 +15,6 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from annotate.config import RunConfig
 from annotate.errors import RunStoreError
@@ -178,15 +177,3 @@ def _describe(key: UnitKey) -> str:
     task, chat_id, round_number, repeat = key
     where = f" round {round_number}" if round_number is not None else ""
     return f"chat {chat_id}{where}, task {task}, repeat {repeat}"
-
-
-def check_variables(previous: RunManifest | None, versions: list[PromptVersion], out: Any) -> None:
-    """One task per variable in a run directory, across resumes too."""
-    rated_now = {v: pv.task for pv in versions for v in pv.rubric.variables}
-    for task, entry in (previous.prompts if previous else {}).items():
-        for variable in entry.variables:
-            if variable in rated_now and rated_now[variable] != task:
-                raise RunStoreError(
-                    f"{out} holds {variable} labels from task '{task}'; this run rates {variable} with "
-                    f"'{rated_now[variable]}': one task per variable in a run directory, choose a new --out"
-                )

@@ -87,27 +87,14 @@ class RunStore:
         """Labels with probabilities in the tables last written."""
 
     # -- opening and resuming
-    def open(self, fingerprint: dict[str, Any], skip_corrupt: bool = False) -> Journal:
-        """Create or reopen the run directory, locked for this process; return what it already holds.
-
-        ``fingerprint`` is the configuration that decides the labels; resuming under another one is
-        refused, because the run directory would mix labels from two setups (unless nothing was labelled:
-        a run whose model failed to load can be run again with the corrected one).
-        """
+    def open(self, skip_corrupt: bool = False) -> Journal:
+        """Create or reopen the run directory, locked for this process; return what it already holds (whether
+        this run may resume it is runs/resume.py's decision, made before anything is written)."""
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._acquire_lock()
         except OSError as e:
             raise RunStoreError(f"{self.dir}: cannot write the run directory ({e.strerror or e})") from None
-        previous = self.read_manifest()
-        labelled = self.journal_path.is_file() and self.journal_path.stat().st_size > 0
-        if previous is not None and previous.fingerprint != fingerprint and labelled:
-            before = previous.fingerprint or {}
-            changed = sorted(k for k in set(fingerprint) | set(before) if fingerprint.get(k) != before.get(k))
-            raise RunStoreError(
-                f"{self.dir} holds a run with another configuration ({', '.join(changed)} differ): "
-                "choose a new --out directory"
-            )
         journal = Journal(self.journal_path)
         for entry in self._entries(skip_corrupt, journal.dropped_lines):
             if "rows" in entry:
@@ -232,6 +219,11 @@ class RunStore:
                 f"{self.dir}: cannot write ({e.strerror or e}); everything journaled so far is kept: "
                 "fix that and run the same command again to resume"
             ) from None
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the journal holds anything."""
+        return self.journal_path.is_file() and self.journal_path.stat().st_size > 0
 
     def read_manifest(self) -> RunManifest | None:
         if not self.manifest_path.is_file():
