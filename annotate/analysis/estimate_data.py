@@ -13,10 +13,11 @@ import pandas as pd
 from annotate.analysis import ppi
 from annotate.analysis.combine import LabellerFeatures
 from annotate.analysis.formulas import RESERVED, design_matrix, required_columns
-from annotate.analysis.gold import check_scales, consensus, read_gold
+from annotate.analysis.gold import check_scales, read_gold, truth_of
 from annotate.analysis.labellers import Labeller, features, load_labellers, own_labels
 from annotate.analysis.measured import human_values, measured_regressors, with_llm_values
 from annotate.errors import AnnotateError, InputError
+from annotate.ingest.readers import read_table
 from annotate.labelling.excerpts import VariableInfo, variable_info
 from annotate.labelling.library import PromptLibrary
 from annotate.runs.manifest import RunManifest
@@ -165,23 +166,15 @@ def _chat_table(manifest: RunManifest, options: EstimateOptions, warnings: list[
 
 def read_covariates(path: Path) -> pd.DataFrame:
     """A table keyed by ``chat_id`` (CSV or Parquet); numeric-looking CSV columns become numbers."""
-    if not path.is_file():
-        raise InputError(str(path), None, None, "no such file")
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            table = pd.read_parquet(path)
-        else:
-            table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-            table = table.apply(lambda column: column.str.strip()).replace(list(MISSING), np.nan)
-            for column in table.columns:
-                numbers = pd.to_numeric(table[column], errors="coerce")
-                if column != "chat_id" and numbers.notna().sum() == table[column].notna().sum():
-                    table[column] = numbers
-    except (UnicodeDecodeError, ValueError, OSError) as e:
-        raise InputError(str(path), None, None, f"cannot read covariates: {e}") from None
+    table, first_line = read_table(path, "covariates")
+    if first_line == 2:  # CSV: every cell a string; missing markers become NaN, numeric columns numbers
+        table = table.apply(lambda column: column.str.strip()).replace(list(MISSING), np.nan)
+        for column in table.columns:
+            numbers = pd.to_numeric(table[column], errors="coerce")
+            if column != "chat_id" and numbers.notna().sum() == table[column].notna().sum():
+                table[column] = numbers
     if "chat_id" not in table.columns:
         raise InputError(str(path), None, "chat_id", "missing column (covariates are keyed by chat_id)")
-    first_line = 1 if path.suffix.lower() in (".parquet", ".pq") else 2
     for column in table.columns:
         if column in RESERVED and column != "chat_id":
             raise InputError(str(path), None, column, "a column the estimate uses itself; rename it")
@@ -232,7 +225,7 @@ def _gold(path: Path, info: dict[str, VariableInfo], warnings: list[str]) -> pd.
     gold = read_gold(path)
     check_scales(gold, path, {name: v.categories for name, v in info.items()})
     key = ["chat_id", "round", "variable"]
-    truth = consensus(gold) if gold["annotator"].nunique() > 1 else gold[[*key, "value"]]
+    truth = truth_of(gold)
     conflict = gold.groupby(key, dropna=False, sort=False)["inclusion_probability"].transform("nunique") > 1
     if conflict.any():
         row = gold[conflict].iloc[1]

@@ -16,7 +16,7 @@ import pandas as pd
 from annotate.config import cache_dir
 from annotate.errors import InputError
 from annotate.hashing import file_sha256
-from annotate.ingest.readers import chat_id_text
+from annotate.ingest.readers import chat_id_text, read_table
 from annotate.runs.outputs import undo_formula_guard
 
 GOLD_COLUMNS = ["chat_id", "round", "variable", "value", "annotator", "inclusion_probability", "line"]
@@ -25,17 +25,7 @@ GOLD_COLUMNS = ["chat_id", "round", "variable", "value", "annotator", "inclusion
 
 def read_gold(path: Path) -> pd.DataFrame:
     """One row per (chat_id, round, variable, annotator); errors name the file, line and field."""
-    if not path.is_file():
-        raise InputError(str(path), None, None, "no such file")
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            raw = pd.read_parquet(path)
-            first_line = 1
-        else:
-            raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-            first_line = 2
-    except (UnicodeDecodeError, ValueError, OSError) as e:
-        raise InputError(str(path), None, None, f"cannot read gold labels: {e}") from None
+    raw, first_line = read_table(path, "gold labels")
     for column in ("chat_id", "variable", "value"):
         if column not in raw.columns:
             raise InputError(str(path), None, column, "missing column (gold needs chat_id, round, variable, value)")
@@ -128,6 +118,11 @@ def read_truth(path: Path, scales: Mapping[str, Sequence[int]]) -> pd.DataFrame:
     """The reference label per item: the only annotator's, or the consensus of several."""
     gold = read_gold(path)
     check_scales(gold, path, scales)
+    return truth_of(gold)
+
+
+def truth_of(gold: pd.DataFrame) -> pd.DataFrame:
+    """One reference label per item (chat_id, round, variable, value): the only annotator's, or the consensus."""
     return consensus(gold) if gold["annotator"].nunique() > 1 else gold[["chat_id", "round", "variable", "value"]]
 
 

@@ -16,7 +16,7 @@ from annotate.analysis import statistics as st
 from annotate.analysis.calibration import calibration, probability_weighted
 from annotate.analysis.estimate import EstimateOptions
 from annotate.analysis.estimate_data import estimate_data
-from annotate.analysis.gold import check_scales, consensus, read_gold
+from annotate.analysis.gold import check_scales, read_gold, truth_of
 from annotate.analysis.results import (
     AnnotatorComparison,
     Bootstrap,
@@ -56,7 +56,7 @@ def validate(
     info = variable_info(labels, manifest, library)
     check_scales(gold, gold_path, {name: v.categories for name, v in info.items()})
     annotators = sorted(gold["annotator"].unique())
-    truth = consensus(gold) if len(annotators) > 1 else gold[[*KEY, "value"]]
+    truth = truth_of(gold)
 
     joined = truth.merge(labels, on=KEY, how="left", suffixes=("_gold", ""), indicator=True)
     never = joined[joined["_merge"] == "left_only"]

@@ -250,6 +250,21 @@ def _finish_chat(
     return Chat(chat_id, tuple(messages), meta, source=f"{path}:{line}" if line is not None else str(path))
 
 
+def read_table(path: Path, what: str) -> tuple[Any, int]:
+    """A CSV (every cell a string, nothing read as missing) or Parquet table of ``what`` (gold labels,
+    covariates), with the file line of its first row; a missing or unreadable file is one line."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise InputError(str(path), None, None, "no such file")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return pd.read_parquet(path), 1
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig"), 2
+    except (UnicodeDecodeError, ValueError, OSError) as e:
+        raise InputError(str(path), None, None, f"cannot read {what}: {e}") from None
+
+
 def _load_table(path: Path) -> Any:
     import pandas as pd
 
