@@ -35,6 +35,11 @@ def library(tmp_path: Path) -> PromptLibrary:
     return PromptLibrary(tmp_path / "prompts", tmp_path / "rubrics")
 
 
+def library_flags(library: PromptLibrary) -> list[str]:
+    """The flags that point a command at a test's own copy of the prompts and rubrics."""
+    return ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+
+
 def write_jsonl(path: Path, records: list[Any]) -> Path:
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
     return path

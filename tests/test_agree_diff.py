@@ -17,7 +17,7 @@ from annotate.engines.fake import FakeBackend, lowest_values
 from annotate.errors import RunStoreError
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, library_flags
 
 GOLD = Path(__file__).resolve().parent.parent / "examples" / "gold.csv"
 
@@ -72,7 +72,7 @@ def test_runs_are_compared_pairwise_and_differences_named(library: PromptLibrary
 
 def test_agree_command(library: PromptLibrary, tmp_path: Path) -> None:
     a, b = make_run(library, tmp_path / "a"), make_run(library, tmp_path / "b")
-    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    dirs = library_flags(library)
     result = CliRunner().invoke(
         app, ["agree", str(a), str(b), "--out", str(tmp_path / "rep"), "--bootstrap", "50", *dirs]
     )
@@ -125,7 +125,7 @@ def test_diff_labels_both_versions_and_measures_the_change(library: PromptLibrar
 
 
 def test_diff_command_without_transcripts(library: PromptLibrary, tmp_path: Path) -> None:
-    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    dirs = library_flags(library)
     result = CliRunner().invoke(app, ["diff", "empathy", "v1", "v2", "--out", str(tmp_path / "d"), *dirs])
     assert result.exit_code == 0, result.output
     assert "### rubric:" in result.output

@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 from annotate.cli import app
 from annotate.config import PACKAGE_DEFAULTS, PromptPaths
 from annotate.labelling.library import PromptLibrary
-from tests.conftest import EXAMPLES, write_jsonl
+from tests.conftest import EXAMPLES, library_flags, write_jsonl
 
 runner = CliRunner()
 
 
 def dirs(library: PromptLibrary) -> list[str]:
-    return ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    return library_flags(library)
 
 
 def test_help_lists_commands_and_imports_no_engine() -> None:

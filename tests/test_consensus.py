@@ -21,7 +21,7 @@ from annotate.engines.fake import FakeBackend, lowest_values, values_from_conten
 from annotate.errors import RunStoreError
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
-from tests.conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, ROOT, library_flags
 
 runner = CliRunner()
 
@@ -140,7 +140,7 @@ def test_a_consensus_run_is_read_like_any_run(library: PromptLibrary, tmp_path: 
     high = labelled(library, tmp_path / "high", highest_values, limit=30)
     out = tmp_path / "c"
     assert consensus(str(low), str(content), str(high), "--out", str(out)).exit_code == 0
-    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    dirs = library_flags(library)
     gold = str(ROOT / "examples" / "gold.csv")
 
     validated = runner.invoke(app, ["validate", str(out), "--gold", gold, "--out", str(tmp_path / "v"), *dirs])

@@ -19,7 +19,7 @@ from annotate.config import RunConfig
 from annotate.engines.fake import FakeBackend
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
-from tests.conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, ROOT, library_flags
 from tests.test_agree_diff import varied
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -241,7 +241,7 @@ def labelled_run(library: PromptLibrary, tmp_path: Path) -> Path:
 
 
 def estimate(run_dir: Path, library: PromptLibrary, out: Path, *args: str) -> object:
-    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    dirs = library_flags(library)
     return CliRunner().invoke(app, ["estimate", str(run_dir), "--out", str(out), *dirs, *args])
 
 
@@ -457,7 +457,7 @@ def test_gold_that_chose_a_prompt_is_flagged_as_development_data(
 ) -> None:
     gold = tmp_path / "dev.csv"
     gold.write_bytes((ROOT / "examples" / "gold.csv").read_bytes())
-    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    dirs = library_flags(library)
     diff = CliRunner().invoke(
         app,
         [

@@ -18,7 +18,7 @@ from annotate.engines.fake import FakeBackend
 from annotate.errors import PromptError
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
-from tests.conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, ROOT, library_flags
 
 GOLD = ROOT / "examples" / "gold.csv"
 
@@ -80,7 +80,7 @@ def test_two_tasks_rating_one_variable_are_refused(library: PromptLibrary, tmp_p
 
 
 def test_a_version_for_a_task_outside_the_run_is_refused(library: PromptLibrary, tmp_path: Path) -> None:
-    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    dirs = library_flags(library)
     result = CliRunner().invoke(
         app, ["run", str(EXAMPLES), "--out", str(tmp_path / "r"), "-b", "fake", "--prompt-version", "empathy=v1", *dirs]
     )
@@ -113,7 +113,7 @@ def test_diff_of_two_task_sets_shows_flips_and_the_gold_change(
         return json.dumps({name: pick(spec["enum"]) for name, spec in properties.items()})
 
     monkeypatch.setattr(fake, "lowest_values", joint_answers_highest)  # what `-b fake` answers with
-    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    dirs = library_flags(library)
     out = tmp_path / "d"
     args = ["diff", ",".join(SEPARATE), "agent_behaviour", "--on", str(EXAMPLES), "--limit", "4", "-b", "fake"]
     result = CliRunner().invoke(app, [*args, "--gold", str(GOLD), "--out", str(out), "--bootstrap", "50", *dirs])
@@ -132,7 +132,7 @@ def test_diff_of_two_task_sets_shows_flips_and_the_gold_change(
 
 
 def test_diff_of_task_sets_without_a_shared_variable_is_refused(library: PromptLibrary, tmp_path: Path) -> None:
-    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    dirs = library_flags(library)
     result = CliRunner().invoke(app, ["diff", "empathy", "initial_state", "--out", str(tmp_path / "d"), *dirs])
     assert result.exit_code == 1
     assert "'empathy' and 'initial_state' rate no variable in common" in result.output

@@ -22,7 +22,7 @@ from annotate.config import RunConfig
 from annotate.engines.fake import FakeBackend
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
-from tests.conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, ROOT, library_flags
 from tests.test_agree_diff import varied
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -171,7 +171,7 @@ def two_runs(library: PromptLibrary, tmp_path: Path) -> tuple[Path, Path]:
 
 
 def invoke(library: PromptLibrary, *args: str) -> object:
-    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    dirs = library_flags(library)
     return CliRunner().invoke(app, [*args, *dirs])
 
 

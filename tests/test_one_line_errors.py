@@ -10,13 +10,13 @@ from typer.testing import CliRunner, Result
 
 from annotate.cli import app
 from annotate.labelling.library import PromptLibrary
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, library_flags
 
 runner = CliRunner()
 
 
 def dirs(library: PromptLibrary) -> list[str]:
-    return ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    return library_flags(library)
 
 
 def labelled(library: PromptLibrary, out: Path) -> Path:
@@ -117,7 +117,7 @@ def test_an_out_that_cannot_be_written_is_one_line(library: PromptLibrary, tmp_p
         "trajectories": ["trajectories", str(out)],
         "consensus": ["consensus", str(out), str(other)],
     }[command]
-    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    dirs = library_flags(library)
     dirs = [] if command in ("trajectories", "consensus") else dirs
     result = CliRunner().invoke(app, [*args, "--out", str(target), *dirs])
     assert result.exit_code == 1, result.output
@@ -131,7 +131,7 @@ def test_a_model_that_cannot_load_fails_the_run_in_one_line_and_can_be_corrected
     folder then refused the corrected model; agree read the empty run, exit 0, n = 0."""
     from annotate.engines import embedded
 
-    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    dirs = library_flags(library)
     out = tmp_path / "run"
     bad = tmp_path / "model.gguf"
     bad.write_text('{"not": "a model"}')

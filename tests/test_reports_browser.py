@@ -23,7 +23,7 @@ from annotate.engines.base import Request
 from annotate.engines.fake import FakeBackend
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
-from tests.conftest import EXAMPLES, ROOT, write_jsonl
+from tests.conftest import EXAMPLES, ROOT, library_flags, write_jsonl
 from tests.test_agree_diff import varied
 
 GOLD = ROOT / "examples" / "gold.csv"
@@ -84,7 +84,7 @@ def _reports(root: Path) -> Iterator[dict[str, Path]]:
     labels = pd.read_parquet(root / "low" / "labels.parquet")
     gold = labels[["chat_id", "round", "variable"]].assign(value=[_other(v) for v in labels["value"]])
     gold.to_csv(root / "gold.csv", index=False)
-    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    dirs = library_flags(library)
     cli = CliRunner()
     for args in (
         [

@@ -22,7 +22,7 @@ from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
 from annotate.runs.rows import LABEL_KEY
 from annotate.runs.store import RunStore
-from tests.conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, ROOT, library_flags
 
 FIRST_SIX = [json.loads(line) for line in EXAMPLES.read_text().splitlines()[:6]]
 
@@ -165,7 +165,7 @@ def test_two_tasks_rating_one_variable_across_a_resume_are_refused(library: Prom
 
 
 def cli(library: PromptLibrary, out: Path, *extra: str) -> list[str]:
-    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    dirs = library_flags(library)
     return [
         sys.executable,
         "-m",

@@ -28,7 +28,7 @@ from annotate.engines.fake import FakeBackend, lowest_values
 from annotate.errors import AnnotateError
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, library_flags
 from tests.test_agree_diff import varied
 
 
@@ -134,7 +134,7 @@ def test_the_disputed_design_keeps_every_unit_drawable(disputed: int) -> None:
 
 def test_coded_sample_comes_back_as_gold(labelled: Path, library: PromptLibrary, tmp_path: Path) -> None:
     out = tmp_path / "to_label.csv"
-    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    dirs = library_flags(library)
     result = CliRunner().invoke(app, ["sample", str(labelled), "--out", str(out), "--per-variable", "5", *dirs])
     assert result.exit_code == 0, result.output
     assert out.with_suffix(".rubric.md").read_text().startswith("# Coding instructions")

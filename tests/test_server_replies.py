@@ -20,7 +20,7 @@ from annotate.config import BackendOptions, RunConfig
 from annotate.engines.openai import OpenAIBackend
 from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
-from tests.conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, ROOT, library_flags
 
 REPLIES = [
     {},
@@ -113,7 +113,7 @@ def test_a_signal_stops_a_run_waiting_on_a_server_that_never_answers(
     """Issue 18: `annotate run` against a hung server outlived Ctrl-C and SIGTERM by 15 minutes."""
     url, asked = silent_server
     out = tmp_path / "run"
-    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    dirs = library_flags(library)
     command = [sys.executable, "-m", "annotate.cli", "run", str(EXAMPLES), "--out", str(out), "--limit", "2"]
     command += ["-b", "openai", "--base-url", url, "--model", "served", *dirs]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
