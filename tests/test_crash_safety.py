@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -54,26 +53,35 @@ def comparable(out: Path) -> pd.DataFrame:
     return labels.sort_values(LABEL_KEY).reset_index(drop=True)[[*LABEL_KEY, "value", "status", "raw_output"]]
 
 
-def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(
-    library: PromptLibrary, tmp_path: Path
-) -> None:
+def journaled(out: Path) -> int:
+    journal = out / "journal.jsonl"
+    return len(journal.read_bytes().splitlines()) if journal.is_file() else 0
+
+
+def run_until(command: list[str], env: dict[str, str], out: Path, units: int) -> subprocess.Popen[bytes]:
+    """Start a run and return once its journal holds ``units`` units (or the run ended): a kill point that
+    depends on progress, not on how fast this machine happens to be."""
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and journaled(out) < units and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return proc
+
+
+def test_sigkill_at_kill_points_then_resume_equals_an_uninterrupted_run(library: PromptLibrary, tmp_path: Path) -> None:
     env = {**os.environ, "ANNOTATE_FAKE_DELAY": "0.25"}
     reference = tmp_path / "reference"
     separate_cache = {**env, "ANNOTATE_CACHE_DIR": str(tmp_path / "reference-cache")}  # else the resumes are free
     subprocess.run(cli(library, reference), env=separate_cache, check=True, capture_output=True, cwd=ROOT)
     killed = tmp_path / "killed"
-    rng = random.Random(11)
     kills = 0
-    for _ in range(4):
-        proc = subprocess.Popen(
-            cli(library, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT
-        )
-        time.sleep(rng.uniform(1.0, 2.5))
+    for step in (1, 2, 3, 2):  # killed after the first unit, then mid-run again and again
+        proc = run_until(cli(library, killed), env, killed, journaled(killed) + step)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait()
-    assert kills >= 2
+    assert kills == 4
     journal_before = (killed / "journal.jsonl").read_bytes()
     assert journal_before, "the killed runs journaled nothing"
     subprocess.run(cli(library, killed), env=env, check=True, capture_output=True, cwd=ROOT)
@@ -90,7 +98,9 @@ def test_ctrl_c_stops_cleanly_with_a_resume_hint(library: PromptLibrary, tmp_pat
     proc = subprocess.Popen(
         cli(library, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
     )
-    time.sleep(2.0)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and journaled(out) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr

@@ -209,7 +209,10 @@ def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(library: PromptLibrary, t
     proc = subprocess.Popen(
         cli(library, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
     )
-    time.sleep(2.0)
+    deadline = time.monotonic() + 120
+    journal = out / "journal.jsonl"
+    while proc.poll() is None and not (journal.is_file() and journal.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the kill point: once the first unit is journaled
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr
