@@ -52,7 +52,7 @@ def prompts_render(
     rubrics_dir: opt.RubricsDir = None,
 ) -> None:
     """Exactly what the model sees for one chat's units."""
-    from annotate.labelling.preview import rendered_units
+    from annotate.prompts.preview import rendered_units
     from annotate.report.console import print_rendered
 
     roles = opt.role_map(role)

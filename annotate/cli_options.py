@@ -22,7 +22,7 @@ from annotate.vocabulary import ModelFamily as FamilyChoice
 from annotate.vocabulary import SampleUnit as UnitChoice
 
 if TYPE_CHECKING:
-    from annotate.labelling.library import PromptLibrary
+    from annotate.prompts.library import PromptLibrary
 
 # Options shared between commands.
 Out = Annotated[Path, typer.Option("--out", "-o", help="Folder for agreement.json, agreement.csv, report.html.")]
@@ -327,6 +327,6 @@ def user_errors() -> Iterator[None]:
 
 
 def library(prompts_dir: Path | None, rubrics_dir: Path | None) -> PromptLibrary:
-    from annotate.labelling.library import PromptLibrary
+    from annotate.prompts.library import PromptLibrary
 
     return PromptLibrary.from_paths(PromptPaths.resolve(prompts_dir, rubrics_dir))

@@ -14,8 +14,8 @@ from pathlib import Path
 from annotate.config import BackendOptions, Sampling
 from annotate.engines import Request, create_backend
 from annotate.ingest.readers import read_transcripts
-from annotate.labelling.library import PromptLibrary
-from annotate.labelling.units import units_for
+from annotate.prompts.library import PromptLibrary
+from annotate.prompts.units import units_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from annotate.config import BackendOptions, RunConfig
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
+from annotate.prompts.library import PromptLibrary
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -42,8 +42,8 @@ import pandas as pd
 from annotate.analysis.statistics import cohen_kappa, percent_agreement
 from annotate.config import BackendOptions, RunConfig, RunSummary, Sampling
 from annotate.engines import Backend, Request, create_backend
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
+from annotate.prompts.library import PromptLibrary
 
 ROOT = Path(__file__).resolve().parent.parent
 NAIVE_TASKS = [

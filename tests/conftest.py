@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from annotate.labelling.library import PromptLibrary
+from annotate.prompts.library import PromptLibrary
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "transcripts.jsonl"

@@ -15,8 +15,8 @@ from annotate.config import RunConfig, Sampling
 from annotate.engines.base import Request
 from annotate.engines.fake import FakeBackend, lowest_values
 from annotate.errors import RunStoreError
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
+from annotate.prompts.library import PromptLibrary
 from tests.conftest import EXAMPLES, library_flags
 
 GOLD = Path(__file__).resolve().parent.parent / "examples" / "gold.csv"

@@ -13,8 +13,8 @@ from annotate.config import RunConfig
 from annotate.engines.fake import FakeBackend
 from annotate.errors import InputError
 from annotate.ingest.readers import read_transcripts
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
+from annotate.prompts.library import PromptLibrary
 
 BAD = Path(__file__).resolve().parent / "data" / "bad"
 

@@ -14,10 +14,10 @@ from annotate.engines.fake import FakeBackend
 from annotate.errors import PromptError
 from annotate.ingest.readers import read_transcripts
 from annotate.ingest.segmentation import split_rounds
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
-from annotate.labelling.rubrics import ParseFailure, load_rubric, parse_rounds_output
-from annotate.labelling.units import units_for
+from annotate.prompts.library import PromptLibrary
+from annotate.prompts.rubrics import ParseFailure, load_rubric, parse_rounds_output
+from annotate.prompts.units import units_for
 from tests.conftest import ESCALATED, EXAMPLES, write_jsonl
 
 

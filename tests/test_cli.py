@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from annotate.cli import app
 from annotate.config import PACKAGE_DEFAULTS, PromptPaths
-from annotate.labelling.library import PromptLibrary
+from annotate.prompts.library import PromptLibrary
 from tests.conftest import EXAMPLES, library_flags, write_jsonl
 
 runner = CliRunner()

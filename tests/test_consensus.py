@@ -19,8 +19,8 @@ from annotate.config import RunConfig
 from annotate.engines.base import Completion, Request
 from annotate.engines.fake import FakeBackend, lowest_values, values_from_content
 from annotate.errors import RunStoreError
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
+from annotate.prompts.library import PromptLibrary
 from tests.conftest import EXAMPLES, ROOT, library_flags
 
 runner = CliRunner()

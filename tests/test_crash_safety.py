@@ -19,8 +19,8 @@ import pytest
 from annotate.config import BackendOptions, RunConfig
 from annotate.engines.fake import lowest_values
 from annotate.engines.openai import OpenAIBackend
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
+from annotate.prompts.library import PromptLibrary
 from annotate.runs.rows import LABEL_KEY
 from annotate.runs.store import RunStore
 from tests.conftest import EXAMPLES, ROOT

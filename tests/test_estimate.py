@@ -17,8 +17,8 @@ from annotate.analysis import ppi
 from annotate.cli import app
 from annotate.config import RunConfig
 from annotate.engines.fake import FakeBackend
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
+from annotate.prompts.library import PromptLibrary
 from tests.conftest import EXAMPLES, ROOT, library_flags
 from tests.test_agree_diff import varied
 

@@ -16,8 +16,8 @@ from annotate.engines import fake
 from annotate.engines.base import Request
 from annotate.engines.fake import FakeBackend
 from annotate.errors import PromptError
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
+from annotate.prompts.library import PromptLibrary
 from tests.conftest import EXAMPLES, ROOT, library_flags
 
 GOLD = ROOT / "examples" / "gold.csv"

@@ -20,8 +20,8 @@ from annotate.analysis.worth import worth, worth_unbounded
 from annotate.cli import app
 from annotate.config import RunConfig
 from annotate.engines.fake import FakeBackend
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
+from annotate.prompts.library import PromptLibrary
 from tests.conftest import EXAMPLES, ROOT, library_flags
 from tests.test_agree_diff import varied
 

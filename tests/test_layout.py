@@ -79,7 +79,7 @@ def test_functions_stay_short() -> None:
 
 def test_each_layer_is_a_folder() -> None:
     layers = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
-    assert layers == {"ingest", "labelling", "runs", "engines", "analysis", "report"}
+    assert layers == {"ingest", "labelling", "prompts", "runs", "engines", "analysis", "report"}
     top = {p.name for p in PACKAGE.glob("*.py")}
     assert top == {
         "__init__.py",

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from annotate.cli import app
-from annotate.labelling.library import PromptLibrary
+from annotate.prompts.library import PromptLibrary
 from tests.conftest import EXAMPLES, library_flags
 
 runner = CliRunner()

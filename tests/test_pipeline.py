@@ -11,8 +11,8 @@ from annotate.config import RunConfig
 from annotate.engines.base import Completion, Request
 from annotate.engines.fake import FakeBackend, lowest_values
 from annotate.errors import RunStoreError
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
+from annotate.prompts.library import PromptLibrary
 from annotate.runs.rows import LABEL_COLUMNS
 from tests.conftest import EXAMPLES, NOT_ESCALATED, write_jsonl
 

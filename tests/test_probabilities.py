@@ -17,9 +17,9 @@ from annotate.engines.fake import FakeBackend, lowest_values
 from annotate.engines.openai_format import completion_from_openai
 from annotate.errors import AnnotateError
 from annotate.labelling.cache import CompletionCache
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
 from annotate.labelling.probabilities import NO_ENGINE_PROBABILITIES, VALUE_NOT_FOUND, Distribution, distribution
+from annotate.prompts.library import PromptLibrary
 from tests.conftest import EXAMPLES
 
 

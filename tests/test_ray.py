@@ -13,8 +13,8 @@ import pytest
 from annotate.config import BackendOptions, RayOptions, RunConfig, Sampling
 from annotate.engines.base import Request
 from annotate.engines.ray_pool import chunk_by_group
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
+from annotate.prompts.library import PromptLibrary
 from annotate.runs.store import RunStore
 from tests.conftest import EXAMPLES
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from annotate.engines import embedded
-from annotate.labelling.library import PromptLibrary
+from annotate.prompts.library import PromptLibrary
 from tests.conftest import EXAMPLES, ROOT
 
 TWO_CHATS = ["c01", "c23"]  # one escalated, one resolved by the AI

@@ -8,8 +8,8 @@ import pytest
 from annotate.config import RunConfig
 from annotate.engines.fake import FakeBackend
 from annotate.ingest.redaction import redact_text
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
+from annotate.prompts.library import PromptLibrary
 
 
 @pytest.mark.parametrize(

@@ -21,8 +21,8 @@ from annotate.config import RunConfig
 from annotate.engines import fake
 from annotate.engines.base import Request
 from annotate.engines.fake import FakeBackend
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
+from annotate.prompts.library import PromptLibrary
 from tests.conftest import EXAMPLES, ROOT, library_flags, write_jsonl
 from tests.test_agree_diff import varied
 

@@ -18,8 +18,8 @@ from annotate.analysis.sample import SampleOptions, write_sample
 from annotate.config import RunConfig
 from annotate.engines.fake import FakeBackend
 from annotate.errors import RunStoreError
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
+from annotate.prompts.library import PromptLibrary
 from annotate.runs.rows import LABEL_KEY
 from annotate.runs.store import RunStore
 from tests.conftest import EXAMPLES, ROOT, library_flags

@@ -26,8 +26,8 @@ from annotate.config import RunConfig
 from annotate.engines.base import Completion, Request
 from annotate.engines.fake import FakeBackend, lowest_values
 from annotate.errors import AnnotateError
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
+from annotate.prompts.library import PromptLibrary
 from tests.conftest import EXAMPLES, library_flags
 from tests.test_agree_diff import varied
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from annotate.errors import PromptError
-from annotate.labelling.rubrics import ParseFailure, load_rubric, parse_output
+from annotate.prompts.rubrics import ParseFailure, load_rubric, parse_output
 
 RUBRICS = Path(__file__).resolve().parent.parent / "rubrics"
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from annotate.ingest.model import Chat, Message
 from annotate.ingest.segmentation import handoff_index, merge_turns, split_rounds
-from annotate.labelling.units import units_for
+from annotate.prompts.units import units_for
 
 speakers = st.sampled_from(["customer", "ai", "agent"])
 texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30)

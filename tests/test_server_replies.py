@@ -18,8 +18,8 @@ import pytest
 
 from annotate.config import BackendOptions, RunConfig
 from annotate.engines.openai import OpenAIBackend
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
+from annotate.prompts.library import PromptLibrary
 from tests.conftest import EXAMPLES, ROOT, library_flags
 
 REPLIES = [

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from annotate.ingest.readers import read_transcripts
-from annotate.labelling.units import CLIP_MARKER, units_for
+from annotate.prompts.units import CLIP_MARKER, units_for
 from tests.conftest import ESCALATED, NOT_ESCALATED, msgs, write_jsonl
 
 

@@ -16,8 +16,8 @@ from annotate.config import RunConfig
 from annotate.engines.base import Request
 from annotate.engines.fake import FakeBackend
 from annotate.errors import InputError
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import run
+from annotate.prompts.library import PromptLibrary
 from tests.conftest import EXAMPLES
 
 GOLD = Path(__file__).resolve().parent.parent / "examples" / "gold.csv"

@@ -23,7 +23,7 @@ from annotate.analysis.results import (
 )
 from annotate.errors import RunStoreError
 from annotate.labelling.excerpts import VariableInfo, variable_info
-from annotate.labelling.library import PromptLibrary
+from annotate.prompts.library import PromptLibrary
 from annotate.runs.manifest import RunManifest
 from annotate.runs.reader import check_distinct_runs, check_same_transcripts, read_run
 

@@ -32,10 +32,10 @@ from annotate.analysis.results import (
 from annotate.config import RunConfig
 from annotate.errors import PromptError
 from annotate.labelling.excerpts import Excerpts, unit_excerpts
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import Progress, run
-from annotate.labelling.prompts import PromptVersion
-from annotate.labelling.rubrics import Variable
+from annotate.prompts.library import PromptLibrary
+from annotate.prompts.rubrics import Variable
+from annotate.prompts.template import PromptVersion
 from annotate.runs.reader import read_run
 
 if TYPE_CHECKING:

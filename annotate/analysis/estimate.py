@@ -20,7 +20,7 @@ from annotate.analysis.estimate_results import EstimateResult, Estimator, ModelE
 from annotate.analysis.gold import development_gold, gold_sha256
 from annotate.analysis.results import Worth
 from annotate.analysis.worth import worth as labeller_worth
-from annotate.labelling.library import PromptLibrary
+from annotate.prompts.library import PromptLibrary
 
 LEVEL = ppi.LEVEL
 FEW_CODED_CHATS = 40

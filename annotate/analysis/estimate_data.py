@@ -19,7 +19,7 @@ from annotate.analysis.measured import human_values, measured_regressors, with_l
 from annotate.errors import AnnotateError, InputError
 from annotate.ingest.readers import read_table
 from annotate.labelling.excerpts import VariableInfo, variable_info
-from annotate.labelling.library import PromptLibrary
+from annotate.prompts.library import PromptLibrary
 from annotate.runs.manifest import RunManifest
 from annotate.runs.reader import read_run, run_chats
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from annotate.errors import AnnotateError
 from annotate.labelling.excerpts import unit_excerpts
-from annotate.labelling.library import PromptLibrary
+from annotate.prompts.library import PromptLibrary
 from annotate.runs.manifest import PromptEntry
 from annotate.runs.outputs import write_atomic, write_csv
 from annotate.runs.reader import read_run

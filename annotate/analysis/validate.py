@@ -34,7 +34,7 @@ from annotate.analysis.results import (
 from annotate.analysis.worth import worth_unbounded
 from annotate.errors import AnnotateError
 from annotate.labelling.excerpts import Excerpts, VariableInfo, unit_excerpts, variable_info
-from annotate.labelling.library import PromptLibrary
+from annotate.prompts.library import PromptLibrary
 from annotate.runs.reader import read_run
 
 KEY = ["chat_id", "round", "variable"]

@@ -10,9 +10,9 @@ from typing import Any
 import pandas as pd
 
 from annotate.errors import AnnotateError
-from annotate.labelling.library import PromptLibrary
-from annotate.labelling.rubrics import UnitKind
-from annotate.labelling.units import SPEAKER_NAMES, units_for
+from annotate.prompts.library import PromptLibrary
+from annotate.prompts.rubrics import UnitKind
+from annotate.prompts.units import SPEAKER_NAMES, units_for
 from annotate.runs.manifest import RunManifest
 from annotate.runs.reader import run_chats
 

@@ -15,9 +15,9 @@ from typing import Any
 from annotate.config import Sampling
 from annotate.engines.base import Completion, Request
 from annotate.labelling.probabilities import Distribution, distribution
-from annotate.labelling.prompts import PromptVersion
-from annotate.labelling.rubrics import ParseFailure, round_key
-from annotate.labelling.units import Unit, fit_unit
+from annotate.prompts.rubrics import ParseFailure, round_key
+from annotate.prompts.template import PromptVersion
+from annotate.prompts.units import Unit, fit_unit
 from annotate.runs.rows import LabelRow, Status
 
 REASK = (

@@ -21,10 +21,10 @@ from annotate.errors import AnnotateError, PromptError, RunStoreError
 from annotate.ingest.readers import check_inputs
 from annotate.labelling.cache import CompletionCache
 from annotate.labelling.jobs import Job, RowContext
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.probabilities import NO_ENGINE_PROBABILITIES, VALUE_NOT_FOUND
-from annotate.labelling.prompts import PromptVersion
 from annotate.labelling.resume import Survey, chat_stream, pending_jobs, survey, unit_key
+from annotate.prompts.library import PromptLibrary
+from annotate.prompts.template import PromptVersion
 from annotate.runs.manifest import RunManifest, build_manifest
 from annotate.runs.resume import check_resume
 from annotate.runs.rows import LabelRow

@@ -23,8 +23,8 @@ from annotate.ingest.model import Chat, Skip
 from annotate.ingest.readers import read_as_run
 from annotate.ingest.segmentation import handoff_index
 from annotate.labelling.jobs import Job, fit_to_context
-from annotate.labelling.prompts import PromptVersion
-from annotate.labelling.units import Unit, units_for
+from annotate.prompts.template import PromptVersion
+from annotate.prompts.units import Unit, units_for
 from annotate.runs.manifest import RunManifest, recorded_options
 from annotate.runs.store import Journal, UnitKey, compact
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from annotate.analysis.agree import agree
 from annotate.analysis.results import PAPER_STATISTICS, AgreementResult, MultiCoderStatistics
-from annotate.labelling.library import PromptLibrary
+from annotate.prompts.library import PromptLibrary
 from annotate.report import plots
 from annotate.report.html import FigureSection, Page, Table, figure, fmt, fmt_ci, value_range, write_report
 

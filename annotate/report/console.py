@@ -14,9 +14,9 @@ from rich.table import Table
 from annotate.analysis.results import AgreementResult, DiffResult, ValidationResult
 from annotate.analysis.sample import CodingFiles
 from annotate.config import RunSummary
-from annotate.labelling.library import PromptLibrary
-from annotate.labelling.prompts import PromptVersion
-from annotate.labelling.units import Unit
+from annotate.prompts.library import PromptLibrary
+from annotate.prompts.template import PromptVersion
+from annotate.prompts.units import Unit
 from annotate.report.html import fmt, fmt_ci
 from annotate.runs.manifest import RunManifest
 

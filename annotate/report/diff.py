@@ -10,8 +10,8 @@ import pandas as pd
 from annotate.analysis.diff import Side, compare, task_set, versions
 from annotate.analysis.results import DiffResult, VariableDiff
 from annotate.config import RunConfig
-from annotate.labelling.library import PromptLibrary
 from annotate.labelling.pipeline import Progress
+from annotate.prompts.library import PromptLibrary
 from annotate.report.html import Browser, BrowserRow, Page, Pre, Table, fmt, fmt_ci, value_range, write_report
 from annotate.runs.outputs import write_atomic
 

@@ -10,7 +10,7 @@ import pandas as pd
 from annotate.analysis.estimate import EstimateOptions, estimate, estimate_table
 from annotate.analysis.estimate_results import EstimateResult, Estimator, ModelEstimate
 from annotate.analysis.results import Worth
-from annotate.labelling.library import PromptLibrary
+from annotate.prompts.library import PromptLibrary
 from annotate.report import plots
 from annotate.report.html import FigureSection, Page, Table, figure, fmt, write_report
 from annotate.report.paper import write_paper_tables

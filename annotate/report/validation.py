@@ -12,7 +12,7 @@ from annotate.analysis.results import PAPER_STATISTICS, Item, ValidationResult, 
 from annotate.analysis.trajectories import TRAJECTORY_RESAMPLES, trajectories, trajectory_frame
 from annotate.analysis.validate import validate
 from annotate.ingest.segmentation import handoff_round
-from annotate.labelling.library import PromptLibrary
+from annotate.prompts.library import PromptLibrary
 from annotate.report import plots
 from annotate.report.calibration import calibration_figures, calibration_table
 from annotate.report.html import (

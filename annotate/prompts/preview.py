@@ -8,9 +8,9 @@ from pathlib import Path
 from annotate.config import Speaker
 from annotate.errors import InputError
 from annotate.ingest.readers import read_transcripts
-from annotate.labelling.library import PromptLibrary
-from annotate.labelling.prompts import PromptVersion
-from annotate.labelling.units import Unit, units_for
+from annotate.prompts.library import PromptLibrary
+from annotate.prompts.template import PromptVersion
+from annotate.prompts.units import Unit, units_for
 
 
 def rendered_units(

@@ -17,8 +17,7 @@ from pydantic import ValidationError
 
 from annotate.config import PromptPaths
 from annotate.errors import PromptError
-from annotate.labelling.prompts import FewShotExample, PromptVersion, VersionMeta
-from annotate.labelling.rubrics import (
+from annotate.prompts.rubrics import (
     ParseFailure,
     Rubric,
     load_rubric,
@@ -26,6 +25,7 @@ from annotate.labelling.rubrics import (
     parse_rounds_output,
     yaml_problem,
 )
+from annotate.prompts.template import FewShotExample, PromptVersion, VersionMeta
 
 VERSION_RE = re.compile(r"^v(\d+)$")
 

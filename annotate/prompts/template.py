@@ -26,8 +26,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field
 
 from annotate.errors import PromptError
-from annotate.labelling.rubrics import Rubric, parse_output, parse_rounds_output
-from annotate.labelling.units import SPEAKER_NAMES, Unit, group_rounds
+from annotate.prompts.rubrics import Rubric, parse_output, parse_rounds_output
+from annotate.prompts.units import SPEAKER_NAMES, Unit, group_rounds
 
 
 class ExampleTurn(BaseModel):

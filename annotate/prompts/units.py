@@ -20,7 +20,7 @@ from typing import Any
 
 from annotate.ingest.model import Chat
 from annotate.ingest.segmentation import Round, Turn, handoff_index, merge_turns, split_rounds
-from annotate.labelling.rubrics import UnitKind, round_key
+from annotate.prompts.rubrics import UnitKind, round_key
 
 SPEAKER_NAMES = {"customer": "Customer", "ai": "AI assistant", "agent": "Human agent"}
 CLIP_MARKER = " [...] "
