@@ -47,7 +47,7 @@ class VllmBackend:
                 **embedded.identity(self.embedded),
                 "converted": "GGUF dequantised to float32 safetensors",
             }
-        self.dtype = options.dtype or ("float32" if self.on_cpu else "auto")
+        self.dtype: Any = options.dtype or ("float32" if self.on_cpu else "auto")  # vLLM checks the name itself
         # The prefix cache shares whole blocks only; the CPU build's default block of 128 tokens loses ~64 tokens
         # of every prompt's shared prefix. 32 is the smallest size the CPU kernels accept at full speed.
         self.block_size: int | None = options.block_size or (CPU_BLOCK_SIZE if self.on_cpu else None)
