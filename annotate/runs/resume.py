@@ -1,0 +1,51 @@
+"""Whether a run directory may take this run: the one place that decides, from the manifest it holds.
+
+A resume must not mix two setups in one directory. It is refused when the directory already holds labels
+made under another configuration (backend, model, sampling, truncation, redaction: the fingerprint), made
+with another version or content of a task's prompt, or rating a variable with another task. (Which units
+changed or vanished since, and why, is decided while the input is read again: labelling/resume.py.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from annotate.errors import RunStoreError
+from annotate.runs.manifest import RunManifest
+
+
+def check_resume(
+    previous: RunManifest | None,
+    out: Path,
+    *,
+    fingerprint: dict[str, Any],
+    prompts: dict[str, tuple[str, str]],
+    rated_by: dict[str, str],
+    labelled: bool,
+) -> None:
+    """``prompts``: task -> (version, content hash) of this run; ``rated_by``: variable -> the task rating it;
+    ``labelled``: whether the directory's journal holds anything (a run whose model failed to load may be run
+    again with another one)."""
+    if previous is None:
+        return
+    if labelled and previous.fingerprint != fingerprint:
+        before = previous.fingerprint or {}
+        changed = sorted(k for k in set(fingerprint) | set(before) if fingerprint.get(k) != before.get(k))
+        raise RunStoreError(
+            f"{out} holds a run with another configuration ({', '.join(changed)} differ): choose a new --out directory"
+        )
+    for task, (version, digest) in prompts.items():
+        held = previous.prompts.get(task)
+        if held and (held.version, held.hash) != (version, digest):
+            raise RunStoreError(
+                f"{out} already holds {task} labels from prompt {held.version} ({held.hash}); "
+                f"this run uses {version} ({digest}): choose a new --out directory"
+            )
+    for task, entry in previous.prompts.items():
+        for variable in entry.variables:
+            if variable in rated_by and rated_by[variable] != task:
+                raise RunStoreError(
+                    f"{out} holds {variable} labels from task '{task}'; this run rates {variable} with "
+                    f"'{rated_by[variable]}': one task per variable in a run directory, choose a new --out"
+                )
