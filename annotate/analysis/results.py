@@ -150,6 +150,21 @@ class Worth(Result):
     note: str | None = None
     """"none: ..." when the estimate gives the LLM labels no share; why the value is null otherwise."""
 
+    @property
+    def none(self) -> bool:
+        """The LLM saved no human work."""
+        return bool(self.note and self.note.startswith("none"))
+
+    def shown(self) -> str:
+        """As tables show it: "none", "–" (not estimable) or "167 [119, 194]"."""
+        if self.value is None:
+            return "–"
+        if self.none:
+            return "none"
+        low = "–" if self.low is None else f"{self.low:.0f}"
+        high = "–" if self.high is None else f"{self.high:.0f}"
+        return f"{self.value:.0f} [{low}, {high}]"
+
 
 class VariableValidation(PairStatistics):
     """One variable: the LLM's labels against gold."""

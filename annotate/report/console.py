@@ -171,9 +171,9 @@ def _print_worth(result: ValidationResult) -> None:
             continue
         w = v.worth
         value = "–" if w.value is None else f"{w.value:.0f}"
-        shown = "none" if w.note and w.note.startswith("none") else value
+        shown = "none" if w.none else value
         interval = "" if w.low is None else f" (95% bootstrap interval {w.low:.0f} to {w.high:.0f})"
-        note = f"; {w.note}" if w.note and not w.note.startswith("none") else ""
+        note = f"; {w.note}" if w.note and not w.none else ""
         say(f"  {v.variable}: {shown}{interval}{note}")
 
 

@@ -27,7 +27,7 @@ def print_estimate(result: EstimateResult) -> None:
                 "term": t.term,
                 **{name: _interval(e) for name, e in _estimators(t)},
                 "λ": _share(t.lam),
-                "worth /100 coded": _worth(t.worth),
+                "worth /100 coded": (t.worth.shown() if t.worth else "–"),
             }
             for t in model.terms
         ]
@@ -59,21 +59,13 @@ def _print_combination(model: Any) -> None:
     rows = []
     for t in model.terms:
         row = {"term": t.term, "combined": _interval(t.combined), "λ": _share(t.combined_lam)}
-        row["worth /100 coded"] = _worth(t.combined_worth)
+        row["worth /100 coded"] = t.combined_worth.shown() if t.combined_worth else "–"
         rows.append(row | {f"PPI {name}": _interval(e) for name, e in t.by_labeller.items()})
     say(pd.DataFrame(rows).to_string(index=False))
 
 
 def _share(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
-
-
-def _worth(worth: Any) -> str:
-    if worth is None or worth.value is None:
-        return "–"
-    if worth.note and worth.note.startswith("none"):
-        return "none"
-    return f"{worth.value:.0f} [{worth.low:.0f}, {worth.high:.0f}]"
 
 
 def _interval(e: Any) -> str:

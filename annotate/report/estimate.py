@@ -56,11 +56,7 @@ def model_rows(model: ModelEstimate) -> list[list[str]]:
 
 
 def worth_text(worth: Worth | None) -> str:
-    if worth is None or worth.value is None:
-        return "–"
-    if worth.note and worth.note.startswith("none"):
-        return "none"
-    return f"{worth.value:.0f} [{fmt(worth.low, 0)}, {fmt(worth.high, 0)}]"
+    return worth.shown() if worth else "–"
 
 
 def combination_table(model: ModelEstimate) -> Table:

@@ -172,7 +172,7 @@ def _worth_table(variables: list[VariableValidation]) -> Table:
         w = v.worth
         if w is None:
             continue
-        none = bool(w.note and w.note.startswith("none"))
+        none = w.none
         interval = "" if w.low is None else f"[{w.low:.0f}, {w.high:.0f}]"
         rows.append([v.variable, "none" if none else fmt(w.value, 0), interval, w.note or ""])
     note = (
