@@ -129,12 +129,12 @@ def validate(
     rubrics_dir: opt.RubricsDir = None,
 ) -> None:
     """Agreement of a run's labels with human gold labels: kappa, AC1, alpha, intervals, disagreements."""
+    from annotate.commands.validate import validate_command
     from annotate.report.console import print_paths, print_validation
-    from annotate.report.validation import validate_report
 
     with opt.user_errors():
         library = opt.library(prompts_dir, rubrics_dir)
-        report = validate_report(run_dir, gold, out, library, transcripts, repeat, bootstrap, seed, group_by)
+        report = validate_command(run_dir, gold, out, library, transcripts, repeat, bootstrap, seed, group_by)
     print_validation(report.result)
     print_paths(report.paths)
 
@@ -153,11 +153,11 @@ def agree(
     rubrics_dir: opt.RubricsDir = None,
 ) -> None:
     """Agreement of the LLM with itself across repeats, or across runs (models, backends, prompt versions)."""
-    from annotate.report.agreement import agree_report
+    from annotate.commands.agree import agree_command
     from annotate.report.console import print_agreement, print_paths
 
     with opt.user_errors():
-        report = agree_report(runs, out, opt.library(prompts_dir, rubrics_dir), repeat, bootstrap, seed, label.value)
+        report = agree_command(runs, out, opt.library(prompts_dir, rubrics_dir), repeat, bootstrap, seed, label.value)
     print_agreement(report.result, report.table)
     print_paths(report.paths)
 
@@ -205,12 +205,12 @@ def diff(
         options = opt.engine_from(locals())
         prompts = PromptPaths.resolve(prompts_dir, rubrics_dir)
         base = RunConfig(inputs=on, out=out, prompts=prompts, backend=backend, limit=limit, options=options)
+    from annotate.commands.diff import diff_command
     from annotate.report.console import ProgressBar, print_diff, print_paths
-    from annotate.report.diff import diff_report
 
     with opt.user_errors(), ProgressBar() as progress:
         library = opt.library(prompts_dir, rubrics_dir)
-        report = diff_report(library, first, second, third, out, base, gold, bootstrap, seed, progress)
+        report = diff_command(library, first, second, third, out, base, gold, bootstrap, seed, progress)
     print_diff(report.result)
     print_paths(report.paths)
 
@@ -234,7 +234,8 @@ def sample(
     rubrics_dir: opt.RubricsDir = None,
 ) -> None:
     """A blinded, shuffled sample for human coders with each item's inclusion probability; comes back as gold."""
-    from annotate.analysis.sample import SampleOptions, write_sample
+    from annotate.analysis.sample import SampleOptions
+    from annotate.commands.sample import sample_command
     from annotate.report.console import print_sample
 
     options = SampleOptions(
@@ -251,8 +252,8 @@ def sample(
         chats=chats,
     )
     with opt.user_errors():
-        files = write_sample(run_dir, out, opt.library(prompts_dir, rubrics_dir), options)
-    print_sample(files, run_dir)
+        written = sample_command(run_dir, out, opt.library(prompts_dir, rubrics_dir), options)
+    print_sample(written.result, run_dir)
 
 
 @app.command()
@@ -282,9 +283,9 @@ def estimate(
     LLM labels are then corrected too, which needs their human labels on the coded chats (sample --unit chat).
     """
     from annotate.analysis.estimate import EstimateOptions
+    from annotate.commands.estimate import estimate_command
     from annotate.report.console import print_paths
     from annotate.report.console_estimate import print_estimate
-    from annotate.report.estimate import estimate_report
 
     options = EstimateOptions(
         gold=gold,
@@ -303,7 +304,7 @@ def estimate(
         seed=seed,
     )
     with opt.user_errors():
-        report = estimate_report(run_dir, options, out, opt.library(prompts_dir, rubrics_dir))
+        report = estimate_command(run_dir, options, out, opt.library(prompts_dir, rubrics_dir))
     print_estimate(report.result)
     print_paths(report.paths)
 
@@ -315,13 +316,13 @@ def consensus(
     method: opt.ConsensusMethod = opt.MethodChoice.majority,
 ) -> None:
     """Combine labellers (models, engines, prompt versions, repeats) into one run: majority, Dawid-Skene, disputes."""
-    from annotate.analysis.consensus import build_consensus
+    from annotate.commands.consensus import consensus_command
     from annotate.report.console import print_consensus, print_paths
 
     with opt.user_errors():
-        result = build_consensus(runs, out, method.value)
-    print_consensus(result.manifest, result.rows)
-    print_paths(result.paths)
+        written = consensus_command(runs, out, method.value)
+    print_consensus(written.result.manifest, written.table)
+    print_paths(written.paths)
 
 
 @app.command()
@@ -334,10 +335,10 @@ def trajectories(
     transcripts: opt.Transcripts = None,
 ) -> None:
     """Per-round negative sentiment over each chat's timeline: LOESS curve with a 95% band per group."""
-    from annotate.report.trajectories import write_trajectories
+    from annotate.commands.trajectories import trajectories_command
 
     with opt.user_errors():
-        frame = write_trajectories(run_dir, out, group_by, bootstrap, seed, transcripts)
+        frame = trajectories_command(run_dir, out, group_by, bootstrap, seed, transcripts).table
     typer.echo(f"{frame['chat_id'].nunique()} chats, {len(frame)} rounds; wrote {out}")
 
 

@@ -65,7 +65,8 @@ def prompts_render(
 @models_app.command("list")
 def models_list() -> None:
     """Every embedded model: its --model name, whether it is installed, size, sha256, source and licence."""
+    from annotate.labelling.models import embedded_models
     from annotate.report.console import print_models
 
     with opt.user_errors():
-        print_models()
+        print_models(embedded_models())

@@ -52,11 +52,13 @@ def render_run_format() -> str:
     from pydantic import BaseModel
 
     from annotate.runs.manifest import FORMAT_VERSION, InputFile, PromptEntry, RunManifest, RunOptions
-    from annotate.runs.rows import LabelRow
+    from annotate.runs.rows import CONSENSUS_COLUMNS, ConsensusRow, LabelRow
 
-    def fields(model: type[BaseModel]) -> str:
+    def fields(model: type[BaseModel], only: list[str] | None = None) -> str:
         rows = ["| field | type | what |", "|---|---|---|"]
         for name, info in model.model_fields.items():
+            if only is not None and name not in only:
+                continue
             annotation = info.annotation
             kind = annotation.__name__ if isinstance(annotation, type) else str(annotation)
             kind = kind.replace("typing.", "").replace("annotate.runs.manifest.", "").replace(" | ", " or ")
@@ -71,6 +73,8 @@ def render_run_format() -> str:
         "[run-directory.md](run-directory.md).\n\n",
         "## A label row: `labels.parquet`, `labels.csv`, and each line of `journal.jsonl`\n\n",
         fields(LabelRow),
+        "\n### A consensus run's label rows: the label row, then these columns\n\n",
+        fields(ConsensusRow, CONSENSUS_COLUMNS),
         f"\n## `manifest.json` (format version {FORMAT_VERSION}, migrated on read from older ones)\n\n",
         fields(RunManifest),
         "\n### `prompts`: one entry per task\n\n",

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from annotate.prompts.library import PromptLibrary
+from annotate.runs.reader import Run, read_run
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "transcripts.jsonl"
@@ -38,6 +39,11 @@ def library(tmp_path: Path) -> PromptLibrary:
 def library_flags(library: PromptLibrary) -> list[str]:
     """The flags that point a command at a test's own copy of the prompts and rubrics."""
     return ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+
+
+def read_runs(*paths: Path) -> list[Run]:
+    """Run directories as the commands hand them to the analysis: read once each."""
+    return [read_run(path) for path in paths]
 
 
 def write_jsonl(path: Path, records: list[Any]) -> Path:

@@ -9,15 +9,17 @@ from sklearn.metrics import cohen_kappa_score
 from typer.testing import CliRunner
 
 from annotate.analysis.agree import agree_repeats, agree_runs
-from annotate.analysis.diff import compare_versions, text_diff
+from annotate.analysis.diff import text_diff
 from annotate.cli import app
+from annotate.commands.diff import diff_command
 from annotate.config import RunConfig, Sampling
 from annotate.engines.base import Request
 from annotate.engines.fake import FakeBackend, lowest_values
 from annotate.errors import RunStoreError
 from annotate.labelling.pipeline import run
 from annotate.prompts.library import PromptLibrary
-from tests.conftest import EXAMPLES, library_flags
+from annotate.runs.reader import read_run
+from tests.conftest import EXAMPLES, library_flags, read_runs
 
 GOLD = Path(__file__).resolve().parent.parent / "examples" / "gold.csv"
 
@@ -36,7 +38,7 @@ def make_run(library: PromptLibrary, out: Path, script=varied, **kw) -> Path:  #
 
 
 def test_repeats_of_a_deterministic_engine_agree_perfectly(library: PromptLibrary, tmp_path: Path) -> None:
-    result = agree_repeats(make_run(library, tmp_path / "r", repeats=3), library)
+    result = agree_repeats(read_run(make_run(library, tmp_path / "r", repeats=3)), library)
     assert result.coders == ["repeat 0", "repeat 1", "repeat 2"]
     sentiment = next(v for v in result.variables if v.variable == "negative_sentiment")
     assert sentiment.repeats is not None
@@ -46,13 +48,13 @@ def test_repeats_of_a_deterministic_engine_agree_perfectly(library: PromptLibrar
 
 def test_one_repeat_is_refused(library: PromptLibrary, tmp_path: Path) -> None:
     with pytest.raises(RunStoreError, match="--repeats"):
-        agree_repeats(make_run(library, tmp_path / "r"), library)
+        agree_repeats(read_run(make_run(library, tmp_path / "r")), library)
 
 
 def test_runs_are_compared_pairwise_and_differences_named(library: PromptLibrary, tmp_path: Path) -> None:
     a = make_run(library, tmp_path / "a")
     b = make_run(library, tmp_path / "b", script=lowest_values, sampling=Sampling(top_p=0.9))
-    result = agree_runs([a, b], library, n_boot=100).as_json()
+    result = agree_runs(read_runs(a, b), library, n_boot=100).as_json()
     assert result["differences"]["a vs b"] == [
         "sampling: {'temperature': 0.0, 'top_p': 1.0, 'seed': 0} vs {'temperature': 0.0, 'top_p': 0.9, 'seed': 0}"
     ]
@@ -66,7 +68,7 @@ def test_runs_are_compared_pairwise_and_differences_named(library: PromptLibrary
         assert pair["cohen_kappa"] is None and expected == 0
     else:
         assert pair["cohen_kappa"] == pytest.approx(expected)
-    three = agree_runs([a, b, make_run(library, tmp_path / "c")], library, n_boot=0).as_json()
+    three = agree_runs(read_runs(a, b, make_run(library, tmp_path / "c")), library, n_boot=0).as_json()
     assert three["variables"][0]["all_runs"] is not None and len(three["variables"][0]["pairs"]) == 3
 
 
@@ -110,7 +112,8 @@ def test_diff_labels_both_versions_and_measures_the_change(library: PromptLibrar
 
     base = RunConfig(inputs=[EXAMPLES], out=tmp_path / "d", prompts=library.paths, backend="fake", limit=10)
     fake = FakeBackend(script=by_version)
-    result = compare_versions(library, "proactivity", "v1", "v2", base, GOLD, n_boot=100, backend=fake).as_json()
+    written = diff_command(library, "proactivity", "v1", "v2", tmp_path / "report", base, GOLD, 100, backend=fake)
+    result = written.result.as_json()
     (entry,) = result["variables"]
     assert entry["transitions"] == [[0, entry["n"]], [0, 0]]
     assert len(entry["flipped"]) == entry["n"] == 10  # c01-c10 are all escalated
@@ -143,6 +146,7 @@ def test_runs_over_different_transcripts_that_reuse_chat_ids_are_not_compared(
     import shutil
 
     from annotate.analysis.consensus import load_sources
+    from annotate.runs.reader import read_run
 
     lines = EXAMPLES.read_text().splitlines()
     other = tmp_path / "other.jsonl"
@@ -151,18 +155,18 @@ def test_runs_over_different_transcripts_that_reuse_chat_ids_are_not_compared(
     config = RunConfig(inputs=[other], out=tmp_path / "b", prompts=library.paths, backend="fake", limit=10)
     run(config, backend=FakeBackend(script=varied))
     with pytest.raises(RunStoreError, match=r"label different transcripts under the same chat ids \(1 chats differ"):
-        agree_runs([a, tmp_path / "b"], library, n_boot=0)
+        agree_runs(read_runs(a, tmp_path / "b"), library, n_boot=0)
     with pytest.raises(RunStoreError, match="label different transcripts"):
-        load_sources([a, tmp_path / "b"])
+        load_sources([read_run(a), read_run(tmp_path / "b")])
     shutil.copytree(a, tmp_path / "copy")
     with pytest.raises(RunStoreError, match="are one run"):
-        load_sources([a, tmp_path / "copy"])
+        load_sources([read_run(a), read_run(tmp_path / "copy")])
     same = make_run(library, tmp_path / "same", script=lowest_values)  # the same input, another labeller: fine
-    assert agree_runs([a, same], library, n_boot=0).variables
+    assert agree_runs(read_runs(a, same), library, n_boot=0).variables
 
 
 def test_agree_refuses_one_run_given_twice(library: PromptLibrary, tmp_path: Path) -> None:
     """The same folder twice made agree crash ('DataFrame' object has no attribute 'tolist')."""
     a = make_run(library, tmp_path / "a")
     with pytest.raises(RunStoreError, match="is given twice"):
-        agree_runs([a, a], library, n_boot=0)
+        agree_runs(read_runs(a, a), library, n_boot=0)

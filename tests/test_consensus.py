@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from annotate.analysis.consensus import build_consensus, decide, mean_distribution
+from annotate.analysis.consensus import decide, mean_distribution
 from annotate.analysis.dawid_skene import dawid_skene
 from annotate.cli import app
+from annotate.commands.consensus import consensus_command
 from annotate.config import RunConfig
 from annotate.engines.base import Completion, Request
 from annotate.engines.fake import FakeBackend, lowest_values, values_from_content
@@ -209,10 +210,10 @@ def test_a_consensus_cannot_overwrite_one_of_its_sources(library: PromptLibrary,
     for out in (first, second):
         run(RunConfig(inputs=[EXAMPLES], out=out, prompts=library.paths, backend="fake", limit=3), FakeBackend())
     combined = tmp_path / "c"
-    build_consensus([first, second], combined)
+    consensus_command([first, second], combined)
     before = (combined / "manifest.json").read_bytes()
     with pytest.raises(RunStoreError, match="is one of the consensus's own sources"):
-        build_consensus([combined, first], combined)
+        consensus_command([combined, first], combined)
     assert (combined / "manifest.json").read_bytes() == before
 
 
@@ -226,7 +227,7 @@ def test_a_consensus_written_over_an_older_one_is_all_new_or_all_old(
     for out in (first, second):
         run(RunConfig(inputs=[EXAMPLES], out=out, prompts=library.paths, backend="fake", limit=3), FakeBackend())
     combined = tmp_path / "c"
-    build_consensus([first, second], combined)
+    consensus_command([first, second], combined)
     before = {p.name: p.read_bytes() for p in combined.iterdir()}
     real = Path.write_bytes
 
@@ -237,6 +238,32 @@ def test_a_consensus_written_over_an_older_one_is_all_new_or_all_old(
 
     monkeypatch.setattr(Path, "write_bytes", full_on_the_manifest)
     with pytest.raises(OSError, match="No space left"):
-        build_consensus([first, second], combined, method="majority")
+        consensus_command([first, second], combined, method="majority")
     monkeypatch.undo()
     assert {p.name: p.read_bytes() for p in combined.iterdir()} == before
+
+
+def test_consensus_rows_are_typed_rows_and_failures_are_kept(library: PromptLibrary, tmp_path: Path) -> None:
+    """Issue 20: consensus rows go through a typed row model (ConsensusRow), as label rows do."""
+    from annotate.runs.rows import ConsensusRow
+
+    def broken_for_c01(request: Request) -> str:
+        return "no json here" if request.group == "c01" else lowest_values(request)
+
+    a = labelled(library, tmp_path / "a", broken_for_c01, limit=3)
+    b = labelled(library, tmp_path / "b", broken_for_c01, limit=3)
+    written = consensus_command([a, b], tmp_path / "c")
+    labels = pd.read_parquet(tmp_path / "c" / "labels.parquet")
+    assert list(labels.columns) == list(ConsensusRow.model_fields)
+    rows = [
+        ConsensusRow(**{k: (None if v is pd.NA or v != v else v) for k, v in row.items()})
+        for row in labels.astype(object).to_dict("records")
+    ]
+    assert rows == written.result.rows
+    failed = [r for r in rows if r.status != "ok"]
+    assert failed and all(
+        r.chat_id == "c01" and r.sources == 0 and "no source gave an ok label" in r.error for r in failed
+    )
+    assert all(r.backend == "consensus" and r.run_id == written.result.manifest.run_id for r in rows)
+    with pytest.raises(ValueError, match="sources"):
+        ConsensusRow(**{**rows[0].model_dump(), "sources": "many"})

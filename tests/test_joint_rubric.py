@@ -18,7 +18,7 @@ from annotate.engines.fake import FakeBackend
 from annotate.errors import PromptError
 from annotate.labelling.pipeline import run
 from annotate.prompts.library import PromptLibrary
-from tests.conftest import EXAMPLES, ROOT, library_flags
+from tests.conftest import EXAMPLES, ROOT, library_flags, read_runs
 
 GOLD = ROOT / "examples" / "gold.csv"
 
@@ -98,7 +98,7 @@ def test_joint_and_separate_runs_label_the_same_items(library: PromptLibrary, tm
     assert a[key].to_numpy().tolist() == b[key].to_numpy().tolist()
     newest = library.versions("agent_behaviour")[-1]
     assert (a["status"] == "ok").all() and (a["prompt_version"] == newest).all()
-    report = agree_runs([tmp_path / "joint", tmp_path / "separate"], library, n_boot=50).as_json()
+    report = agree_runs(read_runs(tmp_path / "joint", tmp_path / "separate"), library, n_boot=50).as_json()
     assert sorted(v["variable"] for v in report["variables"]) == sorted(SEPARATE)
     (difference,) = report["differences"].values()
     assert difference == ["tasks: agent_behaviour vs empathy, information_seeking, proactivity, solution_provision"]

@@ -20,7 +20,8 @@ from annotate.labelling.cache import CompletionCache
 from annotate.labelling.pipeline import run
 from annotate.labelling.probabilities import NO_ENGINE_PROBABILITIES, VALUE_NOT_FOUND, Distribution, distribution
 from annotate.prompts.library import PromptLibrary
-from tests.conftest import EXAMPLES
+from annotate.runs.reader import read_run
+from tests.conftest import EXAMPLES, read_runs
 
 
 def tokens(*pieces: tuple[str, dict[str, float]]) -> list[TokenChoice]:
@@ -195,7 +196,7 @@ def test_validate_reports_calibration_and_the_probability_weighted_label(
     from annotate.analysis.validate import validate
 
     run(fake_config(library, tmp_path / "run"), backend=FakeBackend(script=answer_with_probabilities))
-    result = validate(tmp_path / "run", EXAMPLES.parent / "gold.csv", library, n_boot=0)
+    result = validate(read_run(tmp_path / "run"), EXAMPLES.parent / "gold.csv", library, n_boot=0)
     empathy = next(v for v in result.variables if v.variable == "empathy")
     assert empathy.calibration is not None and empathy.expected_label is not None
     calibration = empathy.calibration
@@ -242,12 +243,12 @@ def test_agree_can_compare_probability_weighted_labels(library: PromptLibrary, t
     run(fake_config(library, tmp_path / "a"), backend=FakeBackend(script=answer_with_probabilities))
     run(fake_config(library, tmp_path / "b", use_cache=False), backend=FakeBackend())
     run(fake_config(library, tmp_path / "a2"), backend=FakeBackend(script=answer_with_probabilities))
-    result = agree([tmp_path / "a", tmp_path / "a2"], library, n_boot=0, label="expected")
+    result = agree(read_runs(tmp_path / "a", tmp_path / "a2"), library, n_boot=0, label="expected")
     assert result.label == "expected"
     # every probability-weighted value is 1 + 1/3 -> 1: the two runs agree everywhere
     assert all(pair.percent_agreement == 1.0 for v in result.variables for pair in v.pairs.values())
     with pytest.raises(AnnotateError, match="have no probabilities"):
-        agree([tmp_path / "a", tmp_path / "b"], library, n_boot=0, label="expected")
+        agree(read_runs(tmp_path / "a", tmp_path / "b"), library, n_boot=0, label="expected")
 
 
 def test_the_reasons_for_missing_probabilities_survive_an_interrupted_run(

@@ -102,7 +102,7 @@ def test_every_reader_replays_how_the_run_read_its_input(library: PromptLibrary,
     _, manifest = loaded.labels, loaded.manifest
     replayed = run_chats(manifest)
     assert [c.chat_id for c in replayed] == ["k0", "k1"]  # the run's --limit
-    coding, _ = draw_sample(out, library, SampleOptions(design="random", per_variable=2))
+    coding, _ = draw_sample(read_run(out), library, SampleOptions(design="random", per_variable=2))
     text = " ".join(coding["context"].tolist() + coding["target"].tolist())
     assert "@example.org" not in text and "[EMAIL]" in text
     assert coding["target"].str.contains("Customer: Write to me at").all()  # the role map, so not empty

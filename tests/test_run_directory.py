@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from annotate.analysis.sample import SampleOptions, write_sample
+from annotate.analysis.sample import SampleOptions
+from annotate.commands.sample import sample_command
 from annotate.config import RunConfig
 from annotate.engines.fake import FakeBackend
 from annotate.errors import RunStoreError
@@ -243,7 +244,7 @@ def test_csv_outputs_cannot_carry_spreadsheet_formulas(library: PromptLibrary, t
         backend=FakeBackend(),
     )
     coding = tmp_path / "to_code.csv"
-    write_sample(answered, coding, library, SampleOptions(per_variable=1))
+    sample_command(answered, coding, library, SampleOptions(per_variable=1))
     assert set(pd.read_csv(coding, dtype=str)["chat_id"]) == {"'" + str(record["chat_id"])}
 
 
@@ -268,7 +269,6 @@ def test_readers_see_the_journal_when_the_tables_are_stale(library: PromptLibrar
 
 def test_outputs_replace_links_instead_of_writing_through_them(library: PromptLibrary, tmp_path: Path) -> None:
     """Issue 18: a run's labels.csv linked elsewhere was overwritten on resume; so was a coding file's rubric."""
-    from annotate.analysis.sample import SampleOptions, write_sample
 
     out = tmp_path / "run"
     run(config(library, out, EXAMPLES, limit=3), backend=FakeBackend())
@@ -280,7 +280,7 @@ def test_outputs_replace_links_instead_of_writing_through_them(library: PromptLi
     assert elsewhere.read_text() == "keep me" and not (out / "labels.csv").is_symlink()
     coding = tmp_path / "coding.csv"
     coding.with_suffix(".rubric.md").symlink_to(elsewhere)
-    write_sample(out, coding, library, SampleOptions(design="random", per_variable=2))
+    sample_command(out, coding, library, SampleOptions(design="random", per_variable=2))
     assert elsewhere.read_text() == "keep me"
 
 

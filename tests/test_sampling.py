@@ -28,6 +28,7 @@ from annotate.engines.fake import FakeBackend, lowest_values
 from annotate.errors import AnnotateError
 from annotate.labelling.pipeline import run
 from annotate.prompts.library import PromptLibrary
+from annotate.runs.reader import read_run
 from tests.conftest import EXAMPLES, library_flags
 from tests.test_agree_diff import varied
 
@@ -74,8 +75,8 @@ def labelled(library: PromptLibrary, tmp_path: Path) -> Path:
 
 def test_sample_is_blinded_stratified_and_reproducible(labelled: Path, library: PromptLibrary) -> None:
     options = SampleOptions(per_variable=20, stratify_by="escalation", seed=3)
-    coding, info = draw_sample(labelled, library, options)
-    again, _ = draw_sample(labelled, library, options)
+    coding, info = draw_sample(read_run(labelled), library, options)
+    again, _ = draw_sample(read_run(labelled), library, options)
     assert coding.equals(again)
     assert list(coding.columns) == [
         "item",
@@ -100,7 +101,7 @@ def test_sample_is_blinded_stratified_and_reproducible(labelled: Path, library: 
 def test_designs_that_would_give_a_unit_no_chance_are_refused(labelled: Path, library: PromptLibrary) -> None:
     """Fewer items than strata left strata unsampled; --floor 0 left sure units unsampled (probability 0)."""
     with pytest.raises(AnnotateError, match=r"initial_sentiment: a stratified sample of 10 cannot reach all 16 strata"):
-        draw_sample(labelled, library, SampleOptions(per_variable=10, stratify_by="escalation"))
+        draw_sample(read_run(labelled), library, SampleOptions(per_variable=10, stratify_by="escalation"))
     with pytest.raises(AnnotateError, match="needs a floor above 0"):
         draw_units("confidence", 3, 2, np.random.default_rng(0), confidence=np.array([1.0, 0.5, 1.0]), floor=0)
 
@@ -117,7 +118,7 @@ def test_a_sample_of_nothing_is_refused(
 ) -> None:
     """A mistyped variable wrote a header-only coding file; an unknown stratum field was ignored."""
     with pytest.raises(AnnotateError, match=re.escape(message)):
-        draw_sample(labelled, library, options)
+        draw_sample(read_run(labelled), library, options)
 
 
 @pytest.mark.parametrize("disputed", [3, 30, 60])
@@ -162,10 +163,12 @@ def test_trajectories_command(labelled: Path, tmp_path: Path) -> None:
 def test_each_design_records_the_probability_every_drawn_item_had(labelled: Path, library: PromptLibrary) -> None:
     labels = pd.read_parquet(labelled / "labels.parquet")
     population = labels[(labels["status"] == "ok") & (labels["variable"] == "empathy")]
-    random, _ = draw_sample(labelled, library, SampleOptions(per_variable=8, design="random", variables=("empathy",)))
+    random, _ = draw_sample(
+        read_run(labelled), library, SampleOptions(per_variable=8, design="random", variables=("empathy",))
+    )
     assert (random["inclusion_probability"] == round(8 / len(population), 8)).all()
     assert (random["design"] == "random").all()
-    stratified, _ = draw_sample(labelled, library, SampleOptions(per_variable=8, variables=("empathy",)))
+    stratified, _ = draw_sample(read_run(labelled), library, SampleOptions(per_variable=8, variables=("empathy",)))
     by_value = population.groupby("value").size()
     drawn = stratified.merge(population[["chat_id", "value"]].rename(columns={"value": "llm"}), on="chat_id")
     for value, rows in drawn.groupby("llm"):
@@ -174,7 +177,7 @@ def test_each_design_records_the_probability_every_drawn_item_had(labelled: Path
 
 def test_the_confidence_design_needs_probabilities(labelled: Path, library: PromptLibrary) -> None:
     with pytest.raises(AnnotateError, match="no probabilities"):
-        draw_sample(labelled, library, SampleOptions(per_variable=5, design="confidence"))
+        draw_sample(read_run(labelled), library, SampleOptions(per_variable=5, design="confidence"))
 
 
 def test_inclusion_probabilities_follow_uncertainty_with_a_cap_and_sum_to_n() -> None:
@@ -205,7 +208,9 @@ def test_a_confidence_sample_favours_uncertain_labels(library: PromptLibrary, tm
         backend=FakeBackend(script=answer_with_probabilities_by_chat),
     )
     labels = pd.read_parquet(out / "labels.parquet")
-    coding, info = draw_sample(out, library, SampleOptions(per_variable=6, design="confidence", variables=("empathy",)))
+    coding, info = draw_sample(
+        read_run(out), library, SampleOptions(per_variable=6, design="confidence", variables=("empathy",))
+    )
     assert info["design"] == "confidence" and len(coding) == 6
     empathy = labels[labels["variable"] == "empathy"].set_index("chat_id")["confidence"]
     chosen = coding.set_index("chat_id")["inclusion_probability"]
@@ -234,9 +239,9 @@ def test_a_coding_file_round_trip_keeps_ids_a_spreadsheet_would_read_as_formulas
         RunConfig(inputs=[path], out=out, prompts=library.paths, backend="fake", tasks=["initial_state"]), FakeBackend()
     )
     coding = tmp_path / "coding.csv"
-    from annotate.analysis.sample import write_sample
+    from annotate.commands.sample import sample_command
 
-    write_sample(out, coding, library, SampleOptions(design="random", per_variable=5))
+    sample_command(out, coding, library, SampleOptions(design="random", per_variable=5))
     assert "'=sum" in coding.read_text()  # guarded for spreadsheets
     coded = pd.read_csv(coding, dtype=str, keep_default_na=False).assign(value="1", annotator="me")
     coded.to_csv(coding, index=False)  # a coder fills in the values

@@ -25,11 +25,11 @@ from annotate.errors import RunStoreError
 from annotate.labelling.excerpts import VariableInfo, variable_info
 from annotate.prompts.library import PromptLibrary
 from annotate.runs.manifest import RunManifest
-from annotate.runs.reader import check_distinct_runs, check_same_transcripts, read_run
+from annotate.runs.reader import Run, check_distinct_runs, check_same_transcripts
 
 
 def agree(
-    run_dirs: list[Path],
+    runs: list[Run],
     library: PromptLibrary | None = None,
     repeat: int = 0,
     n_boot: int = 1000,
@@ -40,24 +40,24 @@ def agree(
 
     ``label='expected'`` compares the probability-weighted labels instead of the chosen ones.
     """
-    if len(run_dirs) == 1:
-        result = agree_repeats(run_dirs[0], library, label)
+    if len(runs) == 1:
+        result = agree_repeats(runs[0], library, label)
     else:
-        result = agree_runs(run_dirs, library, repeat, n_boot, seed, label)
+        result = agree_runs(runs, library, repeat, n_boot, seed, label)
     result.label = label
     return result
 
 
-def _load(run_dir: Path, library: PromptLibrary | None, label: str) -> tuple[pd.DataFrame, RunManifest]:
-    run = read_run(run_dir)
+def _load(run: Run, library: PromptLibrary | None, label: str) -> tuple[pd.DataFrame, RunManifest]:
     labels, manifest = run.labels, run.manifest
     labels = labels[labels["status"] != "skipped"]
     scales = {name: (v.scale, v.categories) for name, v in variable_info(labels, manifest, library).items()}
-    return use_label(labels, label, scales, str(run_dir)), manifest
+    return use_label(labels, label, scales, str(run.path)), manifest
 
 
-def agree_repeats(run_dir: Path, library: PromptLibrary | None = None, label: str = "chosen") -> AgreementResult:
-    labels, manifest = _load(run_dir, library, label)
+def agree_repeats(run: Run, library: PromptLibrary | None = None, label: str = "chosen") -> AgreementResult:
+    run_dir = run.path
+    labels, manifest = _load(run, library, label)
     repeats = sorted(int(r) for r in labels["repeat"].dropna().unique())
     if len(repeats) < 2:
         raise RunStoreError(f"{run_dir} has one repeat: run it with --repeats N (N >= 2), or compare several runs")
@@ -85,19 +85,19 @@ def agree_repeats(run_dir: Path, library: PromptLibrary | None = None, label: st
 
 
 def agree_runs(
-    run_dirs: list[Path],
+    runs: list[Run],
     library: PromptLibrary | None = None,
     repeat: int = 0,
     n_boot: int = 1000,
     seed: int = 0,
     label: str = "chosen",
 ) -> AgreementResult:
-    if len(run_dirs) < 2:
+    if len(runs) < 2:
         raise RunStoreError("give two or more run directories, or one run made with --repeats")
-    loaded = [_load(d, library, label) for d in run_dirs]
-    runs = [(d, manifest) for d, (_, manifest) in zip(run_dirs, loaded, strict=True)]
-    check_distinct_runs(runs)
-    check_same_transcripts(runs)
+    run_dirs = [run.path for run in runs]
+    loaded = [_load(run, library, label) for run in runs]
+    check_distinct_runs([(run.path, run.manifest) for run in runs])
+    check_same_transcripts([(run.path, run.manifest) for run in runs])
     names = _coder_names(run_dirs)
     frames = []
     info: dict[str, VariableInfo] = {}

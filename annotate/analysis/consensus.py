@@ -24,9 +24,8 @@ import pandas as pd
 from annotate.analysis.dawid_skene import dawid_skene
 from annotate.errors import RunStoreError
 from annotate.runs.manifest import InputFile, PromptEntry, RunManifest, RunOptions
-from annotate.runs.outputs import csv_text, write_all_atomic
-from annotate.runs.reader import check_distinct_runs, check_same_transcripts, read_run
-from annotate.runs.rows import LABEL_COLUMNS
+from annotate.runs.reader import Run, check_distinct_runs, check_same_transcripts
+from annotate.runs.rows import ConsensusRow
 from annotate.vocabulary import ConsensusMethod, values
 
 METHODS = values(ConsensusMethod)
@@ -34,8 +33,6 @@ TIE_RULE = (
     "a tie goes to the tied value with the larger mean probability when the sources have probabilities, "
     "otherwise to the tied value nearest the median of all votes, then to the lower value"
 )
-CONSENSUS_COLUMNS = ["sources", "share", "disputed", "majority", "dawid_skene", "dawid_skene_probability", "votes"]
-"""Columns a consensus run's labels have besides the label columns."""
 
 
 @dataclass(frozen=True)
@@ -61,20 +58,17 @@ class Source:
         }
 
 
-def load_sources(run_dirs: list[Path]) -> list[Source]:
+def load_sources(runs: list[Run]) -> list[Source]:
     """One source per run and repeat; names are the run folders' names (with ``#repeat`` when a run has several)."""
-    sources, runs = [], []
-    for run_dir in run_dirs:
-        run = read_run(run_dir)
-        labels, manifest = run.labels, run.manifest
-        runs.append((run_dir, manifest))
-        labels = labels[labels["status"] != "skipped"]
+    sources = []
+    for run in runs:
+        labels = run.labels[run.labels["status"] != "skipped"]
         repeats = sorted(int(r) for r in labels["repeat"].dropna().unique())
         for repeat in repeats:
-            name = run_dir.name + (f"#{repeat}" if len(repeats) > 1 else "")
-            sources.append(Source(name, run_dir, repeat, labels[labels["repeat"] == repeat], manifest))
-    check_distinct_runs(runs)
-    check_same_transcripts(runs)
+            name = run.path.name + (f"#{repeat}" if len(repeats) > 1 else "")
+            sources.append(Source(name, run.path, repeat, labels[labels["repeat"] == repeat], run.manifest))
+    check_distinct_runs([(run.path, run.manifest) for run in runs])
+    check_same_transcripts([(run.path, run.manifest) for run in runs])
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise RunStoreError(
@@ -97,31 +91,27 @@ def votes_table(sources: list[Source]) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Consensus:
-    rows: pd.DataFrame
+    rows: list[ConsensusRow]
     manifest: RunManifest
-    paths: list[Path]
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame([row.model_dump() for row in self.rows], columns=list(ConsensusRow.model_fields))
 
 
-def build_consensus(run_dirs: list[Path], out: Path, method: str = "majority") -> Consensus:
-    """Combine the runs into a consensus run directory at ``out``; see the module docstring for the rules."""
+def build_consensus(runs: list[Run], method: str = "majority") -> Consensus:
+    """Combine the runs into consensus rows and their manifest; see the module docstring for the rules."""
     if method not in METHODS:
         raise RunStoreError(f"unknown consensus method '{method}' (known: {', '.join(METHODS)})")
-    if (out / "journal.jsonl").exists():
-        raise RunStoreError(f"{out} holds a labelling run; write the consensus to a new --out directory")
-    if any(out.resolve() == run_dir.resolve() for run_dir in run_dirs):
-        raise RunStoreError(f"{out} is one of the consensus's own sources; write it to a new --out directory")
-    sources = load_sources(run_dirs)
+    sources = load_sources(runs)
     if method == "dawid-skene" and len(sources) < 3:
         raise RunStoreError(f"Dawid-Skene needs three or more sources; these runs give {len(sources)}")
     run_id = "consensus-" + pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
     votes = votes_table(sources)
-    parts = [consensus_rows(votes, sources, method, run_id), _unlabelled(sources, votes, run_id)]
-    rows = pd.concat([part for part in parts if len(part)], ignore_index=True)
-    manifest = _manifest(sources, rows, method, run_id)
-    return Consensus(rows, manifest, write_consensus(out, rows, manifest))
+    rows = consensus_rows(votes, sources, method, run_id) + _unlabelled(sources, votes, run_id)
+    return Consensus(rows, _manifest(sources, rows, method, run_id))
 
 
-def _unlabelled(sources: list[Source], votes: pd.DataFrame, run_id: str) -> pd.DataFrame:
+def _unlabelled(sources: list[Source], votes: pd.DataFrame, run_id: str) -> list[ConsensusRow]:
     """Units every source failed on: kept as failure rows, so nothing disappears."""
     keys = ["chat_id", "round", "variable"]
     failed = pd.concat([s.labels[s.labels["status"] != "ok"].assign(source=s.name) for s in sources])
@@ -131,22 +121,23 @@ def _unlabelled(sources: list[Source], votes: pd.DataFrame, run_id: str) -> pd.D
     for _, unit in failed.groupby(keys, dropna=False, sort=True):
         first = unit.iloc[0]
         statuses = ", ".join(f"{src}: {st}" for src, st in zip(unit["source"], unit["status"], strict=True))
-        row = {c: first[c] for c in LABEL_COLUMNS if c in first}
-        row |= {"value": None, "probs": None, "confidence": None, "expected": None, "run_id": run_id}
-        row |= {"error": f"no source gave an ok label ({statuses})", "backend": "consensus", "repeat": 0}
-        rows.append(row | {"sources": 0, "share": None, "disputed": False, "votes": "{}"})
-    return pd.DataFrame(rows, columns=[*LABEL_COLUMNS, *CONSENSUS_COLUMNS])
+        row = _provenance(unit, run_id) | {"status": first["status"], "value": None, "probs": None}
+        row |= {"error": f"no source gave an ok label ({statuses})", "sampling": first["sampling"]}
+        row |= {"model": first["model"], "raw_output": first["raw_output"]}
+        rows.append(ConsensusRow(**row, sources=0, share=None, disputed=False, votes="{}"))
+    return rows
 
 
-def _manifest(sources: list[Source], rows: pd.DataFrame, method: str, run_id: str) -> RunManifest:
+def _manifest(sources: list[Source], rows: list[ConsensusRow], method: str, run_id: str) -> RunManifest:
     prompts: dict[str, PromptEntry] = {}
     inputs: list[InputFile] = []
     for s in sources:
         prompts = {**s.manifest.prompts, **prompts}  # the first source's version wins per task
         inputs += [i for i in s.manifest.inputs if i not in inputs]
     counts: dict[str, dict[str, int]] = {}
-    for (task, status), n in rows.groupby(["task", "status"]).size().items():
-        counts.setdefault(str(task), {})[str(status)] = int(n)
+    for row in rows:
+        by_task = counts.setdefault(row.task, {})
+        by_task[row.status] = by_task.get(row.status, 0) + 1
     return RunManifest(
         run_id=run_id,
         status="complete",
@@ -164,12 +155,13 @@ def _manifest(sources: list[Source], rows: pd.DataFrame, method: str, run_id: st
     )
 
 
-def coverage(sources: list[Source], rows: pd.DataFrame) -> dict[str, Any]:
+def coverage(sources: list[Source], rows: list[ConsensusRow]) -> dict[str, Any]:
     """Per variable: units, how many every source labelled (ok), how many only some, and each source's count."""
     n = len(sources)
     found: dict[str, Any] = {}
-    for variable, unit_rows in rows.groupby("variable", sort=True):
-        counted = pd.to_numeric(unit_rows["sources"]).fillna(0).astype(int)
+    table = pd.DataFrame({"variable": [r.variable for r in rows], "sources": [r.sources for r in rows]})
+    for variable, unit_rows in table.groupby("variable", sort=True):
+        counted = unit_rows["sources"]
         found[str(variable)] = {
             "units": len(unit_rows),
             "by_every_source": int((counted == n).sum()),
@@ -202,7 +194,7 @@ def mean_distribution(probs: list[dict[int, float]]) -> dict[int, float]:
     return {v: float(np.mean([p.get(v, 0.0) for p in probs])) for v in values}
 
 
-def consensus_rows(votes: pd.DataFrame, sources: list[Source], method: str, run_id: str) -> pd.DataFrame:
+def consensus_rows(votes: pd.DataFrame, sources: list[Source], method: str, run_id: str) -> list[ConsensusRow]:
     """The consensus label rows, one per unit that any source labelled."""
     names = [s.name for s in sources]
     estimates = _dawid_skene_by_variable(votes) if len(names) >= 3 else {}
@@ -220,55 +212,56 @@ def consensus_rows(votes: pd.DataFrame, sources: list[Source], method: str, run_
         share = values.count(value) / len(values)
         distribution = mean_distribution(probs) if complete else None
         rows.append(
-            _row(unit, variable, value, distribution, run_id, names, method)
-            | {
-                "sources": len(values),
-                "share": share,
-                "disputed": len(set(values)) > 1,
-                "majority": majority,
-                "dawid_skene": ds[0] if ds else None,
-                "dawid_skene_probability": ds[1] if ds else None,
-                "votes": json.dumps(dict(zip(unit["source"], values, strict=True))),
-            }
+            ConsensusRow(
+                **_provenance(unit, run_id),
+                **_label(value, distribution),
+                status="ok",
+                error="",
+                model=f"consensus of {len(names)} sources",
+                sampling=json.dumps({"method": method, "sources": names}),
+                raw_output="",
+                sources=len(values),
+                share=share,
+                disputed=len(set(values)) > 1,
+                majority=majority,
+                dawid_skene=ds[0] if ds else None,
+                dawid_skene_probability=ds[1] if ds else None,
+                votes=json.dumps(dict(zip(unit["source"], values, strict=True))),
+            )
         )
-    return pd.DataFrame(rows, columns=[*LABEL_COLUMNS, *CONSENSUS_COLUMNS])
+    return rows
 
 
-def _row(
-    unit: pd.DataFrame,
-    variable: str,
-    value: int,
-    distribution: dict[int, float] | None,
-    run_id: str,
-    names: list[str],
-    method: str,
-) -> dict[str, Any]:
-    first = unit.iloc[0]
-    expected = sum(v * p for v, p in distribution.items()) if distribution else None
+def _label(value: int, distribution: dict[int, float] | None) -> dict[str, Any]:
+    """The value and, when every source had probabilities, their mean distribution."""
+    if not distribution:
+        return {"value": value, "probs": None, "confidence": None, "expected": None}
     return {
-        "chat_id": first["chat_id"],
-        "round": first["round"],
-        "task": first["task"],
-        "variable": variable,
         "value": value,
-        "probs": json.dumps({str(v): round(p, 6) for v, p in distribution.items()}) if distribution else None,
-        "confidence": round(distribution.get(value, 0.0), 6) if distribution else None,
-        "expected": round(expected, 6) if expected is not None else None,
-        "status": "ok",
-        "error": "",
+        "probs": json.dumps({str(v): round(p, 6) for v, p in distribution.items()}),
+        "confidence": round(distribution.get(value, 0.0), 6),
+        "expected": round(sum(v * p for v, p in distribution.items()), 6),
+    }
+
+
+def _provenance(unit: pd.DataFrame, run_id: str) -> dict[str, Any]:
+    """What every consensus row of a unit carries: the unit, the prompts behind its votes, the consensus run."""
+    first = unit.iloc[0]
+    return {
+        "chat_id": str(first["chat_id"]),
+        "round": None if pd.isna(first["round"]) else int(first["round"]),
+        "task": str(first["task"]),
+        "variable": str(first["variable"]),
         "repeat": 0,
         "prompt_version": "|".join(sorted(set(unit["prompt_version"]))),
         "prompt_hash": "|".join(sorted(set(unit["prompt_hash"]))),
-        "model": f"consensus of {len(names)} sources",
         "backend": "consensus",
-        "sampling": json.dumps({"method": method, "sources": names}),
-        "raw_output": "",
         "prompt_tokens": 0,
         "completion_tokens": 0,
         "latency_ms": 0.0,
         "attempts": 0,
         "cached": False,
-        "truncation": "; ".join(sorted({t for t in unit["truncation"] if t})),
+        "truncation": "; ".join(sorted({t for t in unit["truncation"] if isinstance(t, str) and t})),
         "run_id": run_id,
     }
 
@@ -292,19 +285,3 @@ def _dawid_skene_by_variable(votes: pd.DataFrame) -> dict[tuple[Any, Any, str], 
         for (c, r), i in index.items():
             found[(c, r, str(variable))] = (int(values[i]), float(posterior[i]))
     return found
-
-
-def write_consensus(out: Path, rows: pd.DataFrame, manifest: RunManifest) -> list[Path]:
-    """A run directory that validate, agree, sample, trajectories and estimate read like any other."""
-    out.mkdir(parents=True, exist_ok=True)
-    frame = rows.copy()
-    for column in ("round", "value", "repeat", "majority", "dawid_skene"):
-        frame[column] = frame[column].astype("Int64")
-    write_all_atomic(
-        {
-            out / "labels.parquet": frame.to_parquet(index=False),
-            out / "labels.csv": csv_text(frame),
-            out / "manifest.json": manifest.as_json(),
-        }
-    )
-    return [out / "labels.parquet", out / "labels.csv", out / "manifest.json"]

@@ -12,34 +12,27 @@ in agreement with a paired chat bootstrap interval.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from annotate.analysis import statistics as st
-from annotate.analysis.gold import read_truth, record_development_gold
+from annotate.analysis.gold import read_truth
 from annotate.analysis.results import (
     DiffResult,
     Flip,
     GoldChange,
     PairStatistics,
     SideDescription,
-    SideRun,
     VariableDiff,
 )
-from annotate.config import RunConfig
 from annotate.errors import PromptError
 from annotate.labelling.excerpts import Excerpts, unit_excerpts
-from annotate.labelling.pipeline import Progress, run
 from annotate.prompts.library import PromptLibrary
 from annotate.prompts.rubrics import Variable
 from annotate.prompts.template import PromptVersion
-from annotate.runs.reader import read_run
-
-if TYPE_CHECKING:
-    from annotate.engines import Backend  # a started engine passes through to the pipeline untouched
+from annotate.runs.reader import Run
 
 KEY = ["chat_id", "round", "variable"]
 
@@ -111,65 +104,48 @@ def versions(library: PromptLibrary, task: str, version_a: str, version_b: str) 
     return Side(version_a, (library.get(task, version_a),)), Side(version_b, (library.get(task, version_b),))
 
 
-def compare_versions(
-    library: PromptLibrary,
-    task: str,
-    version_a: str,
-    version_b: str,
-    base: RunConfig | None,
-    gold_path: Path | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
-    progress: Progress | None = None,
-    backend: Backend | None = None,
-) -> DiffResult:
-    """Two versions of one task. ``backend`` is an engine already started (tests pass a scripted one)."""
-    a, b = versions(library, task, version_a, version_b)
-    return compare(library, a, b, base, gold_path, n_boot, seed, progress, backend, title=task)
-
-
-def compare(
-    library: PromptLibrary,
-    a: Side,
-    b: Side,
-    base: RunConfig | None,
-    gold_path: Path | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
-    progress: Progress | None = None,
-    backend: Backend | None = None,
-    title: str | None = None,
-) -> DiffResult:
-    """Two sides that rate the same variables; with ``base`` (inputs and engine), both label the same units."""
-    shared = [v for pv in a.prompts for v in pv.rubric.variables if b.variable(v) is not None]
+def describe(a: Side, b: Side, gold_path: Path | None = None, title: str | None = None) -> DiffResult:
+    """What two sides rating the same variables differ in, before any label: hashes, changelogs, the text diff."""
+    shared = shared_variables(a, b)
     if not shared:
         raise PromptError(f"'{a.name}' and '{b.name}' rate no variable in common: nothing to compare")
     if a.name == b.name:
         raise PromptError(f"both sides are '{a.name}': name two versions or two task sets")
     single = len(a.prompts) == len(b.prompts) == 1
-    result = DiffResult(
+    return DiffResult(
         task=title or "task sets",
         sides=[a.name, b.name],
         versions={side.name: side.describe() for side in (a, b)},
         text_diff=text_diff(a.prompts[0], b.prompts[0]) if single else system_diff(a, b),
         gold_path=str(gold_path) if gold_path else None,
     )
-    if base is None:
-        return result
-    scales = {v: _categories(a, b, v) for v in shared}
-    truth = read_truth(gold_path, scales) if gold_path else None  # bad gold stops the diff before any labelling
-    if gold_path:
-        result.gold_sha256 = record_development_gold(gold_path, f"diff {a.name} vs {b.name} in {base.out}")
-    for side in (a, b):
-        result.runs[side.name] = _label_side(side, base, progress, backend)
-    run = read_run(Path(result.runs[a.name].dir))
-    first, manifest = run.labels, run.manifest
-    run = read_run(Path(result.runs[b.name].dir))
-    second, _ = run.labels, run.manifest
-    both = first.merge(second, on=KEY, suffixes=("_a", "_b"))
+
+
+def shared_variables(a: Side, b: Side) -> list[str]:
+    return [v for pv in a.prompts for v in pv.rubric.variables if b.variable(v) is not None]
+
+
+def diff_truth(a: Side, b: Side, gold_path: Path) -> pd.DataFrame:
+    """The gold's reference labels, checked against both sides' scales (bad gold stops a diff before labelling)."""
+    return read_truth(gold_path, {v: _categories(a, b, v) for v in shared_variables(a, b)})
+
+
+def compare_runs(
+    result: DiffResult,
+    a: Side,
+    b: Side,
+    first: Run,
+    second: Run,
+    library: PromptLibrary,
+    truth: pd.DataFrame | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> DiffResult:
+    """The two sides' labels of the same units: transitions, agreement, flips, and (with gold) the change in it."""
+    both = first.labels.merge(second.labels, on=KEY, suffixes=("_a", "_b"))
     both = both[(both["repeat_a"] == 0) & (both["repeat_b"] == 0)]
     ok = both[(both["status_a"] == "ok") & (both["status_b"] == "ok")].copy()
-    seen = unit_excerpts(manifest, None, library)
+    seen = unit_excerpts(first.manifest, None, library)
     for variable, rows in ok.groupby("variable", sort=True):
         not_compared = int((both["variable"] == variable).sum() - len(rows))
         result.variables.append(_variable(str(variable), rows, a, b, not_compared, seen, truth, n_boot, seed))
@@ -179,25 +155,6 @@ def compare(
 def _categories(a: Side, b: Side, variable: str) -> list[int]:
     var_a, var_b = a.variable(variable), b.variable(variable)
     return sorted(set(var_a.values if var_a else {}) | set(var_b.values if var_b else {}))
-
-
-def _label_side(side: Side, base: RunConfig, progress: Progress | None, backend: Backend | None) -> SideRun:
-    config = replace(
-        base,
-        tasks=[pv.task for pv in side.prompts],
-        prompt_versions={pv.task: pv.version for pv in side.prompts},
-        out=base.out / "runs" / side.name,
-    )
-    summary = run(config, backend=backend, progress=progress)
-    return SideRun(
-        dir=str(config.out),
-        model_calls=summary.model_calls,
-        cache_hits=summary.cache_hits,
-        prompt_tokens=summary.prompt_tokens,
-        evaluated_prompt_tokens=summary.prompt_tokens - summary.cached_prompt_tokens,
-        completion_tokens=summary.completion_tokens,
-        seconds=round(summary.seconds, 1),
-    )
 
 
 def _variable(

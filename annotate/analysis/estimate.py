@@ -21,6 +21,7 @@ from annotate.analysis.gold import development_gold, gold_sha256
 from annotate.analysis.results import Worth
 from annotate.analysis.worth import worth as labeller_worth
 from annotate.prompts.library import PromptLibrary
+from annotate.runs.reader import Run
 
 LEVEL = ppi.LEVEL
 FEW_CODED_CHATS = 40
@@ -49,9 +50,9 @@ class EstimateOptions:
     seed: int = 0
 
 
-def estimate(run_dir: Path, options: EstimateOptions, library: PromptLibrary | None = None) -> EstimateResult:
+def estimate(run: Run, options: EstimateOptions, library: PromptLibrary | None = None) -> EstimateResult:
     """Every requested model, estimated three ways."""
-    data = estimate_data(run_dir, options, library)
+    data = estimate_data(run, options, library)
     warnings = list(data.warnings)
     gold_hash = gold_sha256(options.gold)
     used_by = development_gold(gold_hash)
@@ -68,7 +69,7 @@ def estimate(run_dir: Path, options: EstimateOptions, library: PromptLibrary | N
             "independent pieces of evidence (docs/methods.md shows their coverage at 20)"
         )
     return EstimateResult(
-        run_dir=str(run_dir),
+        run_dir=str(run.path),
         gold=str(options.gold),
         gold_sha256=gold_hash,
         family=options.family,

@@ -21,7 +21,7 @@ from annotate.ingest.readers import read_table
 from annotate.labelling.excerpts import VariableInfo, variable_info
 from annotate.prompts.library import PromptLibrary
 from annotate.runs.manifest import RunManifest
-from annotate.runs.reader import read_run, run_chats
+from annotate.runs.reader import Run, run_chats
 
 if TYPE_CHECKING:
     from annotate.analysis.estimate import EstimateOptions
@@ -67,16 +67,15 @@ class Assembled:
     warnings: list[str] = field(default_factory=list)
 
 
-def estimate_data(run_dir: Path, options: EstimateOptions, library: PromptLibrary | None) -> Assembled:
-    run = read_run(run_dir)
-    labels, manifest = run.labels, run.manifest
+def estimate_data(run: Run, options: EstimateOptions, library: PromptLibrary | None) -> Assembled:
+    run_dir, labels, manifest = run.path, run.labels, run.manifest
     info = variable_info(labels, manifest, library)
     ok = labels[labels["status"] == "ok"]
     assembled = Assembled()
     formulas = _formulas(options, info, set(ok["variable"]))
     chats = _chat_table(manifest, options, assembled.warnings)
     gold = _gold(options.gold, info, assembled.warnings)
-    labellers = load_labellers(run_dir, options.labellers) if options.labellers or options.recalibrate else []
+    labellers = load_labellers(run, options.labellers) if options.labellers or options.recalibrate else []
     column = "value" if options.label == "chosen" else "expected"
     for outcome, rhs in formulas:
         units = _units(ok, outcome, options.label, run_dir)

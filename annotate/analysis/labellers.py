@@ -13,7 +13,7 @@ import pandas as pd
 
 from annotate.analysis.combine import LabellerFeatures
 from annotate.errors import AnnotateError
-from annotate.runs.reader import check_distinct_runs, check_same_transcripts, read_run
+from annotate.runs.reader import Run, check_distinct_runs, check_same_transcripts, read_run
 
 
 @dataclass(frozen=True)
@@ -25,9 +25,11 @@ class Labeller:
     """The run's ok labels."""
 
 
-def load_labellers(primary: Path, others: tuple[Path, ...]) -> list[Labeller]:
+def load_labellers(primary_run: Run, others: tuple[Path, ...]) -> list[Labeller]:
     """The primary run and the others, refusing runs over other transcripts and the same run twice."""
-    runs = [(path, r.labels, r.manifest) for path in (primary, *others) for r in [read_run(path)]]
+    primary = primary_run.path
+    runs = [(primary, primary_run.labels, primary_run.manifest)]
+    runs += [(path, r.labels, r.manifest) for path in others for r in [read_run(path)]]
     check_distinct_runs([(path, manifest) for path, _, manifest in runs])
     check_same_transcripts([(path, manifest) for path, _, manifest in runs])
     names = Counter(path.name for path, _, _ in runs)

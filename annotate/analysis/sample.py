@@ -8,7 +8,6 @@ and the design; once coded it goes straight into ``annotate validate --gold`` an
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,7 @@ from annotate.errors import AnnotateError
 from annotate.labelling.excerpts import unit_excerpts
 from annotate.prompts.library import PromptLibrary
 from annotate.runs.manifest import PromptEntry
-from annotate.runs.outputs import write_atomic, write_csv
-from annotate.runs.reader import read_run
+from annotate.runs.reader import Run
 from annotate.vocabulary import Design, values
 
 
@@ -84,11 +82,8 @@ class SampleOptions:
     """``unit="chat"``: chats to draw (default: from ``confidence`` and ``margin``)."""
 
 
-def draw_sample(
-    run_dir: Path, library: PromptLibrary | None, options: SampleOptions
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    run = read_run(run_dir)
-    labels, manifest = run.labels, run.manifest
+def draw_sample(run: Run, library: PromptLibrary | None, options: SampleOptions) -> tuple[pd.DataFrame, dict[str, Any]]:
+    run_dir, labels, manifest = run.path, run.labels, run.manifest
     ok = labels[(labels["status"] == "ok") & (labels["repeat"] == 0)].copy()
     known = sorted(set(ok["variable"]))
     for variable in options.variables:
@@ -374,6 +369,8 @@ def rubric_text(library: PromptLibrary, manifest_prompts: dict[str, PromptEntry]
 
 @dataclass(frozen=True)
 class CodingFiles:
+    """The files a sample is written to."""
+
     coding: Path
     """The blinded, shuffled items to code (gold format)."""
     instructions: Path
@@ -381,16 +378,3 @@ class CodingFiles:
     plan: Path
     """How the sample was drawn (json)."""
     info: dict[str, Any]
-
-
-def write_sample(run_dir: Path, out: Path, library: PromptLibrary, options: SampleOptions) -> CodingFiles:
-    """Draw the sample and write the coding file, its coding instructions and the sampling plan beside it."""
-    coding, info = draw_sample(run_dir, library, options)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_csv(coding, out)
-    run = read_run(run_dir)
-    _, manifest = run.labels, run.manifest
-    files = CodingFiles(out, out.with_suffix(".rubric.md"), out.with_suffix(".sample.json"), info)
-    write_atomic(files.instructions, rubric_text(library, manifest.prompts, set(coding["variable"])))
-    write_atomic(files.plan, json.dumps(info, indent=2) + "\n")
-    return files

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from annotate.analysis.statistics import cluster_resamples
+from annotate.errors import RunStoreError
+from annotate.ingest.segmentation import handoff_round
+
+if TYPE_CHECKING:
+    from annotate.runs.reader import Run
 
 GRID_POINTS = 81
 """Positions, evenly spread over the rounds drawn, at which curves and bands are read off."""
@@ -55,6 +61,40 @@ def trajectory_frame(
     rows["position"] = (rows["round"] - np.asarray(zero)).astype(float)
     rows["group"] = [str(meta.get(c, {}).get(group_by, "all")) if group_by else "all" for c in rows["chat_id"]]
     return rows[["chat_id", "round", "position", "value", "group"]]
+
+
+@dataclass(frozen=True)
+class SentimentCurves:
+    """A run's per-round sentiment placed around the handoff, and the curves drawn from it."""
+
+    frame: pd.DataFrame
+    curves: list[Trajectory]
+    group_by: str | None
+
+
+def run_trajectories(
+    run: Run,
+    transcripts: list[Path] | None = None,
+    group_by: str | None = None,
+    n_boot: int = TRAJECTORY_RESAMPLES,
+    seed: int = 0,
+    repeat: int = 0,
+    strict: bool = True,
+) -> SentimentCurves:
+    """The curves of one repeat of a run. ``strict``: a missing group field or no sentiment labels is an error
+    (``annotate trajectories``); otherwise the grouping falls back to ``escalation`` when chats carry it."""
+    chats = run.chats(transcripts)
+    meta = {c.chat_id: dict(c.meta) for c in chats}
+    if strict and group_by and not any(group_by in m for m in meta.values()):
+        raise RunStoreError(f"no chat of {run.path} has the metadata field '{group_by}'")
+    if not strict and group_by is None and any("escalation" in m for m in meta.values()):
+        group_by = "escalation"
+    handoffs = {c.chat_id: handoff_round(c) for c in chats}
+    frame = trajectory_frame(run.labels[run.labels["repeat"] == repeat], meta, group_by, handoffs)
+    if strict and frame.empty:
+        raise RunStoreError(f"{run.path} has no ok negative_sentiment labels (task round_sentiment)")
+    curves = trajectories(frame, n_boot, seed) if len(frame) else []
+    return SentimentCurves(frame, curves, group_by)
 
 
 def trajectories(frame: pd.DataFrame, n_boot: int = TRAJECTORY_RESAMPLES, seed: int = 0) -> list[Trajectory]:

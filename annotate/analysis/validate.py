@@ -35,13 +35,13 @@ from annotate.analysis.worth import worth_unbounded
 from annotate.errors import AnnotateError
 from annotate.labelling.excerpts import Excerpts, VariableInfo, unit_excerpts, variable_info
 from annotate.prompts.library import PromptLibrary
-from annotate.runs.reader import read_run
+from annotate.runs.reader import Run
 
 KEY = ["chat_id", "round", "variable"]
 
 
 def validate(
-    run_dir: Path,
+    run: Run,
     gold_path: Path,
     library: PromptLibrary | None = None,
     transcripts: list[Path] | None = None,
@@ -49,7 +49,6 @@ def validate(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> ValidationResult:
-    run = read_run(run_dir)
     labels, manifest = run.labels, run.manifest
     labels = labels[(labels["status"] != "skipped") & (labels["repeat"] == repeat)].copy()
     gold = read_gold(gold_path)
@@ -71,11 +70,9 @@ def validate(
             str(rows["task"].iloc[0]), "nominal", sorted(set(rows["value"]) | set(rows["value_gold"])), {}
         )
         found = _variable(str(variable), rows, meta, gold, annotators, n_boot, seed)
-        variables.append(
-            found.model_copy(update={"worth": mean_worth(run_dir, gold_path, found, library, transcripts)})
-        )
+        variables.append(found.model_copy(update={"worth": mean_worth(run, gold_path, found, library, transcripts)}))
     return ValidationResult(
-        run=RunDescription.of(run_dir, manifest),
+        run=RunDescription.of(run.path, manifest),
         gold=GoldDescription(
             path=str(gold_path),
             annotators=annotators,
@@ -97,7 +94,7 @@ def validate(
 
 
 def mean_worth(
-    run_dir: Path,
+    run: Run,
     gold_path: Path,
     variable: VariableValidation,
     library: PromptLibrary | None,
@@ -107,7 +104,7 @@ def mean_worth(
     sample, its inclusion probabilities if any); the reason when no estimate can be made."""
     options = EstimateOptions(gold=gold_path, variables=(variable.variable,), transcripts=tuple(transcripts or ()))
     try:
-        model = estimate_data(run_dir, options, library).models[0]
+        model = estimate_data(run, options, library).models[0]
     except AnnotateError as e:
         return Worth(value=None, low=None, high=None, note=f"no estimate: {e}")
     return worth_unbounded(model.sample)[0]

@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from annotate.analysis.agree import agree
 from annotate.analysis.results import PAPER_STATISTICS, AgreementResult, MultiCoderStatistics
-from annotate.prompts.library import PromptLibrary
 from annotate.report import plots
 from annotate.report.html import FigureSection, Page, Table, figure, fmt, fmt_ci, value_range, write_report
 
 MULTI = ("mean_pairwise_kappa", "fleiss_kappa", "krippendorff_alpha", "identical_share")
 
 
-@dataclass(frozen=True)
-class AgreementReport:
-    result: AgreementResult
-    table: pd.DataFrame
-    paths: list[Path]
-
-
-def agree_report(
-    runs: list[Path],
-    out: Path,
-    library: PromptLibrary,
-    repeat: int = 0,
-    n_boot: int = 1000,
-    seed: int = 0,
-    label: str = "chosen",
-) -> AgreementReport:
-    """Agreement across the repeats of one run, or across runs; writes agreement.json, .csv and report.html."""
-    result = agree(runs, library, repeat, n_boot, seed, label)
-    table = agree_table(result)
-    return AgreementReport(result, table, write_report(out, result, table, agree_page(result)))
+def write_agreement(out: Path, result: AgreementResult, table: pd.DataFrame) -> list[Path]:
+    """agreement.json, agreement.csv and report.html."""
+    return write_report(out, result, table, agree_page(result))
 
 
 def agree_table(result: AgreementResult) -> pd.DataFrame:

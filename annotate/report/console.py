@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from rich import box
@@ -12,13 +13,16 @@ from rich.console import Console
 from rich.table import Table
 
 from annotate.analysis.results import AgreementResult, DiffResult, ValidationResult
-from annotate.analysis.sample import CodingFiles
 from annotate.config import RunSummary
 from annotate.prompts.library import PromptLibrary
 from annotate.prompts.template import PromptVersion
 from annotate.prompts.units import Unit
 from annotate.report.html import fmt, fmt_ci
 from annotate.runs.manifest import RunManifest
+
+if TYPE_CHECKING:
+    from annotate.analysis.sample import CodingFiles
+    from annotate.labelling.models import ModelInfo
 
 err = Console(stderr=True)
 out = Console()
@@ -272,10 +276,8 @@ def print_consensus(manifest: RunManifest, rows: pd.DataFrame) -> None:
     say(pd.DataFrame(table).to_string(index=False, float_format=lambda x: f"{x:.2f}"))
 
 
-def print_models() -> None:
-    from annotate.labelling.models import embedded_models
-
-    for m in embedded_models():
+def print_models(models: Sequence[ModelInfo]) -> None:
+    for m in models:
         state = "installed" if m.installed else f"not installed ({m.install})"
         say(f"{m.model}{'  (default)' if m.default else ''}: {m.name}, {m.size / 1e6:.0f} MB, {state}")
         say(f"  sha256 {m.sha256}")

@@ -2,53 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from annotate.analysis.diff import Side, compare, task_set, versions
 from annotate.analysis.results import DiffResult, VariableDiff
-from annotate.config import RunConfig
-from annotate.labelling.pipeline import Progress
-from annotate.prompts.library import PromptLibrary
 from annotate.report.html import Browser, BrowserRow, Page, Pre, Table, fmt, fmt_ci, value_range, write_report
 from annotate.runs.outputs import write_atomic
 
 GOLD_STATISTICS = ("cohen_kappa", "gwet_ac1", "percent_agreement")
 
 
-@dataclass(frozen=True)
-class DiffReport:
-    result: DiffResult
-    paths: list[Path]
-
-
-def diff_report(
-    library: PromptLibrary,
-    first: str,
-    second: str,
-    third: str | None,
-    out: Path,
-    base: RunConfig | None = None,
-    gold: Path | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
-    progress: Progress | None = None,
-) -> DiffReport:
-    """``first second third`` name a task and two versions; ``first second`` two task sets.
-
-    With ``base`` (transcripts and engine) both sides label the same units; writes the report and prompt.diff.
-    """
-    sides: tuple[Side, Side]
-    if third is None:
-        sides, title = (task_set(library, first), task_set(library, second)), None
-    else:
-        sides, title = versions(library, first, second, third), first
-    result = compare(library, *sides, base, gold, n_boot, seed, progress, title=title)
+def write_diff(out: Path, result: DiffResult) -> list[Path]:
+    """diff.json, diff.csv, report.html and prompt.diff."""
     paths = write_report(out, result, diff_table(result), diff_page(result))
     write_atomic(out / "prompt.diff", result.text_diff)
-    return DiffReport(result, [*paths, out / "prompt.diff"])
+    return [*paths, out / "prompt.diff"]
 
 
 def diff_table(result: DiffResult) -> pd.DataFrame:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from annotate.analysis.estimate import EstimateOptions, estimate, estimate_table
 from annotate.analysis.estimate_results import EstimateResult, Estimator, ModelEstimate
 from annotate.analysis.results import Worth
-from annotate.prompts.library import PromptLibrary
 from annotate.report import plots
 from annotate.report.html import FigureSection, Page, Table, figure, fmt, write_report
 from annotate.report.paper import write_paper_tables
@@ -25,20 +22,10 @@ NOTE = (
 )
 
 
-@dataclass(frozen=True)
-class EstimateReport:
-    result: EstimateResult
-    table: pd.DataFrame
-    paths: list[Path]
-
-
-def estimate_report(
-    run_dir: Path, options: EstimateOptions, out: Path, library: PromptLibrary | None
-) -> EstimateReport:
-    result = estimate(run_dir, options, library)
-    table = estimate_table(result)
+def write_estimate(out: Path, result: EstimateResult, table: pd.DataFrame) -> list[Path]:
+    """estimate.json, estimate.csv, report.html and the paper tables (estimate_table.md, .tex)."""
     paths = write_report(out, result, table, estimate_page(result), name="estimate")
-    return EstimateReport(result, table, [*paths, *write_paper_tables(result, out)])
+    return [*paths, *write_paper_tables(result, out)]
 
 
 def interval(est: Estimator) -> str:

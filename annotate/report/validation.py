@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from annotate.analysis.results import PAPER_STATISTICS, Item, ValidationResult, VariableValidation
-from annotate.analysis.trajectories import TRAJECTORY_RESAMPLES, trajectories, trajectory_frame
-from annotate.analysis.validate import validate
-from annotate.ingest.segmentation import handoff_round
-from annotate.prompts.library import PromptLibrary
+from annotate.analysis.trajectories import SentimentCurves
 from annotate.report import plots
 from annotate.report.calibration import calibration_figures, calibration_table
 from annotate.report.html import (
@@ -28,42 +24,19 @@ from annotate.report.html import (
     write_report,
 )
 from annotate.runs.outputs import write_atomic
-from annotate.runs.reader import read_run
 
 
-@dataclass(frozen=True)
-class ValidationReport:
-    result: ValidationResult
-    paths: list[Path]
-
-
-def validate_report(
-    run_dir: Path,
-    gold: Path,
-    out: Path,
-    library: PromptLibrary,
-    transcripts: list[Path] | None = None,
-    repeat: int = 0,
-    n_boot: int = 1000,
-    seed: int = 0,
-    group_by: str | None = None,
-) -> ValidationReport:
-    """Validate a run against gold and write agreement.json, agreement.csv, report.html (and trajectories.png)."""
-    result = validate(run_dir, gold, library, transcripts, repeat, n_boot, seed)
-    run = read_run(run_dir)
-    labels = run.labels
-    chats = run.chats(transcripts)
-    meta = {c.chat_id: dict(c.meta) for c in chats}
-    field_name = group_by or ("escalation" if any("escalation" in m for m in meta.values()) else None)
-    handoffs = {c.chat_id: handoff_round(c) for c in chats}
-    frame = trajectory_frame(labels[labels["repeat"] == repeat], meta, field_name, handoffs)
-    bands = min(n_boot, TRAJECTORY_RESAMPLES)  # --bootstrap 0: curves without bands, one LOESS fit per group
-    png = plots.trajectories(trajectories(frame, bands, seed), field_name, seed=seed) if len(frame) else None
-    paths = write_report(out, result, validation_table(result), validation_page(result, png, field_name))
+def write_validation(
+    out: Path, result: ValidationResult, sentiment: SentimentCurves | None, seed: int = 0
+) -> list[Path]:
+    """agreement.json, agreement.csv, report.html and, when the run has per-round sentiment, trajectories.png."""
+    group_by = sentiment.group_by if sentiment else None
+    png = plots.trajectories(sentiment.curves, group_by, seed=seed) if sentiment and sentiment.curves else None
+    paths = write_report(out, result, validation_table(result), validation_page(result, png, group_by))
     if png is not None:
         write_atomic(out / "trajectories.png", png)
         paths.append(out / "trajectories.png")
-    return ValidationReport(result, paths)
+    return paths
 
 
 def validation_table(result: ValidationResult) -> pd.DataFrame:

@@ -49,3 +49,11 @@ def check_resume(
                     f"{out} holds {variable} labels from task '{task}'; this run rates {variable} with "
                     f"'{rated_by[variable]}': one task per variable in a run directory, choose a new --out"
                 )
+
+
+def check_consensus_out(out: Path, sources: list[Path]) -> None:
+    """A consensus goes to a directory that is neither a labelling run nor one of its own sources."""
+    if (out / "journal.jsonl").exists():
+        raise RunStoreError(f"{out} holds a labelling run; write the consensus to a new --out directory")
+    if any(out.resolve() == source.resolve() for source in sources):
+        raise RunStoreError(f"{out} is one of the consensus's own sources; write it to a new --out directory")

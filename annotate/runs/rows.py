@@ -101,3 +101,26 @@ class LabelRow(BaseModel):
 LABEL_COLUMNS = list(LabelRow.model_fields)
 LABEL_KEY = ["chat_id", "round", "task", "variable", "repeat"]
 """One label per key; when a journal holds two (a resumed retry), the newest wins."""
+
+
+class ConsensusRow(LabelRow):
+    """A consensus label: a label row (``backend`` consensus) plus how the sources voted on the unit."""
+
+    sources: int
+    """How many sources gave the unit an ok label (0: every source failed, and the row is a failure)."""
+    share: float | None
+    """The share of those sources that gave the consensus value."""
+    disputed: bool
+    """The sources did not all give the same value."""
+    majority: int | None = None
+    """The majority value (with the tie rule in the manifest)."""
+    dawid_skene: int | None = None
+    """The Dawid-Skene value (three or more sources)."""
+    dawid_skene_probability: float | None = None
+    """Its posterior probability."""
+    votes: str
+    """JSON, source name -> the value it gave."""
+
+
+CONSENSUS_COLUMNS = [name for name in ConsensusRow.model_fields if name not in LabelRow.model_fields]
+"""Columns a consensus run's labels have besides the label columns."""

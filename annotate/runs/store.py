@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,8 @@ from pydantic import ValidationError
 
 from annotate.errors import RunStoreError
 from annotate.runs.manifest import RunManifest
-from annotate.runs.outputs import temporary_path, write_atomic, write_csv
-from annotate.runs.rows import FINAL_STATUSES, LABEL_COLUMNS, LABEL_KEY
+from annotate.runs.outputs import csv_text, temporary_path, write_all_atomic, write_atomic, write_csv
+from annotate.runs.rows import FINAL_STATUSES, LABEL_COLUMNS, LABEL_KEY, LabelRow
 
 UnitKey = tuple[str, str, int | None, int]
 """(task, chat_id, round, repeat): one request's worth of labels."""
@@ -244,7 +244,7 @@ class RunStore:
         """The label table straight from the journal (each unit's newest entry), in memory: what readers use
         when labels.parquet is older than the journal, so that nothing is written into the run."""
         newest = {_entry_key(entry): n for n, entry in enumerate(self._entries(skip_corrupt=False, dropped=[]))}
-        return _table([row for batch in self._row_batches(newest) for row in batch])
+        return label_table([row for batch in self._row_batches(newest) for row in batch])
 
     def rows(self) -> list[dict[str, Any]]:
         """Every journaled label row, in journal order (for small runs and tests; tables are streamed)."""
@@ -277,31 +277,57 @@ class RunStore:
     def _write_tables(self, newest: dict[int, int]) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}
         self.with_probabilities = 0
-        final = [self.dir / "labels.parquet", self.dir / "labels.csv"]
-        parquet, csv_path = (temporary_path(path) for path in final)  # written whole, then swapped in
-        writer: Any = None
-        try:
-            for df in map(_table, self._row_batches(newest)):
+
+        def counted(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+            for df in frames:
                 for (task, status), n in df.groupby(["task", "status"]).size().items():
                     by_task = counts.setdefault(str(task) or "(input)", {})
                     by_task[str(status)] = by_task.get(str(status), 0) + int(n)
                 self.with_probabilities += int(df["probs"].notna().sum())
-                write_csv(df, csv_path, append=writer is not None)
-                writer = writer or _parquet_writer(parquet, df)
-                writer.write_table(_arrow(df, writer.schema))
-            if writer is None:
-                _table([]).to_parquet(parquet, index=False)
-                write_csv(_table([]), csv_path)
-        except BaseException:
-            for leftover in (parquet, csv_path):
-                leftover.unlink(missing_ok=True)
-            raise
-        finally:
-            if writer is not None:
-                writer.close()
-        for done, path in zip((parquet, csv_path), final, strict=True):
-            os.replace(done, path)
+                yield df
+
+        write_label_tables(self.dir, counted(map(label_table, self._row_batches(newest))))
         return counts
+
+
+def write_label_tables(folder: Path, frames: Iterable[pd.DataFrame], columns: list[str] = LABEL_COLUMNS) -> list[Path]:
+    """The one writer of ``labels.parquet`` and ``labels.csv``: written a batch at a time beside the final files,
+    then swapped in, so a reader never sees half a table."""
+    final = [folder / "labels.parquet", folder / "labels.csv"]
+    parquet, csv_path = (temporary_path(path) for path in final)
+    writer: Any = None
+    try:
+        for df in frames:
+            write_csv(df, csv_path, append=writer is not None)
+            writer = writer or _parquet_writer(parquet, df)
+            writer.write_table(_arrow(df, writer.schema))
+        if writer is None:
+            label_table([], columns).to_parquet(parquet, index=False)
+            write_csv(label_table([], columns), csv_path)
+    except BaseException:
+        for leftover in (parquet, csv_path):
+            leftover.unlink(missing_ok=True)
+        raise
+    finally:
+        if writer is not None:
+            writer.close()
+    for done, path in zip((parquet, csv_path), final, strict=True):
+        os.replace(done, path)
+    return final
+
+
+def write_run(folder: Path, rows: Sequence[LabelRow], manifest: RunManifest) -> list[Path]:
+    """A whole run directory from typed rows held in memory (a consensus run)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    columns = list(type(rows[0]).model_fields) if rows else LABEL_COLUMNS
+    table = label_table([row.model_dump() for row in rows], columns)
+    files: dict[Path, bytes | str] = {
+        folder / "labels.parquet": table.to_parquet(index=False),
+        folder / "labels.csv": csv_text(table),
+        folder / "manifest.json": manifest.as_json(),
+    }
+    write_all_atomic(files)  # all three new, or all three as they were: never new labels beside an old manifest
+    return list(files)
 
 
 def _entry_key(entry: dict[str, Any]) -> int:
@@ -309,12 +335,15 @@ def _entry_key(entry: dict[str, Any]) -> int:
     return compact(tuple(entry["unit"]) if "rows" in entry else tuple(entry[k] for k in LABEL_KEY))
 
 
-def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    df = pd.DataFrame(rows, columns=LABEL_COLUMNS)
-    for column in ("round", "value", "repeat"):
-        df[column] = df[column].astype("Int64")
-    for column in ("confidence", "expected"):
-        df[column] = df[column].astype("float64")
+def label_table(rows: list[dict[str, Any]], columns: list[str] = LABEL_COLUMNS) -> pd.DataFrame:
+    """Label rows as a table with the same column types in every batch and every run."""
+    df = pd.DataFrame(rows, columns=columns)
+    for column in ("round", "value", "repeat", "majority", "dawid_skene"):
+        if column in df.columns:
+            df[column] = df[column].astype("Int64")
+    for column in ("confidence", "expected", "share", "dawid_skene_probability"):
+        if column in df.columns:
+            df[column] = df[column].astype("float64")
     df["probs"] = df["probs"].astype("string")  # typed even when a batch has none, so every batch writes alike
     return df
 
