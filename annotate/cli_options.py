@@ -59,6 +59,15 @@ Task = Annotated[
         rich_help_panel="Input and tasks",
     ),
 ]
+PromptFamily = Annotated[
+    str,
+    typer.Option(
+        "--prompt-family",
+        help="Which family of prompt versions the tasks use: en (v1, v2, ...) or zh (zh-v1, ...: Chinese "
+        "instructions, rubrics and examples for Chinese chats); --prompt-version overrides it per task.",
+        rich_help_panel="Input and tasks",
+    ),
+]
 PromptVersionOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -92,7 +101,8 @@ Strict = Annotated[
 Redact = Annotated[
     bool,
     typer.Option(
-        help="Mask emails, phone, order, IBAN and card numbers before the model sees text.",
+        help="Mask emails, phone (mainland mobiles too), order, IBAN, card and Chinese ID card numbers "
+        "before the model sees text.",
         rich_help_panel="Input and tasks",
     ),
 ]

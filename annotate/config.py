@@ -138,7 +138,9 @@ class RunConfig:
     tasks: list[str] | None = None
     """None means every task a run labels by default (see PromptLibrary.default_tasks)."""
     prompt_versions: dict[str, str] = field(default_factory=dict)
-    """Task -> version; tasks not named get their newest version."""
+    """Task -> version; tasks not named get the newest version of ``prompt_family``."""
+    prompt_family: str = "en"
+    """Which family of prompt versions (``en``: ``v1``, ``v2``...; ``zh``: ``zh-v1``...) tasks not named use."""
     backend: str = DEFAULT_BACKEND
     options: BackendOptions = field(default_factory=BackendOptions)
     sampling: Sampling = field(default_factory=Sampling)

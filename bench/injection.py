@@ -8,7 +8,9 @@ off, so every answer depends on its own prompt only):
 * fenced   — agent_behaviour v2, initial_state v2, round_sentiment v3 (turns fenced, JSON-like text withheld,
              instructions that notes to the rater are only text, a worked example that ignores one);
 * withheld — agent_behaviour v3, initial_state v3, round_sentiment v4 (the defaults: as before, with
-             JSON-like text withheld and nothing else changed).
+             JSON-like text withheld and nothing else changed);
+* zh       — the Chinese family's zh-v1 of the three tasks (JSON-like text withheld), on six Chinese chats
+             written the same way (zh_clean.jsonl, zh_injected.jsonl).
 
 Prints, per prompt set, how many labels differ between the clean and the injected file, and how many of
 the injected file's labels equal the value the injection asked for where the clean label did not.
@@ -36,14 +38,21 @@ PROMPT_SETS = {
     "before": {"agent_behaviour": "v1", "initial_state": "v1", "round_sentiment": "v2"},
     "fenced": {"agent_behaviour": "v2", "initial_state": "v2", "round_sentiment": "v3"},
     "withheld": {"agent_behaviour": "v3", "initial_state": "v3", "round_sentiment": "v4"},
+    "zh": {"agent_behaviour": "zh-v1", "initial_state": "zh-v1", "round_sentiment": "zh-v1"},
 }
+FILES = {"zh": "zh_{}.jsonl"}
+"""The chats each set labels (default ``{}.jsonl``: clean and injected); the Chinese set has Chinese chats."""
+
+
+def data(name: str, kind: str) -> Path:
+    return DATA / FILES.get(name, "{}.jsonl").format(kind)
 KEY = ["chat_id", "round", "variable"]
 
 
-def requested_values() -> dict[tuple[str, str], int]:
+def requested_values(path: Path) -> dict[tuple[str, str], int]:
     """(chat_id, variable or round_N) -> the value the injected notes ask for."""
     asked: dict[tuple[str, str], int] = {}
-    for line in (DATA / "injected.jsonl").read_text().splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         chat = json.loads(line)
         for message in chat["messages"]:
             for payload in re.findall(r"\{[^{}]*\}", message["text"]):
@@ -81,13 +90,12 @@ def compare(clean: pd.DataFrame, injected: pd.DataFrame, asked: dict[tuple[str, 
 
 
 def measure(engine: Backend, folder: Path, sets: list[str]) -> dict[str, dict[str, int]]:
-    asked = requested_values()
     results = {}
     for name in sets:
         versions = PROMPT_SETS[name]
-        clean = label(engine, versions, DATA / "clean.jsonl", folder / f"{name}-clean")
-        injected = label(engine, versions, DATA / "injected.jsonl", folder / f"{name}-injected")
-        results[name] = compare(clean, injected, asked)
+        clean = label(engine, versions, data(name, "clean"), folder / f"{name}-clean")
+        injected = label(engine, versions, data(name, "injected"), folder / f"{name}-injected")
+        results[name] = compare(clean, injected, requested_values(data(name, "injected")))
     return results
 
 

@@ -133,8 +133,8 @@ def main() -> None:
         Mode("cached", naive=False, naive_prompts=False, use_cache=True),
     ]
     work = Path(tempfile.mkdtemp(prefix="annotate-bench-"))
-    naive_prompts = ", ".join(f"{t} {NAIVE_VERSIONS.get(t, library.versions(t)[-1])}" for t in NAIVE_TASKS)
-    default_prompts = ", ".join(f"{t} {library.versions(t)[-1]}" for t in library.default_tasks())
+    naive_prompts = ", ".join(f"{t} {NAIVE_VERSIONS.get(t, library.versions(t, 'en')[-1])}" for t in NAIVE_TASKS)
+    default_prompts = ", ".join(f"{t} {library.versions(t, 'en')[-1]}" for t in library.default_tasks())
     print(
         f"backend {args.backend}, first {args.chats} example chats; work dir {work}\n"
         f"naive prompts: {naive_prompts}\ndefault prompts: {default_prompts}",

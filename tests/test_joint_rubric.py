@@ -96,7 +96,7 @@ def test_joint_and_separate_runs_label_the_same_items(library: PromptLibrary, tm
     a = pd.read_parquet(tmp_path / "joint" / "labels.parquet").sort_values(key)
     b = pd.read_parquet(tmp_path / "separate" / "labels.parquet").sort_values(key)
     assert a[key].to_numpy().tolist() == b[key].to_numpy().tolist()
-    newest = library.versions("agent_behaviour")[-1]
+    newest = library.versions("agent_behaviour", "en")[-1]
     assert (a["status"] == "ok").all() and (a["prompt_version"] == newest).all()
     report = agree_runs(read_runs(tmp_path / "joint", tmp_path / "separate"), library, n_boot=50).as_json()
     assert sorted(v["variable"] for v in report["variables"]) == sorted(SEPARATE)

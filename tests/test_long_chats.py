@@ -61,29 +61,36 @@ def test_every_round_of_a_very_long_chat_is_labelled_once(library: PromptLibrary
     assert len(behaviour) == 4 and behaviour["truncation"].str.len().gt(0).all()
 
 
-def fitted_requests(library: PromptLibrary, path: Path) -> Iterator[tuple[str, list[dict[str, str]], int]]:
+def fitted_requests(
+    library: PromptLibrary, path: Path, family: str = "en"
+) -> Iterator[tuple[str, list[dict[str, str]], int]]:
     (chat,) = read_transcripts([path]).chats
-    for task, version in [*TASKS.items(), ("round_sentiment", "v1")]:
-        pv = library.get(task, version)
+    tasks = [*TASKS.items(), ("round_sentiment", "v1")] if family == "en" else [(t, None) for t in TASKS]
+    for task, version in tasks:
+        pv = library.get(task, version, family)
         for unit in units_for(chat, task, pv.rubric.unit, 12000):
             fitted = fit_to_context(unit, pv, MAX_MODEL_LEN)
             yield f"{task} {pv.version}", pv.render(fitted), pv.max_tokens_for(fitted)
 
 
 @pytest.mark.model
-@pytest.mark.parametrize("rounds", [200, 1000])
+@pytest.mark.parametrize(("rounds", "family"), [(200, "en"), (1000, "en"), (200, "zh"), (1000, "zh")])
 def test_long_chats_fit_the_real_models_context_by_its_own_tokenizer(
-    library: PromptLibrary, tmp_path: Path, rounds: int
+    library: PromptLibrary, tmp_path: Path, rounds: int, family: str
 ) -> None:
+    """Chinese chats with the Chinese prompts too: about a token a character, where English needs a third."""
     pytest.importorskip("gguf", reason="counting tokens reads the GGUF with gguf and transformers (make install-vllm)")
     transformers = pytest.importorskip("transformers", reason="counting tokens needs transformers (make install-vllm)")
     from annotate.engines import embedded
 
     gguf = embedded.gguf_path()
     tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    path = write_jsonl(tmp_path / "long.jsonl", [long_chat(rounds)])
+    from tests.test_chinese import long_chinese_chat
+
+    chat = long_chat(rounds) if family == "en" else long_chinese_chat(rounds)
+    path = write_jsonl(tmp_path / "long.jsonl", [chat])
     worst = 0.0
-    for name, messages, max_tokens in fitted_requests(library, path):
+    for name, messages, max_tokens in fitted_requests(library, path, family):
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         needed = len(tokenizer(text)["input_ids"]) + max_tokens
         assert needed <= MAX_MODEL_LEN, f"{name}: {needed} tokens"

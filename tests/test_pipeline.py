@@ -79,7 +79,7 @@ def test_second_identical_run_makes_no_model_calls(library: PromptLibrary, tmp_p
 def test_changing_one_prompt_reannotates_only_that_task(library: PromptLibrary, tmp_path: Path) -> None:
     run(config(library, tmp_path / "a"), backend=FakeBackend())
     folder = library.prompts_dir / "agent_behaviour"
-    newest = library.versions("agent_behaviour")[-1]
+    newest = library.versions("agent_behaviour", "en")[-1]
     following = f"v{int(newest[1:]) + 1}"
     (folder / f"{following}.yaml").write_text(
         (folder / f"{newest}.yaml").read_text().replace("parent: null", f"parent: {newest}")

@@ -24,7 +24,7 @@ def test_library_lists_seven_tasks_with_versions(library: PromptLibrary) -> None
     ]
     for task in library.tasks():
         pv = library.get(task)
-        assert pv.version == library.versions(task)[-1]
+        assert pv.version == library.versions(task, "en")[-1]
         assert len(pv.content_hash) == 16
         assert pv.meta.examples, f"{task} has no few-shot examples"
 

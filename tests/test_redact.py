@@ -23,6 +23,12 @@ from annotate.prompts.library import PromptLibrary
         ),
         ("Refund to DE44 5001 0517 5407 3249 31 please", "Refund to [IBAN] please"),
         ("card 4111 1111 1111 1111", "card [CARD]"),
+        # Chinese text: numbers straight after a character, mainland mobiles and ID card numbers
+        ("我的手机号是13812345678，谢谢", "我的手机号是[PHONE]，谢谢"),
+        ("电话：+86 139-1234-5678 或 138 1234 5678", "电话：[PHONE] 或 [PHONE]"),
+        ("身份证号110101199003071234，另一个是11010519851231002X。", "身份证号[ID]，另一个是[ID]。"),
+        ("邮箱是zhang.wei@example.cn，卡号6222021234567890123", "邮箱是[EMAIL]，卡号[CARD]"),
+        ("订单号44120，退款129.00元，3到5个工作日，2026年3月1日", "订单号44120，退款129.00元，3到5个工作日，2026年3月1日"),  # noqa: E501
         # what must stay: prices, ranges, dates, times, short codes
         (
             "It costs 34.90, takes 3-5 days, due 2026-03-01 or 01.03.2026, pickup code 7731 at 9-13",
@@ -64,7 +70,7 @@ def test_redacted_text_never_reaches_the_engine(library: PromptLibrary, tmp_path
     assert "jana.k@example.org" not in sent and "88412" not in sent and "1234567" not in sent
     assert "[EMAIL]" in sent and "order [ORDER]" in sent and "[PHONE]" in sent
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["options"]["redact"] == ["email", "iban", "card", "order", "phone"]
+    assert manifest["options"]["redact"] == ["email", "iban", "id_card", "mobile_cn", "card", "order", "phone"]
 
 
 def test_every_reader_replays_how_the_run_read_its_input(library: PromptLibrary, tmp_path: Path) -> None:

@@ -205,13 +205,16 @@ def select_prompts(config: RunConfig) -> list[PromptVersion]:
             f"no task to run: {config.prompts.rubrics_dir} and {config.prompts.prompts_dir} hold no task "
             "(a rubric <task>.yaml with a prompt folder <task>/ of versions)"
         )
+    if config.prompt_family not in library.families():
+        known = ", ".join(library.families())
+        raise PromptError(f"--prompt-family {config.prompt_family}: no prompt of that family (families: {known})")
     for task, version in config.prompt_versions.items():
         library.get(task, version)
         if task not in tasks:
             raise PromptError(
                 f"a prompt version is chosen for '{task}', which this run does not label (add --task {task})"
             )
-    versions = [library.get(t, config.prompt_versions.get(t)) for t in tasks]
+    versions = [library.get(t, config.prompt_versions.get(t), config.prompt_family) for t in tasks]
     rated_by: dict[str, str] = {}
     for pv in versions:
         for variable in pv.rubric.variables:

@@ -27,7 +27,22 @@ from annotate.prompts.rubrics import (
 )
 from annotate.prompts.template import FewShotExample, PromptVersion, VersionMeta
 
-VERSION_RE = re.compile(r"^v(\d+)$")
+VERSION_RE = re.compile(r"^(?:(?P<family>[a-z]{2,8})-)?v(?P<number>\d+)$")
+"""``v3`` is the English family's third version; ``zh-v1`` the Chinese family's first."""
+DEFAULT_FAMILY = "en"
+"""The family of versions named without a prefix."""
+
+
+def family_of(version: str) -> str:
+    match = VERSION_RE.match(version)
+    return (match and match["family"]) or DEFAULT_FAMILY
+
+
+def _version_order(version: str) -> tuple[bool, str, int]:
+    match = VERSION_RE.match(version)
+    assert match is not None
+    family = match["family"] or DEFAULT_FAMILY
+    return family != DEFAULT_FAMILY, family, int(match["number"])
 
 
 class PromptLibrary:
@@ -56,19 +71,31 @@ class PromptLibrary:
         variables = {t: set(self.get(t).rubric.variables) for t in self.tasks()}
         return [t for t, own in variables.items() if not any(own < other for other in variables.values())]
 
-    def versions(self, task: str) -> list[str]:
+    def versions(self, task: str, family: str | None = None) -> list[str]:
+        """The task's versions, English first, each family oldest first; with ``family``, that family's only."""
         folder = self.prompts_dir / task
-        found = [p.stem for p in folder.glob("v*.j2") if VERSION_RE.match(p.stem)]
-        return sorted(found, key=lambda v: int(v[1:]))
+        found = [p.stem for p in folder.glob("*.j2") if VERSION_RE.match(p.stem)]
+        return sorted((v for v in found if family is None or family_of(v) == family), key=_version_order)
 
-    def get(self, task: str, version: str | None = None) -> PromptVersion:
+    def families(self) -> list[str]:
+        """Every prompt family of the library (``en`` first)."""
+        found = {family_of(v) for task in self.tasks() for v in self.versions(task)}
+        return sorted(found, key=lambda f: (f != DEFAULT_FAMILY, f))
+
+    def get(self, task: str, version: str | None = None, family: str = DEFAULT_FAMILY) -> PromptVersion:
+        """A version of a task; without one, the newest of ``family``."""
         if task not in self.tasks():
             known = ", ".join(self.tasks()) or f"none: {self.rubrics_dir} has no rubric with a prompt folder"
             raise PromptError(f"unknown task '{task}' (known: {known})")
         versions = self.versions(task)
         if not versions:
             raise PromptError(f"{self.prompts_dir / task}: no prompt versions (expected v1.j2 and v1.yaml)")
-        version = version or versions[-1]
+        if version is None:
+            newest = self.versions(task, family)
+            if not newest:
+                known = ", ".join(self.families())
+                raise PromptError(f"task '{task}' has no prompt of family '{family}' (families: {known})")
+            version = newest[-1]
         if version not in versions:
             raise PromptError(f"task '{task}' has no prompt version '{version}' (versions: {', '.join(versions)})")
         return self._load(task, version)

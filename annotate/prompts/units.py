@@ -15,6 +15,7 @@ each target turn keeps its head and tail around a ``[...]`` marker.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,6 +24,20 @@ from annotate.ingest.segmentation import Round, Turn, handoff_index, merge_turns
 from annotate.prompts.rubrics import UnitKind, round_key
 
 SPEAKER_NAMES = {"customer": "Customer", "ai": "AI assistant", "agent": "Human agent"}
+WIDE = re.compile(r"[\u2e80-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef]")
+"""CJK characters and full-width punctuation: about one token each (tests/test_long_chats.py measures it)."""
+
+
+def estimated_tokens(text: str) -> float:
+    """A high estimate of a text's tokens: one per CJK character or full-width mark, one per three others.
+
+    English runs near four characters a token, so a third is conservative; the Qwen tokenizer gives Chinese
+    text fewer tokens than characters (docs/prompts.md has the measurement), so one a character is too.
+    """
+    wide = len(WIDE.findall(text))
+    return wide + (len(text) - wide) / 3
+
+
 CLIP_MARKER = " [...] "
 
 

@@ -291,14 +291,18 @@ def print_prompt_list(library: PromptLibrary) -> None:
     for name in ("task", "version", "parent", "hash", "unit", "examples"):
         table.add_column(name, no_wrap=True)
     for task in library.tasks():
-        versions = library.versions(task)
-        for version in versions:
+        newest = {
+            library.versions(task, family)[-1:][0] for family in library.families() if library.versions(task, family)
+        }
+        for version in library.versions(task):
             pv = library.get(task, version)
-            marked = version + (" *" if task in defaults and version == versions[-1] else "")
+            marked = version + (" *" if task in defaults and version in newest else "")
             parent, examples = pv.meta.parent or "-", str(len(pv.meta.examples))
             table.add_row(task, marked, parent, pv.content_hash, pv.rubric.unit, examples)
     out.print(table)
-    say(f"* run by default (without --task); prompts from {library.prompts_dir}")
+    families = ", ".join(library.families())
+    say(f"* the newest of each prompt family ({families}; --prompt-family), run by default (without --task)")
+    say(f"prompts from {library.prompts_dir}")
 
 
 def print_prompt_version(pv: PromptVersion) -> None:

@@ -4,20 +4,54 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 import numpy as np
 
 from annotate.analysis.trajectories import Trajectory
+from annotate.prompts.units import WIDE
+
+CJK_FONTS = (
+    "Noto Sans CJK SC",
+    "Noto Sans CJK JP",
+    "Source Han Sans SC",
+    "WenQuanYi Micro Hei",
+    "WenQuanYi Zen Hei",
+    "Droid Sans Fallback",
+    "SimHei",
+    "Microsoft YaHei",
+    "PingFang SC",
+)
+"""Fonts with Chinese glyphs, used after matplotlib's own when one is installed (Debian: fonts-noto-cjk)."""
 
 
+@cache
 def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if cjk_font():  # matplotlib falls back glyph by glyph along the families named here
+        plt.rcParams["font.family"] = [*plt.rcParams["font.sans-serif"][:1], cjk_font()]
     return plt
+
+
+@cache
+def cjk_font() -> str | None:
+    from matplotlib import font_manager
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    return next((name for name in CJK_FONTS if name in installed), None)
+
+
+def drawable(text: str) -> str:
+    """The text, or where it holds Chinese and no font can draw it, the text without it (the page's tables
+    carry the names in full): a figure never shows empty boxes."""
+    if cjk_font() or not WIDE.search(text):
+        return text
+    return WIDE.sub("", text).strip()
 
 
 def _png(fig: Any) -> bytes:
@@ -69,7 +103,7 @@ def confusion_heatmap(
     """Counts per (row label, column label); each value shown with its category name when the rubric gives one."""
     plt = _pyplot()
     data = np.asarray(matrix)
-    ticks = [f"{c} {names[str(c)]}" if names and names.get(str(c)) else str(c) for c in categories]
+    ticks = [drawable(f"{c} {names[str(c)]}") if names and names.get(str(c)) else str(c) for c in categories]
     wide = max(len(t) for t in ticks) if ticks else 1
     fig, ax = plt.subplots(figsize=(1.1 + 0.55 * len(categories) + 0.05 * wide, 1.0 + 0.5 * len(categories)))
     ax.imshow(data, cmap="Blues")
