@@ -5,6 +5,8 @@ cache on, so a second run of this script costs nothing): with the English prompt
 with the Chinese one (``--prompt-family zh``). Then, per model and variable, it prints:
 
 * Cohen's κ (and quadratic κ for ordinal scales) of each family with examples/zh/gold.csv;
+* the change in κ with the gold from English to Chinese prompts, with a paired 95% chat-bootstrap interval
+  (the same chats resampled for both);
 * κ between the two families' labels of the same items;
 * the label distribution of the gold and of each family, and how often each used the scale's middle
   categories (neither the lowest nor the highest value; binary scales have none);
@@ -63,6 +65,16 @@ def kappas(a: pd.Series, b: pd.Series, categories: list[int], scale: str) -> str
     return text
 
 
+def change(rows: pd.DataFrame, categories: list[int]) -> str:
+    """κ with the gold, zh prompts minus en prompts, with its paired 95% chat-bootstrap interval."""
+    both = rows.dropna().astype(int)
+    chats = [str(key[0]) for key in both.index]
+    gold, en, zh = both["gold"].tolist(), both["en"].tolist(), both["zh"].tolist()
+    delta = st.cohen_kappa(gold, zh, categories) - st.cohen_kappa(gold, en, categories)
+    low, high = st.paired_delta_bootstrap(gold, en, zh, chats, categories, 1000, 0)["cohen_kappa"]
+    return f"{delta:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
 def distribution(values: pd.Series, categories: list[int]) -> str:
     counts = values.dropna().astype(int).value_counts()
     return " ".join(f"{c}:{int(counts.get(c, 0))}" for c in categories)
@@ -114,13 +126,14 @@ def main() -> None:
             table[family] = ok.set_index(KEY)["value"].reindex(table.index)
         print(f"\n### {model}: {len(table)} gold items of {table.index.get_level_values(0).nunique()} chats\n")
         print(
-            "| variable | κ en prompts / gold | κ zh prompts / gold | κ en / zh | gold | en prompts | zh prompts "
-            "| middle: gold, en, zh |"
+            "| variable | κ en prompts / gold | κ zh prompts / gold | Δκ zh − en [95%] | κ en / zh | gold | en prompts "
+            "| zh prompts | middle: gold, en, zh |"
         )
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|")
         for variable, rows in table.groupby(level="variable"):
             scale, categories = scales[str(variable)]
             cells = [kappas(rows["gold"], rows[f], categories, scale) for f in FAMILIES]
+            cells.append(change(rows, categories))
             cells.append(kappas(rows["en"], rows["zh"], categories, scale))
             cells += [distribution(rows[c], categories) for c in ("gold", *FAMILIES)]
             cells.append(", ".join(middle_share(rows[c], categories) for c in ("gold", *FAMILIES)))

@@ -46,6 +46,8 @@ FILES = {"zh": "zh_{}.jsonl"}
 
 def data(name: str, kind: str) -> Path:
     return DATA / FILES.get(name, "{}.jsonl").format(kind)
+
+
 KEY = ["chat_id", "round", "variable"]
 
 
