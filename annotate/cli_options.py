@@ -46,7 +46,12 @@ Roles = Annotated[
     typer.Option(help="Map a role name onto customer/ai/agent, e.g. bot=ai.", rich_help_panel="Input and tasks"),
 ]
 MaxChars = Annotated[
-    int, typer.Option(help="Transcript characters per unit before truncation.", rich_help_panel="Input and tasks")
+    int,
+    typer.Option(
+        help="Transcript characters per unit before truncation (the model's context is fitted by tokens after, "
+        "so Chinese chats, about a token a character, are cut further where they need it).",
+        rich_help_panel="Input and tasks",
+    ),
 ]
 Limit = Annotated[int | None, typer.Option(min=1, help="Only the first N chats.", rich_help_panel="Input and tasks")]
 # `run` only.

@@ -178,3 +178,28 @@ def test_figures_never_draw_empty_boxes_for_chinese_category_names() -> None:
         png = plots.confusion_heatmap([[3, 1, 0], [0, 2, 1], [0, 0, 4]], [1, 2, 3], "empathy", names=names)
     assert png.startswith(b"\x89PNG")
     assert plots.drawable("2 模板化") == ("2 模板化" if plots.cjk_font() else "2")
+
+
+def test_an_invalid_answer_is_asked_again_in_the_prompts_language(library: PromptLibrary, tmp_path: Path) -> None:
+    def once_wrong(request: Request) -> str:
+        return (
+            lowest_values(request) if request.messages[-1]["role"] == "user" and len(fake.requests) > 1 else "不是JSON"
+        )
+
+    fake = FakeBackend(script=once_wrong)
+    config = RunConfig(
+        inputs=[ZH / "transcripts.jsonl"],
+        out=tmp_path / "r",
+        prompts=library.paths,
+        backend="fake",
+        limit=1,
+        tasks=["initial_state"],
+        prompt_family="zh",
+    )
+    run(config, backend=fake)
+    first, second = fake.requests
+    assert first.messages[-1]["role"] == "user"
+    assert second.messages[-2]["content"] == "不是JSON"
+    assert second.messages[-1]["content"].startswith("你上一次的回答无法使用")
+    labels = pd.read_parquet(tmp_path / "r" / "labels.parquet")
+    assert labels["status"].eq("ok").all() and (labels["attempts"] == 2).all()

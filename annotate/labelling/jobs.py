@@ -15,15 +15,20 @@ from typing import Any
 from annotate.config import Sampling
 from annotate.engines.base import Completion, Request
 from annotate.labelling.probabilities import Distribution, distribution
+from annotate.prompts.library import family_of
 from annotate.prompts.rubrics import ParseFailure, round_key
 from annotate.prompts.template import PromptVersion
 from annotate.prompts.units import Unit, estimated_tokens, fit_unit
 from annotate.runs.rows import LabelRow, Status
 
-REASK = (
-    "Your previous answer could not be used: {problem}. Answer again with only the JSON object, "
-    "using exactly the keys and allowed values described in the instructions."
-)
+REASK = {
+    "en": (
+        "Your previous answer could not be used: {problem}. Answer again with only the JSON object, "
+        "using exactly the keys and allowed values described in the instructions."
+    ),
+    "zh": "你上一次的回答无法使用：{problem}。请重新回答，只写JSON对象，键和取值必须与说明中的完全一致。",
+}
+"""The re-ask after an invalid answer, in the language of the prompt's family (the problem itself is English)."""
 MESSAGE_OVERHEAD_TOKENS = 16 / 3
 """The chat template's tokens around each message (role markers), estimated high."""
 
@@ -79,7 +84,7 @@ class Job:
             if can_retry:
                 followup = [
                     {"role": "assistant", "content": completion.text},
-                    {"role": "user", "content": REASK.format(problem=failure.message)},
+                    {"role": "user", "content": reask(self.prompt.version).format(problem=failure.message)},
                 ]
                 return [], replace(self, attempt=self.attempt + 1, followup=followup)
             return self.rows(completion, cached, ctx, failure.kind, failure.message, None), None
@@ -140,6 +145,10 @@ class Job:
         candidates = None if completion.value_logprobs is None else completion.value_logprobs.get(key, {})
         found = distribution(candidates, list(spec.values), value, spec.scale)
         return found if isinstance(found, Distribution) else None
+
+
+def reask(version: str) -> str:
+    return REASK.get(family_of(version), REASK["en"])
 
 
 def fit_to_context(unit: Unit, pv: PromptVersion, max_model_len: int) -> Unit:
