@@ -41,6 +41,18 @@ def library_flags(library: PromptLibrary) -> list[str]:
     return ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
 
 
+DEFAULT_VARIABLES = {
+    "empathy",
+    "information_seeking",
+    "solution_provision",
+    "proactivity",
+    "initial_sentiment",
+    "initial_urgency",
+    "negative_sentiment",
+}
+"""The seven variables a run labels without --task, in either prompt family."""
+
+
 def read_runs(*paths: Path) -> list[Run]:
     """Run directories as the commands hand them to the analysis: read once each."""
     return [read_run(path) for path in paths]

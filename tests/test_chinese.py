@@ -21,21 +21,13 @@ from annotate.labelling.jobs import MESSAGE_OVERHEAD_TOKENS, fit_to_context
 from annotate.labelling.pipeline import run
 from annotate.prompts.library import PromptLibrary, family_of
 from annotate.prompts.units import WIDE, estimated_tokens, units_for
-from tests.conftest import ROOT, library_flags, write_jsonl
+from tests.conftest import DEFAULT_VARIABLES, ROOT, library_flags, write_jsonl
 
 runner = CliRunner()
 ZH = ROOT / "examples" / "zh"
 DEFAULTS = ("agent_behaviour", "initial_state", "round_sentiment")
 SINGLE = ("empathy", "information_seeking", "solution_provision", "proactivity")
-SEVEN = {
-    "empathy",
-    "information_seeking",
-    "solution_provision",
-    "proactivity",
-    "initial_sentiment",
-    "initial_urgency",
-    "negative_sentiment",
-}
+SEVEN = DEFAULT_VARIABLES
 
 
 def test_every_task_has_a_chinese_version_with_the_english_scales_and_keys(library: PromptLibrary) -> None:

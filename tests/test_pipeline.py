@@ -14,7 +14,7 @@ from annotate.errors import RunStoreError
 from annotate.labelling.pipeline import run
 from annotate.prompts.library import PromptLibrary
 from annotate.runs.rows import LABEL_COLUMNS
-from tests.conftest import EXAMPLES, NOT_ESCALATED, write_jsonl
+from tests.conftest import DEFAULT_VARIABLES, EXAMPLES, NOT_ESCALATED, write_jsonl
 
 
 def config(library: PromptLibrary, out: Path, **kw: object) -> RunConfig:
@@ -27,15 +27,7 @@ def test_run_labels_all_seven_variables_with_full_provenance(library: PromptLibr
     labels = pd.read_parquet(tmp_path / "run" / "labels.parquet")
     assert list(labels.columns) == LABEL_COLUMNS
     assert set(labels["task"]) == {"agent_behaviour", "initial_state", "round_sentiment"}
-    assert set(labels["variable"]) == {
-        "empathy",
-        "information_seeking",
-        "solution_provision",
-        "proactivity",
-        "initial_sentiment",
-        "initial_urgency",
-        "negative_sentiment",
-    }
+    assert set(labels["variable"]) == DEFAULT_VARIABLES
     assert (labels["status"] == "ok").all()
     # 4 escalated chats x 4 post-handoff variables in one request each + 4 first rounds (2 variables)
     assert summary.counts["agent_behaviour"] == {"ok": 16}
