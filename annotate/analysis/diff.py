@@ -145,7 +145,7 @@ def compare_runs(
     both = first.labels.merge(second.labels, on=KEY, suffixes=("_a", "_b"))
     both = both[(both["repeat_a"] == 0) & (both["repeat_b"] == 0)]
     ok = both[(both["status_a"] == "ok") & (both["status_b"] == "ok")].copy()
-    seen = unit_excerpts(first.manifest, None, library)
+    seen = unit_excerpts(first, None, library)
     for variable, rows in ok.groupby("variable", sort=True):
         not_compared = int((both["variable"] == variable).sum() - len(rows))
         result.variables.append(_variable(str(variable), rows, a, b, not_compared, seen, truth, n_boot, seed))

@@ -20,8 +20,7 @@ from annotate.errors import AnnotateError, InputError
 from annotate.ingest.readers import read_table
 from annotate.labelling.excerpts import VariableInfo, variable_info
 from annotate.prompts.library import PromptLibrary
-from annotate.runs.manifest import RunManifest
-from annotate.runs.reader import Run, run_chats
+from annotate.runs.reader import Run
 
 if TYPE_CHECKING:
     from annotate.analysis.estimate import EstimateOptions
@@ -73,7 +72,7 @@ def estimate_data(run: Run, options: EstimateOptions, library: PromptLibrary | N
     ok = labels[labels["status"] == "ok"]
     assembled = Assembled()
     formulas = _formulas(options, info, set(ok["variable"]))
-    chats = _chat_table(manifest, options, assembled.warnings)
+    chats = _chat_table(run, options, assembled.warnings)
     gold = _gold(options.gold, info, assembled.warnings)
     labellers = load_labellers(run, options.labellers) if options.labellers or options.recalibrate else []
     column = "value" if options.label == "chosen" else "expected"
@@ -148,9 +147,9 @@ def _units(ok: pd.DataFrame, outcome: str, label: str, run_dir: Path) -> pd.Data
     return units
 
 
-def _chat_table(manifest: RunManifest, options: EstimateOptions, warnings: list[str]) -> pd.DataFrame:
+def _chat_table(run: Run, options: EstimateOptions, warnings: list[str]) -> pd.DataFrame:
     """Per chat: its meta fields, overridden by the covariates table where both have a column."""
-    chats = run_chats(manifest, list(options.transcripts) or None)
+    chats = run.chats(list(options.transcripts) or None)
     table = pd.DataFrame([{"chat_id": c.chat_id, **dict(c.meta)} for c in chats])
     if table.empty:
         table = pd.DataFrame({"chat_id": pd.Series(dtype=str)})

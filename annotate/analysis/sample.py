@@ -118,7 +118,7 @@ def draw_sample(run: Run, library: PromptLibrary | None, options: SampleOptions)
         "stratified_by": _strata_names(options),
         **plan,
     }
-    return _coding_file(chosen, unit_excerpts(manifest, transcripts, library), options.design), info
+    return _coding_file(chosen, unit_excerpts(run, transcripts, library), options.design), info
 
 
 def _strata_names(options: SampleOptions) -> list[str]:

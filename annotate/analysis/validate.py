@@ -89,7 +89,7 @@ def validate(
             ],
             labels_without_gold=int((extra["_merge"] == "left_only").sum()),
         ),
-        disagreements=_disagreements(ok, unit_excerpts(manifest, transcripts, library)),
+        disagreements=_disagreements(ok, unit_excerpts(run, transcripts, library)),
     )
 
 

@@ -14,7 +14,7 @@ from annotate.prompts.library import PromptLibrary
 from annotate.prompts.rubrics import UnitKind
 from annotate.prompts.units import SPEAKER_NAMES, units_for
 from annotate.runs.manifest import RunManifest
-from annotate.runs.reader import run_chats
+from annotate.runs.reader import Run
 
 Excerpts = dict[tuple[str, str, int | None], dict[str, str]]
 """(task, chat_id, round) -> {"context", "target"}: what the model saw, shortened."""
@@ -57,9 +57,9 @@ def _rubric(library: PromptLibrary | None, task: str, version: str) -> Any:
         return None
 
 
-def unit_excerpts(manifest: RunManifest, transcripts: list[Path] | None, library: PromptLibrary | None) -> Excerpts:
+def unit_excerpts(run: Run, transcripts: list[Path] | None, library: PromptLibrary | None) -> Excerpts:
     """What the model saw for each unit, shortened, rebuilt from the run's input files."""
-    chats = run_chats(manifest, transcripts)
+    manifest, chats = run.manifest, run.chats(transcripts)
     if library is None or not chats:
         return {}
     max_chars = manifest.options.max_chars

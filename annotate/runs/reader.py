@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -26,10 +26,15 @@ class Run:
     path: Path
     labels: pd.DataFrame
     manifest: RunManifest
+    _chats: dict[tuple[Path, ...], list[Chat]] = field(default_factory=dict, compare=False, repr=False)
 
     def chats(self, transcripts: list[Path] | None = None) -> list[Chat]:
-        """The chats as the run read them (its role map, ``--limit`` and redaction)."""
-        return run_chats(self.manifest, transcripts)
+        """The chats as the run read them (its role map, ``--limit`` and redaction); read once per run object,
+        however many steps of a command ask."""
+        key = tuple(transcripts or ())
+        if key not in self._chats:
+            self._chats[key] = run_chats(self.manifest, transcripts)
+        return self._chats[key]
 
 
 def read_run(path: Path) -> Run:
