@@ -14,6 +14,7 @@ with the Chinese one (``--prompt-family zh``). Then, per model and variable, it 
   (annotate/prompts/units.py ``estimated_tokens``): the estimate must never be below the real count.
 
 Run: .venv/bin/python bench/chinese.py [--models qwen2.5-coder-0.5b,qwen2.5-coder-1.5b] [--out DIR]
+     [--tasks empathy,information_seeking,solution_provision,proactivity]  (the single-construct versions)
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ KEY = ["chat_id", "round", "variable"]
 FAMILIES = ("en", "zh")
 
 
-def label(model: str, family: str, out: Path) -> pd.DataFrame:
+def label(model: str, family: str, out: Path, tasks: list[str] | None) -> pd.DataFrame:
     config = RunConfig(
         inputs=[CHATS],
-        out=out / f"{model}-{family}",
+        out=out / f"{model}-{family}" + ("-" + "+".join(tasks) if tasks else ""),
+        tasks=tasks,
         prompts=PromptPaths(ROOT / "prompts", ROOT / "rubrics"),
         prompt_family=family,
         backend="llamacpp",
@@ -111,6 +113,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="qwen2.5-coder-0.5b,qwen2.5-coder-1.5b")
     parser.add_argument("--out", type=Path, default=Path("/tmp/annotate-bench-chinese"))
+    parser.add_argument(
+        "--tasks",
+        default=None,
+        help="Comma-separated tasks (default: the default tasks, which rate all seven variables)",
+    )
     args = parser.parse_args()
     library = PromptLibrary(ROOT / "prompts", ROOT / "rubrics")
     truth = truth_of(read_gold(GOLD)).set_index(KEY)["value"]
@@ -118,12 +125,15 @@ def main() -> None:
     for task in ("initial_state", "round_sentiment"):
         scales |= {name: (v.scale, sorted(v.values)) for name, v in library.get(task).rubric.variables.items()}
     for model in args.models.split(","):
-        runs = {family: label(model, family, args.out) for family in FAMILIES}
+        tasks = args.tasks.split(",") if args.tasks else None
+        runs = {family: label(model, family, args.out, tasks) for family in FAMILIES}
         table = pd.DataFrame({"gold": truth})
         for family, labels in runs.items():
             ok = labels[(labels["status"] == "ok") & (labels["repeat"] == 0)].copy()
             ok["round"] = ok["round"].astype("Int64")
             table[family] = ok.set_index(KEY)["value"].reindex(table.index)
+        rated = set().union(*(set(labels["variable"]) for labels in runs.values()))
+        table = table[table.index.get_level_values("variable").isin(rated)]
         print(f"\n### {model}: {len(table)} gold items of {table.index.get_level_values(0).nunique()} chats\n")
         print(
             "| variable | κ en prompts / gold | κ zh prompts / gold | Δκ zh − en [95%] | κ en / zh | gold | en prompts "
