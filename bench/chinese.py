@@ -44,7 +44,7 @@ FAMILIES = ("en", "zh")
 def label(model: str, family: str, out: Path, tasks: list[str] | None) -> pd.DataFrame:
     config = RunConfig(
         inputs=[CHATS],
-        out=out / f"{model}-{family}" + ("-" + "+".join(tasks) if tasks else ""),
+        out=out / (f"{model}-{family}" + ("-" + "+".join(tasks) if tasks else "")),
         tasks=tasks,
         prompts=PromptPaths(ROOT / "prompts", ROOT / "rubrics"),
         prompt_family=family,
@@ -73,6 +73,8 @@ def change(rows: pd.DataFrame, categories: list[int]) -> str:
     chats = [str(key[0]) for key in both.index]
     gold, en, zh = both["gold"].tolist(), both["en"].tolist(), both["zh"].tolist()
     delta = st.cohen_kappa(gold, zh, categories) - st.cohen_kappa(gold, en, categories)
+    if delta != delta:
+        return "– (a family used one label)"
     low, high = st.paired_delta_bootstrap(gold, en, zh, chats, categories, 1000, 0)["cohen_kappa"]
     return f"{delta:+.2f} [{low:+.2f}, {high:+.2f}]"
 
