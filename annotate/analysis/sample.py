@@ -8,6 +8,8 @@ and the design; once coded it goes straight into ``annotate validate --gold`` an
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,7 +120,15 @@ def draw_sample(run: Run, library: PromptLibrary | None, options: SampleOptions)
         "stratified_by": _strata_names(options),
         **plan,
     }
-    return _coding_file(chosen, unit_excerpts(run, transcripts, library), options.design), info
+    info["sample"] = sample_id(info)
+    return _coding_file(chosen, unit_excerpts(run, transcripts, library), options.design, info["sample"]), info
+
+
+def sample_id(plan: dict[str, Any]) -> str:
+    """A name for one draw, from its plan (run, design, seed, sizes): every item of a coding file carries it, so a
+    coded file that mixes two draws is recognised (their inclusion probabilities do not combine by stacking)."""
+    digest = hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()
+    return "s" + digest[:10]
 
 
 def _strata_names(options: SampleOptions) -> list[str]:
@@ -323,7 +333,7 @@ def systematic_pps(probability: np.ndarray, rng: np.random.Generator) -> np.ndar
     return np.sort(order[np.searchsorted(cumulative, points, side="right")])
 
 
-def _coding_file(chosen: pd.DataFrame, seen: Any, design: str) -> pd.DataFrame:
+def _coding_file(chosen: pd.DataFrame, seen: Any, design: str, sample: str) -> pd.DataFrame:
     def excerpt(part: str) -> list[str]:
         return [
             seen.get((t, c, None if pd.isna(r) else int(r)), {}).get(part, "")
@@ -342,6 +352,7 @@ def _coding_file(chosen: pd.DataFrame, seen: Any, design: str) -> pd.DataFrame:
             "target": excerpt("target"),
             "inclusion_probability": chosen["inclusion_probability"].round(8),
             "design": design,
+            "sample": sample,
         }
         | ({"disputed": chosen["disputed"].astype(bool).to_numpy()} if "disputed" in chosen.columns else {})
     )

@@ -11,6 +11,8 @@ prediction-powered estimate by 2x when the labeller is no better than the human 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from annotate.analysis import ppi
@@ -56,8 +58,13 @@ def worth_unbounded(data: ppi.Sample, family: Family = "ols", seed: int = 0) -> 
             continue
         share, honest, evident = ppi.tuned_share(p[:, j], q[:, j], factor, df)
         used = bool(share > 0 and evident and honest < human.se[j] ** 2)
-        value = NO_GAIN * human.se[j] ** 2 / honest if used else NO_GAIN
-        low, high = (float(v) for v in np.nanpercentile([_best_ratio(p[r, j], q[r, j]) for r in draws], [2.5, 97.5]))
+        value = (NO_GAIN * human.se[j] ** 2 / honest if honest > 0 else np.inf) if used else NO_GAIN
+        ratios = np.array([_best_ratio(p[r, j], q[r, j]) for r in draws])
+        finite = ratios[~np.isnan(ratios)]
+        method: Literal["linear", "lower"] = "linear" if np.isfinite(finite).all() else "lower"  # inf - inf is NaN
+        low, high = (
+            (float(np.percentile(finite, b, method=method)) for b in (2.5, 97.5)) if finite.size else (np.nan,) * 2
+        )
         out.append(Worth(value=float(value), low=low, high=high, note=_note(used, data.coded_chats)))
     return out
 
@@ -76,4 +83,5 @@ def _best_ratio(p: Array, q: Array) -> float:
     if s_pp <= 0:
         return np.nan
     share = float(np.clip(-s_pq / s_qq, 0, 1)) if s_qq > 0 else 0.0
-    return NO_GAIN * s_pp / float(np.sum((p + share * q) ** 2))
+    left = float(np.sum((p + share * q) ** 2))
+    return NO_GAIN * s_pp / left if left > 0 else np.inf  # labels equal to the human ones in this resample

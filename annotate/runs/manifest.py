@@ -22,6 +22,7 @@ PACKAGES = [
     "jinja2",
     "pandas",
     "pyarrow",
+    "scikit-learn",
     "typer",
     "xllamacpp",
     "vllm",
@@ -95,15 +96,46 @@ class RunOptions(BaseModel):
     """Whether the engine reused the shared prompt prefix."""
 
 
+class LearnedFrom(BaseModel):
+    """What a learned labeller (``annotate learn``) was trained on, and how: enough to train it again."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    source_run: str
+    """The run directory whose units (and, with the ``llm`` features, labels) it read."""
+    source_run_id: str
+    """That run's run_id."""
+    coded: str
+    """The coded file (human labels) it learned from."""
+    coded_sha256: str
+    """The coded file's content hash."""
+    features: list[str]
+    """The feature sets, in order (words, chars, surface, llm, embeddings)."""
+    learner: str
+    """The classifier and how its penalty was chosen."""
+    folds: int
+    """Cross-fitting folds of coded chats: a coded unit's label comes from the model that did not see its chat."""
+    seed: int
+    """Seed of the fold assignment and of the learning curve's subsets."""
+    penalties: dict[str, list[float]] = Field(default_factory=dict)
+    """Per variable, the inverse penalty C each fold model chose by cross-validation inside its own folds."""
+    coded_chats: dict[str, int] = Field(default_factory=dict)
+    """Per variable, how many coded chats it learned from."""
+    embedding_model: dict[str, Any] | None = None
+    """The sentence-embedding model (package, file sha256) when the embeddings features were used."""
+
+
 class RunManifest(BaseModel):
-    """manifest.json of a run directory: a labelling run (``annotate run``) or a consensus of runs."""
+    """manifest.json of a run directory: a labelling run (``annotate run``), a consensus of runs, or a labeller
+    learned from human codes (``annotate learn``)."""
 
     model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
 
     format_version: int = FORMAT_VERSION
     """The manifest format this file is written in."""
-    kind: Literal["labelling", "consensus"] = "labelling"
-    """``labelling``: written by annotate run; ``consensus``: by annotate consensus, from other runs."""
+    kind: Literal["labelling", "consensus", "learned"] = "labelling"
+    """``labelling``: written by annotate run; ``consensus``: by annotate consensus, from other runs; ``learned``:
+    by annotate learn, from a run's units and a coded file."""
     run_id: str
     """Stays the same across resumes: a run is one run however many sessions wrote it."""
     status: str
@@ -150,6 +182,8 @@ class RunManifest(BaseModel):
     """Consensus: the runs (and repeats) combined."""
     coverage: dict[str, Any] = Field(default_factory=dict)
     """Consensus: per variable, how many units every, some or no source labelled."""
+    learned: LearnedFrom | None = None
+    """Learned: the source run, the coded file, the features and the cross-fitting."""
 
     @classmethod
     def read(cls, data: dict[str, Any]) -> RunManifest:

@@ -51,9 +51,10 @@ def check_resume(
                 )
 
 
-def check_consensus_out(out: Path, sources: list[Path]) -> None:
-    """A consensus goes to a directory that is neither a labelling run nor one of its own sources."""
+def check_derived_out(out: Path, sources: list[Path], what: str = "learned run") -> None:
+    """A run made from other runs (a consensus, a learned labeller) goes to a directory that is neither a labelling
+    run nor one of its own sources; one it wrote before is replaced whole."""
     if (out / "journal.jsonl").exists():
-        raise RunStoreError(f"{out} holds a labelling run; write the consensus to a new --out directory")
+        raise RunStoreError(f"{out} holds a labelling run; write the {what} to a new --out directory")
     if any(out.resolve() == source.resolve() for source in sources):
-        raise RunStoreError(f"{out} is one of the consensus's own sources; write it to a new --out directory")
+        raise RunStoreError(f"{out} is one of the {what}'s own sources; write it to a new --out directory")

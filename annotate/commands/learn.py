@@ -1,0 +1,39 @@
+"""``annotate learn``: a labeller trained on the human codes, cross-fitted by chat, written as a run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from annotate.analysis.gold import gold_sha256, read_gold, truth_of
+from annotate.analysis.learning_curve import learning_result
+from annotate.analysis.learning_results import LearningResult
+from annotate.commands import Written
+from annotate.learning.learn import LearnOptions, learn
+from annotate.prompts.library import PromptLibrary
+from annotate.report.learning import write_learning
+from annotate.runs.reader import read_run
+from annotate.runs.resume import check_derived_out
+from annotate.runs.store import write_run
+
+
+def learn_command(
+    run_dir: Path, coded_path: Path, out: Path, library: PromptLibrary, options: LearnOptions, n_boot: int = 1000
+) -> Written[LearningResult]:
+    """The learned run (labels for every unit of every coded variable) and its learning curve beside it."""
+    check_derived_out(out, [run_dir])
+    run = read_run(run_dir)
+    coded = coded_items(coded_path)
+    learned = learn(run, coded, coded_path, gold_sha256(coded_path), library, options)
+    result = learning_result(learned, str(out), n_boot, options.seed)
+    paths = write_run(out, learned.rows, learned.manifest)
+    return Written(result, [*paths, *write_learning(out, result)])
+
+
+def coded_items(path: Path) -> pd.DataFrame:
+    """One human label per item (the consensus of several annotators), with its inclusion probability."""
+    gold = read_gold(path)
+    truth = truth_of(gold)
+    inclusion = gold.groupby(["chat_id", "round", "variable"], dropna=False)["inclusion_probability"].mean()
+    return truth.merge(inclusion.reset_index(), on=["chat_id", "round", "variable"], how="left")
