@@ -329,7 +329,9 @@ def consensus(
 
 @app.command()
 def learn(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory (a run over -b fake will do).", show_default=False)],
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run directory, or a transcript file (no LLM labels needed).", show_default=False)
+    ],
     gold: opt.Coded,
     out: Annotated[Path, typer.Option("--out", "-o", help="The learned run directory to write.")],
     features: opt.Features = "words,chars,surface",

@@ -89,8 +89,18 @@ def test_every_command_reads_a_learned_run(fake_run: Path, library: PromptLibrar
         ["agree", str(fake_run), str(out), "--out", str(tmp_path / "a"), "--bootstrap", "20"],
         ["sample", str(out), "--design", "confidence", "--per-variable", "8", "--out", str(tmp_path / "c.csv")],
         ["estimate", str(out), "--gold", str(gold), "--out", str(tmp_path / "e"), "--variable", "empathy"],
-        ["estimate", str(fake_run), "--labellers", str(out), "--gold", str(gold), "--out", str(tmp_path / "e2"),
-         "--variable", "proactivity"],  # fmt: skip
+        [
+            "estimate",
+            str(fake_run),
+            "--labellers",
+            str(out),
+            "--gold",
+            str(gold),
+            "--out",
+            str(tmp_path / "e2"),
+            "--variable",
+            "proactivity",
+        ],
         ["consensus", str(fake_run), str(out), "--out", str(tmp_path / "cons")],
     ]
     for command in commands:
@@ -129,11 +139,28 @@ def test_a_run_with_no_llm_labels_learns(library: PromptLibrary, tmp_path: Path)
     assert labels["value"].nunique() == 2  # the constant run's labels are not what it learned
 
 
+def test_plain_transcripts_learn_with_no_run_at_all(fake_run: Path, library: PromptLibrary, tmp_path: Path) -> None:
+    """No model at all: the transcript file's units (the default tasks), the same labels as from a run of it."""
+    gold = gold_of(["proactivity", "negative_sentiment"], tmp_path / "g.csv")
+    result = learn(library, EXAMPLES, gold, tmp_path / "plain")
+    assert result.exit_code == 0, result.output
+    assert "zero-shot" not in result.output
+    assert learn(library, fake_run, gold, tmp_path / "learned").exit_code == 0
+    plain, from_run = (read_run(tmp_path / n).labels for n in ("plain", "learned"))
+    columns = ["chat_id", "round", "variable", "value", "probs", "prompt_version", "prompt_hash"]
+    assert plain[columns].equals(from_run[columns])
+    validate = CliRunner().invoke(
+        app, ["validate", str(tmp_path / "plain"), "--gold", str(gold), "--out", str(tmp_path / "v"),
+              "--bootstrap", "20", *library_flags(library)],
+    )  # fmt: skip
+    assert validate.exit_code == 0, validate.output
+
+
 @pytest.mark.parametrize(
     ("args", "gold_variables", "message"),
     [
         (["--features", "words,bogus"], ["empathy"], "--features bogus: unknown"),
-        ([], ["nonexistent"], "no units of nonexistent"),
+        ([], ["nonexistent"], "no task of the run rates nonexistent"),
         (["--folds", "1"], ["empathy"], "Invalid value for '--folds'"),
     ],
 )
@@ -248,7 +275,7 @@ def test_embeddings_are_verified_unit_vectors_cached_by_content(tmp_path: Path) 
     assert vectors.shape == (3, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]  # meaning, not words: the two late parcels are close
     again = Embedder.load(tmp_path / "e.sqlite")
-    assert np.array_equal(again.embed(texts[:2] + ["A new one."])[:2], vectors[:2]) and again.computed == 1
+    assert np.array_equal(again.embed([*texts[:2], "A new one."])[:2], vectors[:2]) and again.computed == 1
 
 
 @needs_embeddings

@@ -28,7 +28,10 @@ from annotate.prompts.library import PromptLibrary
         ("电话：+86 139-1234-5678 或 138 1234 5678", "电话：[PHONE] 或 [PHONE]"),
         ("身份证号110101199003071234，另一个是11010519851231002X。", "身份证号[ID]，另一个是[ID]。"),
         ("邮箱是zhang.wei@example.cn，卡号6222021234567890123", "邮箱是[EMAIL]，卡号[CARD]"),
-        ("订单号44120，退款129.00元，3到5个工作日，2026年3月1日", "订单号44120，退款129.00元，3到5个工作日，2026年3月1日"),  # noqa: E501
+        (
+            "订单号44120，退款129.00元，3到5个工作日，2026年3月1日",
+            "订单号44120，退款129.00元，3到5个工作日，2026年3月1日",
+        ),  # noqa: E501
         # what must stay: prices, ranges, dates, times, short codes
         (
             "It costs 34.90, takes 3-5 days, due 2026-03-01 or 01.03.2026, pickup code 7731 at 9-13",

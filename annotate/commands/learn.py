@@ -11,6 +11,7 @@ from annotate.analysis.learning_curve import learning_result
 from annotate.analysis.learning_results import LearningResult
 from annotate.commands import Written
 from annotate.learning.learn import LearnOptions, learn
+from annotate.learning.units import transcripts_as_source
 from annotate.prompts.library import PromptLibrary
 from annotate.report.learning import write_learning
 from annotate.runs.reader import read_run
@@ -21,9 +22,10 @@ from annotate.runs.store import write_run
 def learn_command(
     run_dir: Path, coded_path: Path, out: Path, library: PromptLibrary, options: LearnOptions, n_boot: int = 1000
 ) -> Written[LearningResult]:
-    """The learned run (labels for every unit of every coded variable) and its learning curve beside it."""
+    """The learned run (labels for every unit of every coded variable) and its learning curve beside it.
+    ``run_dir`` may also be a transcript file: its chats and the default tasks' units, with no LLM labels."""
     check_derived_out(out, [run_dir])
-    run = read_run(run_dir)
+    run = read_run(run_dir) if run_dir.is_dir() else transcripts_as_source([run_dir], library)
     coded = coded_items(coded_path)
     learned = learn(run, coded, coded_path, gold_sha256(coded_path), library, options)
     result = learning_result(learned, str(out), n_boot, options.seed)
