@@ -232,6 +232,7 @@ def sample(
     chats: opt.Chats = None,
     seed: opt.Seed = 0,
     transcripts: opt.Transcripts = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing coding file (kept as FILE.bak).")] = False,
     prompts_dir: opt.PromptsDir = None,
     rubrics_dir: opt.RubricsDir = None,
 ) -> None:
@@ -254,7 +255,7 @@ def sample(
         chats=chats,
     )
     with opt.user_errors():
-        written = sample_command(run_dir, out, opt.library(prompts_dir, rubrics_dir), options)
+        written = sample_command(run_dir, out, opt.library(prompts_dir, rubrics_dir), options, force)
     print_sample(written.result, run_dir)
 
 

@@ -298,3 +298,21 @@ def test_a_labeller_that_equals_the_codes_does_not_break_the_worth() -> None:
     data = ppi.sample(np.ones((40, 1)), y.copy(), np.arange(40), y)
     [figure] = worth_unbounded(data)
     assert figure.value is not None and figure.value > 100
+
+
+def test_a_coding_file_is_never_replaced_silently(fake_run: Path, library: PromptLibrary, tmp_path: Path) -> None:
+    """Issue 28 (7, 18): a second batch must not overwrite the first batch's coded file, nor a run's own files."""
+    out = tmp_path / "coding.csv"
+    args = ["sample", str(fake_run), "--per-variable", "5", "--variable", "empathy", *library_flags(library)]
+    runner = CliRunner()
+    assert runner.invoke(app, [*args, "--out", str(out)]).exit_code == 0
+    coded = out.read_text().replace(",,", ",2,", 1)
+    out.write_text(coded)
+    refused = runner.invoke(app, [*args, "--out", str(out), "--seed", "4"])
+    assert refused.exit_code == 1 and "exists (coders may have filled it in)" in refused.output
+    assert out.read_text() == coded
+    forced = runner.invoke(app, [*args, "--out", str(out), "--seed", "4", "--force"])
+    assert forced.exit_code == 0 and "coding.csv.bak" in forced.output
+    assert (tmp_path / "coding.csv.bak").read_text() == coded
+    inside = runner.invoke(app, [*args, "--out", str(fake_run / "labels.csv")])
+    assert inside.exit_code == 1 and "inside the run directory" in inside.output

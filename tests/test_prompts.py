@@ -112,6 +112,42 @@ def test_lock_refuses_a_version_edited_after_use(library: PromptLibrary) -> None
         library.check_locked([library.get("empathy", "v1")], record=True)
 
 
+def test_the_lock_file_survives_a_full_disk_and_keeps_every_concurrent_entry(
+    library: PromptLibrary, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 28 (8): the lock is written whole (a failed write leaves the old file) and writers take turns."""
+    import threading
+
+    lock_path = library.prompts_dir / "versions.lock.json"
+    library.check_locked([library.get("empathy", "v1")], record=True)
+    before = lock_path.read_text()
+
+    def full_disk(self: Path, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "write_bytes", full_disk)
+        with pytest.raises(PromptError, match="No space left on device"):
+            library.check_locked([library.get("empathy", "v2")], record=True)
+    assert lock_path.read_text() == before
+    versions = [library.get(task, version) for task in library.tasks() for version in library.versions(task)]
+    threads = [threading.Thread(target=library.check_locked, args=([pv], True)) for pv in versions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lock = json.loads(lock_path.read_text())
+    assert set(lock) == {f"{pv.task}/{pv.version}" for pv in versions}
+
+
+@pytest.mark.parametrize("content", ["<<<<<<< HEAD\n{}\n=======\n{}\n>>>>>>> other\n", "[1, 2]"])
+def test_a_damaged_lock_file_is_one_line(library: PromptLibrary, content: str) -> None:
+    """Issue 28 (10): a merge conflict left in the lock file, or a list, names the file instead of a traceback."""
+    (library.prompts_dir / "versions.lock.json").write_text(content)
+    with pytest.raises(PromptError, match="versions.lock.json: "):
+        library.check_locked([library.get("empathy", "v1")], record=True)
+
+
 def test_render_matches_shipped_prompt_for_a_real_chat(library: PromptLibrary, tmp_path: Path) -> None:
     (chat,) = read_transcripts([write_jsonl(tmp_path / "c.jsonl", [ESCALATED])]).chats
     pv = library.get("empathy", "v1")

@@ -116,7 +116,13 @@ def _reports(root: Path) -> Iterator[dict[str, Path]]:
     args = ["estimate", str(root / "e1"), "--labellers", str(root / "e2"), "--gold", str(GOLD), "--formula", formula]
     result = cli.invoke(app, [*args, "--out", str(root / "e"), *dirs])
     assert result.exit_code == 0, result.output
-    yield {name: root / name / "report.html" for name in ("v", "a", "d", "j", "e")}
+    coded = pd.read_csv(GOLD)
+    coded[coded["variable"].isin(["empathy", "negative_sentiment"])].to_csv(root / "coded.csv", index=False)
+    args = ["learn", str(root / "e1"), "--gold", str(root / "coded.csv"), "--out", str(root / "l"), "--bootstrap", "20"]
+    result = cli.invoke(app, [*args, *dirs])
+    assert result.exit_code == 0, result.output
+    pages = {name: root / name / "report.html" for name in ("v", "a", "d", "j", "e")}
+    yield pages | {"l": root / "l" / "learning.html"}
 
 
 def _other(value: Any) -> int:
@@ -158,7 +164,7 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
-@pytest.mark.parametrize("name", ["v", "a", "d", "j", "e"])
+@pytest.mark.parametrize("name", ["v", "a", "d", "j", "e", "l"])
 def test_each_page_loads_without_errors_or_network(browser: Any, reports: dict[str, Path], name: str) -> None:
     visit = Visit(browser, reports[name])
     assert visit.errors == []
@@ -169,7 +175,7 @@ def test_each_page_loads_without_errors_or_network(browser: Any, reports: dict[s
         assert images.nth(i).evaluate("img => img.naturalWidth") > 0
 
 
-@pytest.mark.parametrize("name", ["v", "a", "d", "j", "e"])
+@pytest.mark.parametrize("name", ["v", "a", "d", "j", "e", "l"])
 def test_every_page_fits_a_1280_pixel_window(browser: Any, reports: dict[str, Path], name: str) -> None:
     visit = Visit(browser, reports[name], width=1280)
     wide = visit.page.evaluate(

@@ -89,7 +89,9 @@ def test_sample_is_blinded_stratified_and_reproducible(labelled: Path, library: 
         "target",
         "inclusion_probability",
         "design",
+        "sample",
     ]
+    assert coding["sample"].nunique() == 1 and coding["sample"].iloc[0] == info["sample"]
     assert (coding.groupby("variable").size() == 20).all()
     assert (coding["value"] == "").all()  # no LLM label leaks into the coding file
     assert coding["target"].str.len().gt(0).all()

@@ -8,6 +8,7 @@ from annotate.analysis.trajectories import SentimentCurves, run_trajectories
 from annotate.commands import Written
 from annotate.report.trajectories import write_trajectories
 from annotate.runs.reader import read_run
+from annotate.runs.resume import check_not_a_run_file
 
 
 def trajectories_command(
@@ -19,5 +20,6 @@ def trajectories_command(
     transcripts: list[Path] | None = None,
 ) -> Written[SentimentCurves]:
     """The curves by ``group_by`` drawn into ``out``."""
+    check_not_a_run_file(out)
     sentiment = run_trajectories(read_run(run_dir), transcripts, group_by, n_boot, seed)
     return Written(sentiment, [write_trajectories(out, sentiment, seed)], sentiment.frame)

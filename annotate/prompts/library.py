@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from annotate.config import PromptPaths
 from annotate.errors import PromptError
+from annotate.files import exclusive, write_atomic
 from annotate.prompts.rubrics import (
     ParseFailure,
     Rubric,
@@ -29,6 +30,8 @@ from annotate.prompts.template import FewShotExample, PromptVersion, VersionMeta
 
 VERSION_RE = re.compile(r"^(?:(?P<family>[a-z]{2,8})-)?v(?P<number>\d+)$")
 """``v3`` is the English family's third version; ``zh-v1`` the Chinese family's first."""
+LOCK_GUARD = ".versions.lock.json.lock"
+"""Beside the lock file: held (flock) while a run reads, extends and rewrites the lock file."""
 DEFAULT_FAMILY = "en"
 """The family of versions named without a prefix."""
 
@@ -134,7 +137,22 @@ class PromptLibrary:
         The lock file ``prompts/versions.lock.json`` is meant to be committed next to the prompts.
         """
         lock_path = self.prompts_dir / "versions.lock.json"
-        lock: dict[str, str] = json.loads(lock_path.read_text()) if lock_path.is_file() else {}
+        if not record or self.read_only:
+            self._check_against(_read_lock(lock_path), versions, lock_path)
+            return
+        try:
+            with exclusive(lock_path.with_name(LOCK_GUARD)):  # two runs recording at once lose nothing
+                lock = _read_lock(lock_path)
+                if self._check_against(lock, versions, lock_path):
+                    write_atomic(lock_path, json.dumps(dict(sorted(lock.items())), indent=2) + "\n")
+        except OSError as e:
+            raise PromptError(
+                f"{lock_path}: cannot record the prompt versions ({e.strerror or e}); it is as it was"
+            ) from None
+
+    @staticmethod
+    def _check_against(lock: dict[str, str], versions: list[PromptVersion], lock_path: Path) -> bool:
+        """Refuse a version whose hash differs from its locked one; add first uses to ``lock``. True if any was."""
         changed = False
         for pv in versions:
             key = f"{pv.task}/{pv.version}"
@@ -146,8 +164,21 @@ class PromptLibrary:
             if key not in lock:
                 lock[key] = pv.content_hash
                 changed = True
-        if changed and record and not self.read_only:
-            lock_path.write_text(json.dumps(dict(sorted(lock.items())), indent=2) + "\n")
+        return changed
+
+
+def _read_lock(path: Path) -> dict[str, str]:
+    """The lock file's entries; one line naming the file when it is not a JSON object of strings (a merge left
+    conflict markers in it, say)."""
+    if not path.is_file():
+        return {}
+    try:
+        lock = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PromptError(f"{path}: not valid JSON ({e}): resolve the merge conflict or restore the file") from None
+    if not isinstance(lock, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in lock.items()):
+        raise PromptError(f"{path}: must be a JSON object of task/version -> hash: restore the file")
+    return lock
 
 
 def _read_meta(path: Path, source: str) -> VersionMeta:

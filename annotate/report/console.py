@@ -252,6 +252,8 @@ def print_sample(files: CodingFiles, run_dir: Path) -> None:
             else ""
         )
         say(f"{name}: {entry['sample']} of {entry['population']} items{split}")
+    if "replaced" in files.info:
+        say(f"the file that was at {files.coding} is now {files.info['replaced']}")
     say(f"wrote {files.coding} (blinded, shuffled), {files.instructions}, {files.plan}")
     say(f"after coding: annotate validate {run_dir} --gold {files.coding} --out reports/...")
     say(f"          and annotate estimate {run_dir} --gold {files.coding} --formula '...' --out reports/...")

@@ -9,6 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from annotate.files import temporary_path, write_atomic
+
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 """What a spreadsheet reads as the start of a formula (OWASP's list for CSV injection)."""
 
@@ -43,17 +45,6 @@ def _defuse(value: Any) -> Any:
     return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write a whole file atomically: readers see the old one or the new one, never half of either (a full
-    disk leaves the old file), and a link at ``path`` is replaced, not followed."""
-    tmp = temporary_path(path)
-    try:
-        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_all_atomic(files: dict[Path, bytes | str]) -> None:
     """Several files that belong together (a run's tables and manifest): every one is written in full first,
     then all are swapped in, so a full disk leaves the old set whole rather than new labels beside an old
@@ -69,7 +60,3 @@ def write_all_atomic(files: dict[Path, bytes | str]) -> None:
     finally:
         for tmp, _ in written:
             tmp.unlink(missing_ok=True)
-
-
-def temporary_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -51,6 +51,31 @@ def check_resume(
                 )
 
 
+def check_not_a_run_file(out: Path) -> None:
+    """No command writes over a run directory's own files (its labels, manifest or journal)."""
+    if (out.parent / "manifest.json").is_file() and not out.name.startswith(("report", "learning")):
+        raise RunStoreError(f"{out}: inside the run directory {out.parent}; write it somewhere else")
+
+
+def check_coding_out(out: Path, force: bool) -> None:
+    """A coding file may hold a coder's work: an existing one is refused unless ``force`` (then see ``move_aside``)."""
+    check_not_a_run_file(out)
+    if out.exists() and not force:
+        raise RunStoreError(
+            f"{out} exists (coders may have filled it in): choose another --out, or --force to replace it"
+        )
+
+
+def move_aside(out: Path) -> Path:
+    """Rename an existing file to FILE.bak (FILE.bak1, ... when taken) and return the new name."""
+    backup = out.with_name(out.name + ".bak")
+    number = 1
+    while backup.exists():
+        backup, number = out.with_name(f"{out.name}.bak{number}"), number + 1
+    out.rename(backup)
+    return backup
+
+
 def check_derived_out(out: Path, sources: list[Path], what: str = "learned run") -> None:
     """A run made from other runs (a consensus, a learned labeller) goes to a directory that is neither a labelling
     run nor one of its own sources; one it wrote before is replaced whole."""
