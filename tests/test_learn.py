@@ -137,6 +137,10 @@ def test_a_run_with_no_llm_labels_learns(library: PromptLibrary, tmp_path: Path)
     assert result.exit_code == 0, result.output
     labels = read_run(tmp_path / "learned").labels
     assert labels["value"].nunique() == 2  # the constant run's labels are not what it learned
+    assert "the source run's labels are all 0: its κ is 0 by construction, not shown" in result.output
+    [variable] = json.loads((tmp_path / "learned" / "learning.json").read_text())["variables"]
+    assert variable["zero_shot_kappa"] is None and variable["worth"]["status"] == "none"
+    assert "every unit is coded" in variable["worth"]["note"]
 
 
 def test_plain_transcripts_learn_with_no_run_at_all(fake_run: Path, library: PromptLibrary, tmp_path: Path) -> None:

@@ -49,6 +49,11 @@ def _variable(v: Learning, n_boot: int, seed: int, unmatched: int) -> VariableLe
     ]
     zero, zero_ci, zero_items = _zero_shot(v, human, chats, weights, n_boot, seed)
     notes = [f"{unmatched} coded items name no unit of the run and were left out"] if unmatched else []
+    notes += _constant_notes(v)
+    if zero is not None and v.coded["llm"].dropna().nunique() == 1:
+        value = int(v.coded["llm"].dropna().iloc[0])
+        notes.append(f"the source run's labels are all {value}: its κ is 0 by construction, not shown")
+        zero, zero_ci = None, None
     return VariableLearning(
         variable=v.variable,
         scale=v.scale,
@@ -65,6 +70,13 @@ def _variable(v: Learning, n_boot: int, seed: int, unmatched: int) -> VariableLe
         penalties=v.penalties,
         notes=notes,
     )
+
+
+def _constant_notes(v: Learning) -> list[str]:
+    labels = np.asarray(v.categories)[v.probabilities.argmax(axis=1)]
+    if len(set(labels)) > 1:
+        return []
+    return [f"the learned labels of the coded units are all {labels[0]}: κ 0 by construction (nothing learned)"]
 
 
 def kappa(
@@ -203,6 +215,9 @@ def worth_figure(
     if math.isnan(point["rho"]) or math.isnan(rho_ci[0]):
         why = "the learned labels do not vary" if math.isnan(point["rho"]) else f"too few coded chats ({n})"
         return WorthFigure(rho=point["rho"], rho_ci=rho_ci, worth=None, worth_ci=None, status="not_estimable", note=why)
+    if share >= 1.0:
+        note = "every unit is coded: labels can save no human work here"
+        return WorthFigure(rho=point["rho"], rho_ci=rho_ci, worth=None, worth_ci=None, status="none", note=note)
     if rho_ci[0] <= 0:
         note = f"ρ {point['rho']:.2f} [{rho_ci[0]:.2f}, {rho_ci[1]:.2f}] reaches 0: no saving the coded chats can show"
         return WorthFigure(rho=point["rho"], rho_ci=rho_ci, worth=None, worth_ci=None, status="none", note=note)

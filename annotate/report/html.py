@@ -113,14 +113,19 @@ def fmt(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        return unsigned_zero(f"{value:.{digits}f}")
     return str(value)
+
+
+def unsigned_zero(text: str) -> str:
+    """'-0.00' is 0.00: a sign on a number that rounds to zero is noise."""
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def fmt_ci(interval: Any) -> str:
     if not interval or any(x is None or math.isnan(x) for x in interval):
         return ""
-    return f"[{interval[0]:.2f}, {interval[1]:.2f}]"
+    return f"[{unsigned_zero(f'{interval[0]:.2f}')}, {unsigned_zero(f'{interval[1]:.2f}')}]"
 
 
 class Pre(str):
