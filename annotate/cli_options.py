@@ -48,6 +48,7 @@ Roles = Annotated[
 MaxChars = Annotated[
     int,
     typer.Option(
+        min=200,
         help="Transcript characters per unit before truncation (the model's context is fitted by tokens after, "
         "so Chinese chats, about a token a character, are cut further where they need it).",
         rich_help_panel="Input and tasks",
@@ -227,7 +228,9 @@ BaseUrl = Annotated[
 ApiKey = Annotated[
     str, typer.Option(envvar="OPENAI_API_KEY", help="Key for --base-url, if it needs one.", rich_help_panel="Engine")
 ]
-MaxModelLen = Annotated[int, typer.Option(help="Context length the engine allocates.", rich_help_panel="Engine")]
+MaxModelLen = Annotated[
+    int, typer.Option(min=256, help="Context length the engine allocates.", rich_help_panel="Engine")
+]
 Concurrency = Annotated[int, typer.Option(min=1, help="Requests in flight (openai backend).", rich_help_panel="Engine")]
 Threads = Annotated[
     int | None, typer.Option(min=1, help="CPU threads (llamacpp) (default: all cores).", rich_help_panel="Engine")

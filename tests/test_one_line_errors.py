@@ -10,7 +10,7 @@ from typer.testing import CliRunner, Result
 
 from annotate.cli import app
 from annotate.prompts.library import PromptLibrary
-from tests.conftest import EXAMPLES, library_flags
+from tests.conftest import EXAMPLES, ROOT, library_flags
 
 runner = CliRunner()
 
@@ -77,6 +77,27 @@ def test_a_truncated_manifest(library: PromptLibrary, tmp_path: Path) -> None:
     one_line(runner.invoke(app, args), "manifest.json: damaged")
     agree = ["agree", str(run_dir), str(run_dir), "--out", str(tmp_path / "a"), *dirs(library)]
     one_line(runner.invoke(app, agree), "manifest.json: damaged")
+
+
+@pytest.mark.parametrize(
+    ("version", "message"), [(3, "newer than this annotate reads (2): upgrade annotate"), (0, "format_version 0")]
+)
+def test_a_manifest_of_an_unknown_format_is_one_line(
+    library: PromptLibrary, tmp_path: Path, version: int, message: str
+) -> None:
+    """Issue 28 (12): format_version is checked, never read as 2."""
+    run_dir = labelled(library, tmp_path / "run")
+    manifest = run_dir / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "format_version": version}))
+    validate = ["validate", str(run_dir), "--gold", str(ROOT / "examples" / "gold.csv"), "--out", str(tmp_path / "v")]
+    one_line(runner.invoke(app, [*validate, *dirs(library)]), message)
+
+
+@pytest.mark.parametrize("option", [["--max-model-len", "0"], ["--max-model-len", "-5"], ["--max-chars", "0"]])
+def test_a_context_of_nothing_is_refused(library: PromptLibrary, tmp_path: Path, option: list[str]) -> None:
+    """Issue 28 (20)."""
+    result = runner.invoke(app, ["run", str(EXAMPLES), "-b", "fake", "--out", str(tmp_path / "r"), *option])
+    assert result.exit_code == 2 and "Invalid value" in result.output and not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ from annotate.prompts.library import PromptLibrary
         (
             "订单号44120，退款129.00元，3到5个工作日，2026年3月1日",
             "订单号44120，退款129.00元，3到5个工作日，2026年3月1日",
-        ),  # noqa: E501
+        ),
         # what must stay: prices, ranges, dates, times, short codes
         (
             "It costs 34.90, takes 3-5 days, due 2026-03-01 or 01.03.2026, pickup code 7731 at 9-13",

@@ -200,3 +200,12 @@ def test_half_an_emoji_skips_that_chat_only(tmp_path: Path) -> None:
     assert "field 'chat_id'" in reasons["id\\ud83d"]
     assert "meta.shop" in reasons["meta"] and "U+DFFF" in reasons["meta"]
     json.dumps(reasons, ensure_ascii=False).encode()  # every reason can be written
+
+
+def test_a_meta_field_named_like_the_records_own_is_refused(tmp_path: Path) -> None:
+    """Issue 28 (26): meta ``chat_id`` used to replace every chat's id downstream; now that chat is skipped, named."""
+    record = {"chat_id": "a", "meta": {"chat_id": "other"}, "messages": [{"role": "customer", "text": "hi"}]}
+    result = read_transcripts([write_jsonl(tmp_path / "c.jsonl", [record, {**record, "chat_id": "b", "meta": {}}])])
+    assert [c.chat_id for c in result.chats] == ["b"]
+    [skip] = result.skipped
+    assert "meta.chat_id" in skip.reason and "the record's own field" in skip.reason

@@ -227,6 +227,11 @@ def _message(m: Any, roles: Mapping[str, Speaker], path: Path, line: int | None,
     return Message(speaker, text, None if ts is None or (isinstance(ts, float) and math.isnan(ts)) else str(ts))
 
 
+RECORD_FIELDS = {"chat_id", "messages", "role", "text", "ts"}
+"""A chat's own fields: a meta field of one of these names would stand in for it downstream (a covariate table
+keyed by ``chat_id``, say), so it is refused."""
+
+
 def _finish_chat(
     chat_id: str, messages: list[Message], meta: dict[str, Any], path: Path, line: int | None, collector: _Collector
 ) -> Chat | None:
@@ -240,6 +245,11 @@ def _finish_chat(
             else f"half of a UTF-16 surrogate pair (U+{code:04X}, as a cut emoji leaves): not valid text"
         )
         collector.problem(InputError(str(path), line, field, reason), safe_id)
+        return None
+    clash = sorted(set(meta) & RECORD_FIELDS)
+    if clash:
+        reason = f"a meta field may not be named '{clash[0]}' (the record's own field): rename it"
+        collector.problem(InputError(str(path), line, f"meta.{clash[0]}", reason), chat_id)
         return None
     if not messages:
         collector.problem(InputError(str(path), line, "messages", f"chat '{chat_id}' has no messages"), chat_id)

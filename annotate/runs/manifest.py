@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from annotate import __version__
 from annotate.config import RunConfig, RunSummary, Speaker
+from annotate.errors import RunStoreError
 from annotate.hashing import file_sha256
 from annotate.ingest.redaction import RULES
 
@@ -192,6 +193,20 @@ class RunManifest(BaseModel):
 
     def as_json(self) -> str:
         return self.model_dump_json(indent=2, exclude_none=False) + "\n"
+
+
+def check_format(data: Any, path: Path) -> None:
+    """A manifest this version can read: an object whose ``format_version``, if any, is 1 to FORMAT_VERSION."""
+    if not isinstance(data, dict):
+        raise RunStoreError(f"{path}: damaged (not a JSON object)")
+    version = data.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise RunStoreError(f"{path}: format_version {version!r} is not a manifest format")
+    if version > FORMAT_VERSION:
+        raise RunStoreError(
+            f"{path}: written in manifest format {version}, newer than this annotate reads ({FORMAT_VERSION}): "
+            "upgrade annotate"
+        )
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from annotate.errors import RunStoreError
-from annotate.runs.manifest import RunManifest
+from annotate.runs.manifest import RunManifest, check_format
 from annotate.runs.outputs import csv_text, temporary_path, write_all_atomic, write_atomic, write_csv
 from annotate.runs.rows import FINAL_STATUSES, LABEL_COLUMNS, LABEL_KEY, LabelRow
 
@@ -230,6 +230,7 @@ class RunStore:
             return None
         try:
             data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            check_format(data, self.manifest_path)
             return RunManifest.read(data)
         except (json.JSONDecodeError, UnicodeDecodeError, ValidationError) as e:
             reason = str(e).splitlines()[0]
