@@ -144,7 +144,7 @@ def test_the_lock_file_survives_a_full_disk_and_keeps_every_concurrent_entry(
 def test_a_damaged_lock_file_is_one_line(library: PromptLibrary, content: str) -> None:
     """Issue 28 (10): a merge conflict left in the lock file, or a list, names the file instead of a traceback."""
     (library.prompts_dir / "versions.lock.json").write_text(content)
-    with pytest.raises(PromptError, match="versions.lock.json: "):
+    with pytest.raises(PromptError, match=r"versions\.lock\.json: "):
         library.check_locked([library.get("empathy", "v1")], record=True)
 
 
