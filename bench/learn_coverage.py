@@ -196,7 +196,8 @@ def main() -> None:
             print(
                 f"| {cell.features} | {cell.coded} | {cell.rounds} | {name} | {r[f'{name}_coverage_human']:.3f} / "
                 f"{r[f'{name}_coverage_ppi']:.3f} / {r[f'{name}_coverage_ppi_when_used']:.3f} | "
-                f"{r[f'{name}_used']:.2f} | {r[f'{name}_width_ratio']:.3f} | {r[f'{name}_true_worth']:.2f} | {r['worth_shown']:.2f} | "
+                f"{r[f'{name}_used']:.2f} | {r[f'{name}_width_ratio']:.3f} | {r[f'{name}_true_worth']:.2f} | "
+                f"{r['worth_shown']:.2f} | "
                 f"{r['worth_mean_shown']:.2f} | {r['kappa_gap_mean']:+.3f} ({r['kappa_gap_within_0.1']:.2f}) |"
             )
 
