@@ -45,7 +45,7 @@ SETS = {
     "zh": (ROOT / "examples" / "zh" / "transcripts.jsonl", ROOT / "examples" / "zh" / "gold.csv"),
 }
 FEATURES = {
-    "en": ["words,chars,surface", "surface", "embeddings,surface", "words,chars,surface,embeddings"],
+    "en": ["words,chars,surface", "embeddings,surface"],
     "zh": ["words,chars,surface", "chars,surface", "embeddings,surface"],
 }
 COST_FEATURES = ["surface", "words", "chars", "words,chars,surface", "embeddings", "words,chars,surface,embeddings"]

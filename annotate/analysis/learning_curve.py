@@ -219,7 +219,8 @@ def worth_figure(
         note = "every unit is coded: labels can save no human work here"
         return WorthFigure(rho=point["rho"], rho_ci=rho_ci, worth=None, worth_ci=None, status="none", note=note)
     if rho_ci[0] <= 0:
-        note = f"ρ {point['rho']:.2f} [{rho_ci[0]:.2f}, {rho_ci[1]:.2f}] reaches 0: no saving the coded chats can show"
+        where = "reaches 0" if rho_ci[1] > 0 else "lies below 0 (out-of-fold labels lean against their fold's codes)"
+        note = f"ρ's interval {where}: no saving the coded chats can show"
         return WorthFigure(rho=point["rho"], rho_ci=rho_ci, worth=None, worth_ci=None, status="none", note=note)
     worth_ci = ci["worth"]
     note = (
