@@ -48,7 +48,7 @@ FEATURES = {
     "en": ["words,chars,surface", "embeddings,surface"],
     "zh": ["words,chars,surface", "chars,surface", "embeddings,surface"],
 }
-COST_FEATURES = ["surface", "words", "chars", "words,chars,surface", "embeddings", "words,chars,surface,embeddings"]
+COST_FEATURES = ["surface", "words", "chars", "words,chars,surface", "embeddings"]
 COST_VARIABLES = ["empathy", "initial_sentiment", "negative_sentiment"]
 LIBRARY = PromptLibrary(ROOT / "prompts", ROOT / "rubrics", read_only=True)
 
