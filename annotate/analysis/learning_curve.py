@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from annotate.analysis.learning_results import CurveStatistics, LearningResult, VariableLearning, WorthFigure
-from annotate.analysis.statistics import cluster_resamples
+from annotate.analysis.statistics import cluster_bootstrap
 from annotate.learning.learn import Learned
 from annotate.learning.learn import VariableLearning as Learning
 
@@ -157,20 +157,8 @@ def curve_statistics(
 def _intervals(
     chats: NDArray[np.str_], stat: Callable[[NDArray[np.int64]], dict[str, float]], n_boot: int, seed: int
 ) -> dict[str, tuple[float, float]]:
-    """95% percentile intervals over chat resamples; NaN bounds when a statistic is undefined in most of them."""
-    draws: dict[str, list[float]] = {}
-    for rows in cluster_resamples(list(chats), n_boot, seed):
-        for name, value in stat(rows).items():
-            draws.setdefault(name, []).append(value)
-    found = {}
-    for name, values in draws.items():
-        finite = np.asarray([x for x in values if not math.isnan(x)])
-        found[name] = (
-            (float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5)))
-            if finite.size >= 0.5 * n_boot
-            else (math.nan, math.nan)
-        )
-    return found
+    """95% percentile intervals over chat resamples (the project's one chat bootstrap)."""
+    return cluster_bootstrap(list(chats), stat, n_boot, seed)
 
 
 def _zero_shot(
