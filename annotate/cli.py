@@ -276,6 +276,7 @@ def estimate(
     recalibrate: opt.Recalibrate = False,
     folds: opt.Folds = 10,
     seed: opt.Seed = 0,
+    prompt_diff: opt.PromptDiffs = None,
     transcripts: opt.Transcripts = None,
     prompts_dir: opt.PromptsDir = None,
     rubrics_dir: opt.RubricsDir = None,
@@ -307,7 +308,8 @@ def estimate(
         seed=seed,
     )
     with opt.user_errors():
-        report = estimate_command(run_dir, options, out, opt.library(prompts_dir, rubrics_dir))
+        library = opt.library(prompts_dir, rubrics_dir)
+        report = estimate_command(run_dir, options, out, library, tuple(prompt_diff or ()))
     print_estimate(report.result)
     print_paths(report.paths)
 

@@ -157,6 +157,14 @@ Formula = Annotated[
     list[str] | None,
     typer.Option(help="Regression, e.g. 'empathy ~ C(escalation)'; repeatable (default: each variable's mean)."),
 ]
+PromptDiffs = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--prompt-diff",
+        help="A prompt diff's output folder whose gold chose a prompt: estimate warns if --gold is that gold "
+        "(development data gives optimistic estimates); repeatable.",
+    ),
+]
 By = Annotated[str | None, typer.Option(help="Without --formula: means by this covariate or meta field.")]
 Labellers = Annotated[
     list[Path] | None,

@@ -32,6 +32,7 @@ from scipy.special import expit
 
 from annotate.analysis import ppi
 from annotate.analysis.sample import draw_units
+from annotate.analysis.worth import worth as labeller_worth
 
 EFFECT = {"ols": 0.4, "logit": 0.8, "rare": 0.8}
 """The true treatment coefficient of each outcome family."""
@@ -171,14 +172,18 @@ def worth(cell: Cell, studies: int, seed: int) -> tuple[float, float]:
     rng = np.random.default_rng(seed)
     family: ppi.Family = "ols" if cell.family == "ols" else "logit"
     reported, human, combined = [], [], []
-    for _ in range(studies):
+    for k in range(studies):
         data = study(cell, rng)
-        fits = ppi.three(data, family)
+        parts = ppi.decompose(data, family)
+        fits = ppi.fits(parts, seed + k)
         if fits["human_only"].estimable[1]:
             human.append(fits["human_only"].coef[1])
             combined.append(fits["ppi"].coef[1])
-            reported.append(ppi.effective_labels(fits["human_only"], fits["ppi"], data.n)[1])
-    return float(np.mean(reported)), cell.coded * float(np.var(human) / np.var(combined))
+            shown = labeller_worth(parts, fits["human_only"], seed + k)[1]
+            if shown.status == "shown" and shown.value is not None:
+                reported.append(shown.value * data.n / 100)
+    mean = float(np.mean(reported)) if reported else float("nan")
+    return mean, cell.coded * float(np.var(human) / np.var(combined))
 
 
 def grid(quick: bool, only: str | None, labellers: tuple[str, ...] = LABELLERS) -> list[Cell]:

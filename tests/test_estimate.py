@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from annotate.analysis import ppi
+from annotate.analysis import ppi, shares
+from annotate.analysis.worth import worth
 from annotate.cli import app
 from annotate.config import RunConfig
 from annotate.engines.fake import FakeBackend
@@ -50,12 +51,33 @@ def test_the_ols_point_estimate_is_ppi_pythons_at_the_same_share(weighted: bool)
 
     x, y, yhat, labelled, inclusion = regression_data()
     data = coded(x, yhat, y, labelled, inclusion=inclusion if weighted else None)
-    fit = ppi.ppi(data)
     w = 1 / inclusion if weighted else None
-    for j in range(3):
-        expected = ppi_py.ppi_ols_pointestimate(data.x, data.y, data.yhat, x, yhat, lam=float(fit.lam[j]), w=w)
-        assert fit.coef[j] == pytest.approx(expected[j], abs=1e-10)
-    assert (fit.lam > 0).any()
+    for share in (0.3, 0.8):
+        fit = ppi.ppi(data, lam=share)
+        expected = ppi_py.ppi_ols_pointestimate(data.x, data.y, data.yhat, x, yhat, lam=share, w=w)
+        np.testing.assert_allclose(fit.coef, expected, atol=1e-10)
+
+
+def test_each_half_of_the_coded_chats_gets_the_share_chosen_on_the_other() -> None:
+    """The chats' pieces of the LLM bracket add up to it exactly, and a half's share ignores its own labels."""
+    x, y, yhat, labelled, _ = regression_data()
+    parts = ppi.decompose(coded(x, yhat, y, labelled))
+    bracket = parts.llm_all.coef - parts.llm_coded.coef
+    np.testing.assert_allclose(parts.gap.sum(axis=0), bracket, atol=1e-12)
+    half = shares.folds(parts, seed=3)
+    assert (
+        sorted(np.bincount(half[half >= 0])) == [30, 30] and (half[np.setdiff1d(np.arange(len(y)), labelled)] < 0).all()
+    )
+    chosen = shares.cross_fitted_shares(parts, seed=3)
+    assert (chosen > 0).any()
+    q = parts.q_coded + parts.q_all
+    for fold in (0, 1):
+        other = half == 1 - fold
+        for j in range(3):
+            share, evident = shares.tuned(parts.p[other, j], q[other, j], shares.effective_df(parts, other))
+            assert (chosen[half == fold, j] == (share if evident else 0.0)).all()
+    fit = ppi.fits(parts, seed=3)["ppi"]
+    np.testing.assert_allclose(fit.coef, parts.human.coef + (chosen * parts.gap).sum(axis=0), atol=1e-12)
 
 
 @pytest.mark.parametrize("clustered", [False, True])
@@ -100,7 +122,8 @@ def test_a_constant_labeller_earns_nothing() -> None:
     np.testing.assert_array_equal(fits["ppi"].lam, 0)
     np.testing.assert_array_equal(fits["ppi"].coef, fits["human_only"].coef)
     np.testing.assert_array_equal(fits["ppi"].se, fits["human_only"].se)
-    np.testing.assert_allclose(ppi.effective_labels(fits["human_only"], fits["ppi"], data.n), data.n)
+    parts = ppi.decompose(data)
+    assert all(w.status == "none" and w.value == 100 for w in worth(parts, fits["human_only"]))
 
 
 def test_lambda_zero_is_exactly_the_human_only_estimate_and_interval() -> None:
@@ -119,16 +142,19 @@ def test_when_every_unit_is_coded_the_llm_labels_add_nothing() -> None:
     np.testing.assert_allclose(fits["ppi"].se, fits["human_only"].se)
 
 
-def test_the_llm_share_is_used_only_where_its_honest_variance_beats_humans_alone() -> None:
-    x, y, _, labelled, inclusion = regression_data(n=15)
+def test_a_labeller_that_knows_nothing_rarely_gets_a_share_and_none_is_exactly_human_only() -> None:
+    x, y, _, labelled, inclusion = regression_data(n=40)
+    used = 0
     for seed in range(20):
         rng = np.random.default_rng(seed)
         noise = rng.normal(size=len(y))  # a labeller that knows nothing
         data = coded(x, noise, y, labelled, inclusion=inclusion)
-        fits = ppi.three(data)
-        assert np.all(fits["ppi"].se <= fits["human_only"].se)
+        fits = ppi.three(data, seed=seed)
         same = fits["ppi"].lam == 0
         np.testing.assert_array_equal(fits["ppi"].se[same], fits["human_only"].se[same])
+        np.testing.assert_array_equal(fits["ppi"].coef[same], fits["human_only"].coef[same])
+        used += int((~same).sum())
+    assert used <= 4  # each half's test is at 1%: about 1.2 of the 60 terms by chance
 
 
 def test_unequal_weights_with_one_sided_errors_keep_their_coverage() -> None:
@@ -348,7 +374,7 @@ def test_a_constant_labeller_is_credited_with_no_human_labels_end_to_end(
     for term in model["terms"]:
         assert term["lam"] in (0, None)
         assert term["ppi"] == term["human_only"]
-        assert term["effective_human_labels"] is None  # 22 coded chats: too few for the ratio to mean anything
+        assert term["worth"]["status"] == "none" and term["effective_human_labels"] == model["human_labels"]
 
 
 @pytest.mark.parametrize(
@@ -467,7 +493,87 @@ def test_gold_that_chose_a_prompt_is_flagged_as_development_data(
     )
     assert diff.exit_code == 0, diff.output
     recorded = json.loads((tmp_path / "d" / "agreement.json").read_text())["gold_sha256"]
-    result = estimate(labelled_run, library, tmp_path / "e", "--gold", str(gold), "--variable", "empathy")
+    plain = estimate(labelled_run, library, tmp_path / "p", "--gold", str(gold), "--variable", "empathy")
+    assert plain.exit_code == 0 and "a prompt diff used" not in plain.output  # no hidden state between commands
+    told = ("--prompt-diff", str(tmp_path / "d"))
+    result = estimate(labelled_run, library, tmp_path / "e", "--gold", str(gold), "--variable", "empathy", *told)
     assert result.exit_code == 0, result.output
     assert "the gold a prompt diff used to choose a prompt" in result.output
     assert json.loads((tmp_path / "e" / "estimate.json").read_text())["gold_sha256"] == recorded
+
+
+def test_equal_probability_chats_count_fully_in_kishs_effective_size_whatever_their_rounds() -> None:
+    """Issue 27 (5): 20 chats of 1 to 6 rounds, each chat drawn with the same probability, are 20 effective chats."""
+    rng = np.random.default_rng(0)
+    rounds = rng.integers(1, 7, 200)
+    chat = np.repeat(np.arange(200), rounds)
+    coded_chats = rng.choice(200, 20, replace=False)
+    labelled = np.flatnonzero(np.isin(chat, coded_chats))
+    y = rng.normal(size=len(chat))
+    data = ppi.sample(np.ones((len(chat), 1)), y, labelled, y[labelled], np.full(len(labelled), 0.1), chat)
+    assert data.kish_chats == pytest.approx(20)
+    unequal = ppi.sample(np.ones((len(chat), 1)), y, labelled, y[labelled], rng.uniform(0.05, 0.5, len(labelled)), chat)
+    assert unequal.kish_chats < 20
+
+
+def test_a_logit_separated_in_one_group_refuses_only_that_groups_term() -> None:
+    """Issue 27 (5): one small group without events made every term not estimable; now only its own term is, and the
+    treatment effect keeps its coverage at a 3% base rate."""
+    from scipy.special import expit
+
+    rng = np.random.default_rng(1)
+    refused = covered = estimated = 0
+    for _ in range(150):
+        group, treated = rng.integers(0, 4, 300), rng.integers(0, 2, 300)
+        y = (rng.uniform(size=300) < expit(-3.5 + 0.8 * treated + 0.3 * (group == 1))).astype(float)
+        x = np.column_stack([np.ones(300), treated, group == 1, group == 2, group == 3]).astype(float)
+        fit = ppi.human_only(ppi.sample(x, y.copy(), np.arange(300), y), "logit")
+        if fit.problems[1]:
+            refused += 1
+            continue
+        low, high = fit.interval()
+        estimated += 1
+        covered += int(low[1] <= 0.8 <= high[1])
+    assert refused <= 8 and covered / estimated >= 0.92
+    y = np.zeros(300)
+    y[:60:5] = 1
+    group = np.arange(300) % 3
+    x = np.column_stack([np.ones(300), np.arange(300) % 2, group == 1, group == 2]).astype(float)
+    y[group == 2] = 0
+    fit = ppi.human_only(ppi.sample(x, y.copy(), np.arange(300), y), "logit")
+    assert fit.problems[3] and "separated by this term" in fit.problems[3]
+    assert all(p is None for p in fit.problems[:3]) and np.isfinite(fit.coef[:3]).all()
+
+
+def test_each_model_is_fitted_once(
+    labelled_run: Path, library: PromptLibrary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 27: the three fits of a model (human, LLM over all units, LLM over the coded ones) are computed once
+    and every estimator, interval and worth is read from that one decomposition."""
+    calls: list[str] = []
+    original = ppi.fit_glm
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(str(args[-1]))
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ppi, "fit_glm", counting)
+    gold = str(ROOT / "examples" / "gold.csv")
+    formulas = ("--formula", "empathy ~ C(escalation)", "--formula", "information_seeking ~ 1")
+    result = estimate(labelled_run, library, tmp_path / "e", "--gold", gold, *formulas)
+    assert result.exit_code == 0, result.output
+    assert sorted(calls) == sorted(["human labels", "LLM labels", "LLM labels of the coded units"] * 2)
+
+
+def test_the_estimate_verdict_counts_effects_not_intercepts_or_means(
+    labelled_run: Path, library: PromptLibrary, tmp_path: Path
+) -> None:
+    gold = str(ROOT / "examples" / "gold.csv")
+    formulas = ("--formula", "empathy ~ C(escalation)", "--formula", "information_seeking ~ 1")
+    result = estimate(labelled_run, library, tmp_path / "e", "--gold", gold, *formulas)
+    assert result.exit_code == 0, result.output
+    models = json.loads((tmp_path / "e" / "estimate.json").read_text())["models"]
+    effects = [t for t in models[0]["terms"] if t["term"] != "Intercept"]
+    html = (tmp_path / "e" / "report.html").read_text()
+    assert f"of {len(effects)} effects have prediction-powered intervals that exclude 0" in html
+    assert f"{sum(len(m['terms']) for m in models)} coefficients" in html

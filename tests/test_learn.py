@@ -295,13 +295,13 @@ def test_learn_with_embeddings(fake_run: Path, library: PromptLibrary, tmp_path:
 def test_a_labeller_that_equals_the_codes_does_not_break_the_worth() -> None:
     """A learned labeller can match every code of a resample exactly (a perfect fit): no division by zero."""
     from annotate.analysis import ppi
-    from annotate.analysis.worth import worth_unbounded
+    from annotate.analysis.worth import worth
 
     rng = np.random.default_rng(2)
     y = rng.integers(0, 2, 40).astype(float)
-    data = ppi.sample(np.ones((40, 1)), y.copy(), np.arange(40), y)
-    [figure] = worth_unbounded(data)
-    assert figure.value is not None and figure.value > 100
+    parts = ppi.decompose(ppi.sample(np.ones((40, 1)), y.copy(), np.arange(40), y))
+    [figure] = worth(parts, ppi.fits(parts)["human_only"], unbounded=True)
+    assert figure.status == "not_estimable" and figure.note and "no finite worth" in figure.note
 
 
 def test_a_coding_file_is_never_replaced_silently(fake_run: Path, library: PromptLibrary, tmp_path: Path) -> None:

@@ -229,3 +229,21 @@ def test_trajectories_count_rounds_from_the_handoff() -> None:
     )
     frame = trajectory_frame(labels, {}, None, {"late": 3, "never": None})
     assert frame["position"].tolist() == [-2, -1, 0, 1, 0, 1]
+
+
+def test_validate_opens_with_the_agreement_against_a_bar_and_claims_no_unmeasured_saving(
+    scripted_run: Path, library: PromptLibrary, tmp_path: Path
+) -> None:
+    """Issue 27: the verdict states κ against a stated bar first, counts only the variables where κ is defined, and
+    on 8 coded chats names no saving: the worth cannot be measured there."""
+    dirs = ["--prompts-dir", str(library.prompts_dir), "--rubrics-dir", str(library.rubrics_dir)]
+    args = ["validate", str(scripted_run), "--gold", str(GOLD), "--out", str(tmp_path / "v"), "--bootstrap", "20"]
+    result = CliRunner().invoke(app, [*args, *dirs])
+    assert result.exit_code == 0, result.output
+    first = result.output.splitlines()[0]
+    assert first.startswith("Cohen's κ with the gold:") and "reach the bar of 0.80" in first
+    data = json.loads((tmp_path / "v" / "agreement.json").read_text())
+    defined = [v for v in data["variables"] if v["cohen_kappa"] is not None]
+    assert f"over {len(defined)} variables" in first
+    assert "No variable shows a saving of human work" in first and "would save" not in first
+    assert all(v["worth"]["status"] in {"none", "not_estimable"} for v in data["variables"])

@@ -13,6 +13,7 @@ import pandas as pd
 
 from annotate.analysis import statistics as st
 from annotate.analysis.calibration import use_label
+from annotate.analysis.excerpts import VariableInfo, variable_info
 from annotate.analysis.results import (
     AgreementResult,
     Bootstrap,
@@ -22,7 +23,6 @@ from annotate.analysis.results import (
     VariableAgreement,
 )
 from annotate.errors import RunStoreError
-from annotate.labelling.excerpts import VariableInfo, variable_info
 from annotate.prompts.library import PromptLibrary
 from annotate.runs.manifest import RunManifest
 from annotate.runs.reader import Run, check_distinct_runs, check_same_transcripts

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from annotate.analysis import statistics as st
+from annotate.analysis.excerpts import Excerpts, unit_excerpts
 from annotate.analysis.gold import read_truth
 from annotate.analysis.results import (
     DiffResult,
@@ -28,7 +29,6 @@ from annotate.analysis.results import (
     VariableDiff,
 )
 from annotate.errors import PromptError
-from annotate.labelling.excerpts import Excerpts, unit_excerpts
 from annotate.prompts.library import PromptLibrary
 from annotate.prompts.rubrics import Variable
 from annotate.prompts.template import PromptVersion

@@ -17,7 +17,7 @@ import pandas as pd
 from annotate.analysis import combine, ppi
 from annotate.analysis.estimate_data import EstimateData, estimate_data
 from annotate.analysis.estimate_results import EstimateResult, Estimator, ModelEstimate, TermEstimate
-from annotate.analysis.gold import development_gold, gold_sha256
+from annotate.analysis.gold import gold_sha256
 from annotate.analysis.results import Worth
 from annotate.analysis.worth import worth as labeller_worth
 from annotate.prompts.library import PromptLibrary
@@ -48,6 +48,8 @@ class EstimateOptions:
     folds: int = 10
     """Cross-fitting folds of the combination (chats split at random with ``seed``)."""
     seed: int = 0
+    development_gold: tuple[tuple[str, str], ...] = ()
+    """(sha256, what used it) of gold files that chose a prompt (read from prompt diffs' outputs by the command)."""
 
 
 def estimate(run: Run, options: EstimateOptions, library: PromptLibrary | None = None) -> EstimateResult:
@@ -55,7 +57,7 @@ def estimate(run: Run, options: EstimateOptions, library: PromptLibrary | None =
     data = estimate_data(run, options, library)
     warnings = list(data.warnings)
     gold_hash = gold_sha256(options.gold)
-    used_by = development_gold(gold_hash)
+    used_by = dict(options.development_gold).get(gold_hash)
     if used_by:
         warnings.append(
             f"{options.gold} is the gold a prompt diff used to choose a prompt ({used_by}): estimates on the "
@@ -81,17 +83,15 @@ def estimate(run: Run, options: EstimateOptions, library: PromptLibrary | None =
     )
 
 
-MIN_CODED_CHATS_FOR_WORTH = 40
-"""Below this many coded chats the ratio of two estimated variances is too noisy to report as labels saved."""
-
-
 def _model(model: EstimateData, options: EstimateOptions) -> ModelEstimate:
     sample = model.sample
-    fits = ppi.three(sample, model.family)
-    worth, note = _worth(fits, sample)
-    per_100 = labeller_worth(sample, model.family, fits["human_only"], fits["ppi"], options.seed)
+    parts = ppi.decompose(sample, model.family)
+    fits = ppi.fits(parts, options.seed)
+    per_100 = labeller_worth(parts, fits["human_only"], options.seed)
     combined = _combined(model, options)
-    own = {name: ppi.ppi(sample.predicting(values), model.family) for name, values in model.own.items()}
+    own = {
+        name: ppi.ppi(sample.predicting(values), model.family, seed=options.seed) for name, values in model.own.items()
+    }
     needed = {
         name: ppi.labels_for_width(fits[name], sample.n, model.target_width, LEVEL) if model.target_width else None
         for name in ("human_only", "ppi")
@@ -105,8 +105,8 @@ def _model(model: EstimateData, options: EstimateOptions) -> ModelEstimate:
                 term=term,
                 **estimators,
                 lam=_number(fits["ppi"].lam[i]),
-                effective_human_labels=None if np.isnan(worth[i]) else float(worth[i]),
-                effective_note=note[i],
+                effective_human_labels=_effective(per_100[i], sample.n),
+                effective_note=per_100[i].note,
                 human_labels_for_target=_needed(needed["human_only"], i),
                 ppi_human_labels_for_target=_needed(needed["ppi"], i),
                 worth=per_100[i],
@@ -142,9 +142,9 @@ def _combined(model: EstimateData, options: EstimateOptions) -> tuple[ppi.Fit, l
     if model.features is None:
         return None
     predicted = combine.cross_fitted(model.features, model.sample, model.bounds, options.folds, options.seed)
-    data = model.sample.predicting(predicted)
-    human, fit = ppi.human_only(data, model.family), ppi.ppi(data, model.family)
-    return fit, labeller_worth(data, model.family, human, fit, options.seed)
+    parts = ppi.decompose(model.sample.predicting(predicted), model.family)
+    fits = ppi.fits(parts, options.seed)
+    return fits["ppi"], labeller_worth(parts, fits["human_only"], options.seed)
 
 
 def _combination(model: EstimateData, options: EstimateOptions) -> str | None:
@@ -189,14 +189,9 @@ def _estimator(fit: ppi.Fit, i: int) -> Estimator:
     return Estimator(estimate=float(fit.coef[i]), se=float(fit.se[i]), low=float(low[i]), high=float(high[i]))
 
 
-def _worth(fits: dict[str, ppi.Fit], sample: ppi.Sample) -> tuple[np.ndarray, list[str | None]]:
-    """Effective human labels per term, where there are enough coded chats for the ratio to mean something."""
-    values = ppi.effective_labels(fits["human_only"], fits["ppi"], sample.n)
-    if sample.coded_chats < MIN_CODED_CHATS_FOR_WORTH:
-        reason = f"not shown below {MIN_CODED_CHATS_FOR_WORTH} coded chats (the ratio is too noisy)"
-        return np.full(len(values), np.nan), [reason] * len(values)
-    notes = [None if np.isfinite(v) else "not estimable" for v in values]
-    return np.where(np.isfinite(values), values, np.nan), notes
+def _effective(worth: Worth, n: int) -> float | None:
+    """Human labels the PPI estimate is worth: the worth per 100 coded, scaled to the n coded."""
+    return None if worth.value is None else worth.value * n / 100
 
 
 def _needed(values: np.ndarray | None, i: int) -> float | None:

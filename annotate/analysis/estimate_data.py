@@ -12,13 +12,13 @@ import pandas as pd
 
 from annotate.analysis import ppi
 from annotate.analysis.combine import LabellerFeatures
+from annotate.analysis.excerpts import VariableInfo, variable_info
 from annotate.analysis.formulas import RESERVED, design_matrix, required_columns
 from annotate.analysis.gold import check_scales, read_gold, truth_of
 from annotate.analysis.labellers import Labeller, features, load_labellers, own_labels
 from annotate.analysis.measured import human_values, measured_regressors, with_llm_values
 from annotate.errors import AnnotateError, InputError
 from annotate.ingest.readers import read_table
-from annotate.labelling.excerpts import VariableInfo, variable_info
 from annotate.prompts.library import PromptLibrary
 from annotate.runs.reader import Run
 

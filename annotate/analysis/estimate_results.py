@@ -29,18 +29,19 @@ class TermEstimate(Result):
     ppi: Estimator
     """Prediction-powered: the human-only estimate, corrected by the LLM labels' own error over all units."""
     lam: float | None
-    """The share of the LLM labels in this PPI estimate (0: ignored, so PPI equals human only), tuned per term."""
+    """The share of the LLM labels in this PPI estimate (0: ignored, so PPI equals human only): per term, the
+    coded chats' shares (each half's chosen on the other half) averaged by weight."""
     effective_human_labels: float | None
-    """Human labels the PPI estimate is worth: n times (human-only variance / PPI variance); null below
-    ``MIN_CODED_CHATS_FOR_WORTH`` coded chats, where that ratio is too noisy to report."""
+    """Human labels the PPI estimate is worth: ``worth.value`` scaled to the coded units (null when not
+    estimable)."""
     effective_note: str | None = None
-    """Why ``effective_human_labels`` is null."""
+    """The worth's note."""
     human_labels_for_target: float | None = None
     """Human labels the human-only interval would need to reach ``target_width`` (inf: unreachable)."""
     ppi_human_labels_for_target: float | None = None
     """The same for the PPI interval, with the LLM labels of all units as now."""
     worth: Worth | None = None
-    """What the run's labels are worth for this coefficient, per 100 coded (from 40 coded chats)."""
+    """What the run's labels are worth for this coefficient, per 100 coded (shares chosen out of sample)."""
     combined: Estimator | None = None
     """Prediction-powered with the cross-fitted combination of the labellers' probabilities (--labellers or
     --recalibrate) in place of the run's label."""

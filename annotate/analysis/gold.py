@@ -5,7 +5,6 @@ Parquet; other columns are ignored."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,7 +13,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from annotate.config import cache_dir
 from annotate.errors import InputError
 from annotate.hashing import file_sha256
 from annotate.ingest.readers import chat_id_text, read_table
@@ -143,36 +141,5 @@ def check_scales(gold: pd.DataFrame, path: Path, scales: Mapping[str, Sequence[i
             raise InputError(str(path), int(first["line"]), "value", message)
 
 
-DEVELOPMENT_GOLD = "development-gold.jsonl"
-"""In the cache folder: gold files a prompt diff used, so that estimate can warn when they come back."""
-
-
 def gold_sha256(path: Path) -> str:
     return file_sha256(path)
-
-
-def record_development_gold(path: Path, used_by: str) -> str:
-    """Remember that this gold helped choose a prompt (it is development data now); return its sha256."""
-    digest = gold_sha256(path)
-    try:
-        with (cache_dir() / DEVELOPMENT_GOLD).open("a", encoding="utf-8") as f:
-            f.write(json.dumps({"sha256": digest, "path": str(path), "used_by": used_by}) + "\n")
-    except OSError:
-        pass  # the diff's own output records the hash too; a read-only cache only loses the warning
-    return digest
-
-
-def development_gold(digest: str) -> str | None:
-    """What used gold with this hash to choose a prompt, if anything did."""
-    try:
-        lines = (cache_dir() / DEVELOPMENT_GOLD).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if entry.get("sha256") == digest:
-            return str(entry.get("used_by", "a prompt diff"))
-    return None

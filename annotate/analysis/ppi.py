@@ -1,7 +1,8 @@
 """Prediction-powered estimates of regression coefficients, with design weights and chat clusters.
 
 Every unit has an LLM label ``yhat``; a sample of them also has a human label ``y``, drawn with known
-inclusion probabilities ``pi``. Three estimators, all from one machinery (``_Parts``):
+inclusion probabilities ``pi``. Three estimators, all from one machinery (``Parts``, computed once per
+model by ``decompose``):
 
 - human only: the weighted fit of ``y`` on the coded units, weights ``1/pi`` (the Hajek form: a ratio of
   weighted sums, so ``sum 1/pi`` need not equal the number of units; it has a small bias, of order
@@ -20,12 +21,10 @@ chat's sum divided by one minus its leverage, times (G - 1) / G: the one-step le
 themselves. Because the coded units are part of all units, the covariance between the two parts is in
 the chat sums. Intervals use Student's t with Kish's effective number of coded chats minus the terms.
 
-``lam`` is tuned per coefficient to minimise that variance, and then judged honestly: the LLM labels
-are used only where the coded sample shows (one-sided test at 1%) that their error tracks the human
-labels', with the leave-one-chat-out variance (each chat's term uses the ``lam`` tuned without it),
-and only where that honest variance beats the human-only one. So a labeller
-that carries no information earns nothing (a constant labeller gives ``lam = 0`` exactly), and
-``lam = 0`` is the human-only estimate and interval, to the last digit.
+``lam`` is cross-fitted (shares.py): each half of the coded chats uses the share chosen, and tested, on the
+other half, so the choice never flatters the estimate or the variance it enters. A labeller that carries no
+information earns nothing (a constant labeller gives ``lam = 0`` exactly), and ``lam = 0`` is the human-only
+estimate and interval, to the last digit.
 
 Degenerate data is "not estimable", with a reason, rather than a number: a constant or separated
 outcome, a coefficient whose human labels do not vary, weights that leave fewer effective coded chats
@@ -42,11 +41,14 @@ from scipy.linalg import null_space
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
-from annotate.analysis.glm import Array, Family, GLMFit, fit_glm, number
+from annotate.analysis.glm import Array, Family, GLMFit, fit_glm, number, shifted_influence
+from annotate.analysis.shares import cross_fitted_shares, kish, mean_share, shared_variance
 
 LEVEL = 0.95
 MAX_LEVERAGE = 0.99
 EVIDENCE = 0.01
+FOLDS = 2
+"""Halves of the coded chats: each half's LLM share is chosen on the other half."""
 """One-sided level at which the coded sample must show that the LLM labels' error tracks the human labels'."""
 MIN_EFFECTIVE_DF = 2
 """Effective coded chats (Kish) minus terms below which no interval is given."""
@@ -90,10 +92,11 @@ class Sample:
 
     @property
     def kish_chats(self) -> float:
-        """Kish's effective number of coded chats: (sum of chat weights)^2 / sum of squared chat weights."""
+        """Kish's effective number of coded chats from the chats' own weights (the mean of their units' inverse
+        inclusion probabilities): equal-probability chats count fully however many rounds each has."""
         _, index = np.unique(self.clusters, return_inverse=True)
-        totals = np.bincount(index, weights=self.weights)
-        return float(totals.sum() ** 2 / np.sum(totals**2))
+        chat = np.bincount(index, weights=self.weights) / np.bincount(index)
+        return kish(chat)
 
     @property
     def kish_units(self) -> float:
@@ -155,8 +158,11 @@ class Fit:
 
 
 @dataclass(frozen=True)
-class _Parts:
-    """Chat sums of each fit's influence, on one index of chats, and the jackknife factors (G - 1) / G."""
+class Parts:
+    """One model's fits, decomposed once into per-chat pieces: every estimator and every worth is built from these.
+
+    Chat sums of each fit's influence, on one index of chats (all chats, coded or not), and the jackknife factors
+    (G - 1) / G."""
 
     human: GLMFit
     llm_all: GLMFit
@@ -167,14 +173,25 @@ class _Parts:
     """Per chat: minus the coded-units LLM fit's influence."""
     q_all: Array
     """Per chat: the all-units LLM fit's influence."""
+    gap: Array
+    """Per chat: its exact share of the LLM bracket ``coef(all units) - coef(coded units)`` (zero for uncoded
+    chats; the bracket's all-units part is spread over the coded chats by their weight in the coded fit)."""
+    coded: NDArray[np.bool_]
+    """Per chat: whether it was coded."""
+    chat_weight: Array
+    """Per chat: the sum of its coded units' weights."""
+    chat_units: Array
+    """Per chat: its coded units."""
     factor_coded: float
     factor_all: float
     df_coded: float
     df_all: float
+    terms: int
     cell_problems: list[str | None]
 
 
-def _parts(data: Sample, family: Family) -> _Parts:
+def decompose(data: Sample, family: Family = "ols") -> Parts:
+    """The three fits of one model and their per-chat pieces (computed once per model)."""
     k = data.x.shape[1]
     ids = np.unique(data.clusters_all)
     coded_index, all_index = np.searchsorted(ids, data.clusters), np.searchsorted(ids, data.clusters_all)
@@ -194,18 +211,27 @@ def _parts(data: Sample, family: Family) -> _Parts:
         leverage = np.bincount(index, weights=fit.leverage, minlength=len(ids))
         return sums(fit.influence, index) / (1 - np.minimum(leverage, MAX_LEVERAGE))[:, None]
 
+    if llm_coded.problem or llm_all.problem or llm_coded.partial or llm_all.partial:
+        gap = np.zeros((len(ids), k))
+    else:
+        gap = -sums(shifted_influence(llm_coded, data.xhat, llm_coded.coef - llm_all.coef), coded_index)
     chats_coded, chats_all = data.coded_chats, len(ids)
-    return _Parts(
+    return Parts(
         human=human,
         llm_all=llm_all,
         llm_coded=llm_coded,
         p=jackknifed(human, coded_index),
         q_coded=-jackknifed(llm_coded, coded_index),
         q_all=jackknifed(llm_all, all_index),
+        gap=gap,
+        coded=np.bincount(coded_index, minlength=len(ids)) > 0,
+        chat_weight=np.bincount(coded_index, weights=data.weights, minlength=len(ids)).astype(float),
+        chat_units=np.bincount(coded_index, minlength=len(ids)).astype(float),
         factor_coded=(chats_coded - 1) / chats_coded if chats_coded > 1 else np.nan,
         factor_all=(chats_all - 1) / chats_all if chats_all > 1 else np.nan,
         df_coded=min(float(chats_coded), data.kish_chats) - k,
         df_all=float(chats_all - k),
+        terms=k,
         cell_problems=_flat_cells(data, human) if family == "ols" else [None] * k,
     )
 
@@ -247,14 +273,14 @@ def _finish(coef: Array, var: Array, df: float, lam: Array, problems: list[str |
 
 def human_only(data: Sample, family: Family = "ols") -> Fit:
     """The classical estimate from the human labels alone (weighted by inverse inclusion probabilities)."""
-    return _human(_parts(data, family))
+    return _human(decompose(data, family))
 
 
-def _human(parts: _Parts) -> Fit:
-    fit, k = parts.human, parts.p.shape[1]
+def _human(parts: Parts) -> Fit:
+    fit, k = parts.human, parts.terms
     var = parts.factor_coded * np.sum(parts.p**2, axis=0)
     problems = [
-        fit.problem or cell or _flat(var[j], fit.coef[j], "human") for j, cell in enumerate(parts.cell_problems)
+        fit.term_problem(j) or cell or _flat(var[j], fit.coef[j], "human") for j, cell in enumerate(parts.cell_problems)
     ]
     return _finish(fit.coef, var, parts.df_coded, np.zeros(k), problems, np.zeros(k))
 
@@ -266,72 +292,48 @@ def _flat(var: float, coef: float, who: str) -> str | None:
 
 def llm_only(data: Sample, family: Family = "ols") -> Fit:
     """The naive estimate that treats the LLM labels of all units as if they were true."""
-    return _llm(_parts(data, family))
+    return _llm(decompose(data, family))
 
 
-def _llm(parts: _Parts) -> Fit:
+def _llm(parts: Parts) -> Fit:
     fit = parts.llm_all
     var = parts.factor_all * np.sum(parts.q_all**2, axis=0)
-    problems = [fit.problem or _flat(var[j], fit.coef[j], "LLM") for j in range(len(var))]
+    problems = [fit.term_problem(j) or _flat(var[j], fit.coef[j], "LLM") for j in range(len(var))]
     k = len(var)
     return _finish(fit.coef, var, parts.df_all, np.zeros(k), problems, var)
 
 
-def ppi(data: Sample, family: Family = "ols", lam: float | None = None) -> Fit:
-    """The prediction-powered estimate; ``lam=None`` tunes the LLM labels' share per coefficient (see above)."""
-    return _ppi(_parts(data, family), lam)
+def ppi(data: Sample, family: Family = "ols", lam: float | None = None, seed: int = 0) -> Fit:
+    """The prediction-powered estimate; ``lam=None`` gives each half of the coded chats the share chosen on the
+    other half (see ``cross_fitted_shares``)."""
+    return _ppi(decompose(data, family), lam, seed)
 
 
-def three(data: Sample, family: Family = "ols") -> dict[str, Fit]:
-    """LLM-only, human-only and prediction-powered fits from one pass over the data."""
-    parts = _parts(data, family)
-    return {"llm_only": _llm(parts), "human_only": _human(parts), "ppi": _ppi(parts, None)}
+def three(data: Sample, family: Family = "ols", seed: int = 0) -> dict[str, Fit]:
+    """LLM-only, human-only and prediction-powered fits from one decomposition of the data."""
+    return fits(decompose(data, family), seed)
 
 
-def _ppi(parts: _Parts, lam: float | None) -> Fit:
-    k = parts.p.shape[1]
+def fits(parts: Parts, seed: int = 0) -> dict[str, Fit]:
+    """LLM-only, human-only and prediction-powered fits of one decomposed model."""
+    return {"llm_only": _llm(parts), "human_only": _human(parts), "ppi": _ppi(parts, None, seed)}
+
+
+def _ppi(parts: Parts, lam: float | None, seed: int) -> Fit:
     human = _human(parts)
-    if parts.llm_all.problem or parts.llm_coded.problem or lam == 0:
+    if lam == 0 or any(f.problem or f.partial for f in (parts.llm_all, parts.llm_coded)):
         return human
-    gap = parts.llm_all.coef - parts.llm_coded.coef
-    q = parts.q_all + parts.q_coded
-    coef, var, shares, llm_var = human.coef.copy(), human.se**2, np.zeros(k), np.zeros(k)
+    k = parts.terms
+    shares = np.full((len(parts.p), k), float(lam)) if lam is not None else cross_fitted_shares(parts, seed)
+    coef, var, average, llm_var = human.coef.copy(), human.se**2, np.zeros(k), np.zeros(k)
     for j in np.flatnonzero(human.estimable):
-        p_j, q_j = parts.p[:, j], q[:, j]
-        if lam is not None:
-            share, honest, evident = lam, parts.factor_coded * float(np.sum((p_j + lam * q_j) ** 2)), True
-        else:
-            share, honest, evident = _tuned(p_j, q_j, parts.factor_coded, parts.df_coded)
-        if lam is not None or (share > 0 and evident and honest < var[j]):
-            coef[j] = parts.human.coef[j] + share * gap[j]
-            var[j], shares[j] = honest, share
-            llm_var[j] = parts.factor_coded * share**2 * np.sum(parts.q_all[:, j] ** 2)
-    return _finish(coef, var, parts.df_coded, shares, human.problems, llm_var)
-
-
-def _tuned(p: Array, q: Array, factor: float, df: float) -> tuple[float, float, bool]:
-    """The variance-minimising share; the honest variance of using it (leave-one-chat-out shares); and
-    whether the data show that the LLM labels' error tracks the human labels' at all (one-sided test of
-    the share, level ``EVIDENCE``). Without that test, a labeller that carries nothing still wins now and
-    then by chance in small samples, and the interval shrinks for no reason."""
-    s_pq, s_qq = float(p @ q), float(q @ q)
-    if s_qq <= 1e-300 or df < 1:
-        return 0.0, factor * float(p @ p), False
-    best = -s_pq / s_qq
-    share = float(np.clip(best, 0, 1))
-    rest_qq = s_qq - q**2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        left_out = np.where(rest_qq > 1e-300, np.clip(-(s_pq - p * q) / rest_qq, 0, 1), 0.0)
-    residual = float(np.sum((p + best * q) ** 2))
-    statistic = best / np.sqrt(residual / (df * s_qq)) if residual > 0 else np.inf
-    evident = bool(statistic > student_t.ppf(1 - EVIDENCE, df))
-    return share, factor * float(np.sum((p + left_out * q) ** 2)), evident
-
-
-def effective_labels(human: Fit, combined: Fit, n: int) -> Array:
-    """Human labels the combined estimate is worth, per coefficient: n times the ratio of variances."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.asarray(n * human.se**2 / combined.se**2, dtype=float)
+        if not shares[:, j].any():
+            continue
+        average[j] = mean_share(parts, shares[:, j])
+        coef[j] = parts.human.coef[j] + float(shares[:, j] @ parts.gap[:, j])
+        var[j] = shared_variance(parts, shares[:, j], int(j))
+        llm_var[j] = parts.factor_coded * average[j] ** 2 * np.sum(parts.q_all[:, j] ** 2)
+    return _finish(coef, var, parts.df_coded, average, human.problems, llm_var)
 
 
 def labels_for_width(fit: Fit, n: int, width: float, level: float = LEVEL) -> Array:
@@ -343,18 +345,3 @@ def labels_for_width(fit: Fit, n: int, width: float, level: float = LEVEL) -> Ar
     room = (width / (2 * z)) ** 2 - fit.llm_var
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(room > 0, np.ceil(n * coded / np.where(room > 0, room, 1)), np.inf)
-
-
-def chat_influence(data: Sample, family: Family = "ols", unbounded: bool = False) -> tuple[Array, Array, float, float]:
-    """Per chat (rows) and coefficient (columns): the human-only estimate's influence ``p`` and the LLM bracket's
-    ``q`` (the prediction-powered estimate with share ``lam`` has influence ``p + lam * q``), the jackknife factor
-    and the degrees of freedom. ``unbounded``: as if the LLM had labelled endlessly many more units like these,
-    so that its all-units fit has no variance (what a labeller is worth in a study much larger than the gold)."""
-    parts = _parts(data, family)
-    q = parts.q_coded if unbounded else parts.q_all + parts.q_coded
-    return parts.p, q, parts.factor_coded, parts.df_coded
-
-
-def tuned_share(p: Array, q: Array, factor: float, df: float) -> tuple[float, float, bool]:
-    """The share ``ppi`` would give the LLM labels, its honest variance and whether the evidence test passed."""
-    return _tuned(p, q, factor, df)

@@ -142,24 +142,26 @@ class Worth(Result):
     """What a labeller is worth for one coefficient, in human labels per 100 coded."""
 
     value: float | None
-    """Effective human labels per 100 coded: 100 x human-only variance / prediction-powered variance (100: no
-    gain); null when not estimable."""
+    """Effective human labels per 100 coded: 100 x human-only variance / variance of the prediction-powered
+    estimate with shares chosen out of sample (100: no gain); null when not estimable."""
     low: float | None
     high: float | None
-    """95% chat-bootstrap interval of the best share's ratio (docs/methods.md)."""
+    """95% chat-bootstrap interval, the choice of shares repeated in every resample (docs/methods.md)."""
+    status: Literal["shown", "none", "not_estimable"] = "shown"
+    """``none``: the estimate gives the LLM labels no share (the value is exactly 100)."""
     note: str | None = None
-    """"none: ..." when the estimate gives the LLM labels no share; why the value is null otherwise."""
+    """Why the value is what it is, when that needs saying."""
 
     @property
-    def none(self) -> bool:
-        """The LLM saved no human work."""
-        return bool(self.note and self.note.startswith("none"))
+    def saves(self) -> bool:
+        """The labels save human work, and the interval says so too (its low end above 100)."""
+        return self.status == "shown" and self.low is not None and self.low > 100
 
     def shown(self) -> str:
         """As tables show it: "none", "–" (not estimable) or "167 [119, 194]"."""
-        if self.value is None:
+        if self.status == "not_estimable" or self.value is None:
             return "–"
-        if self.none:
+        if self.status == "none":
             return "none"
         low = "–" if self.low is None else f"{self.low:.0f}"
         high = "–" if self.high is None else f"{self.high:.0f}"

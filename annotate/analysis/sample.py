@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from annotate.analysis.excerpts import unit_excerpts
 from annotate.errors import AnnotateError
-from annotate.labelling.excerpts import unit_excerpts
 from annotate.prompts.library import PromptLibrary
 from annotate.runs.manifest import PromptEntry
 from annotate.runs.reader import Run

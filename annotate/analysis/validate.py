@@ -12,10 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from annotate.analysis import ppi
 from annotate.analysis import statistics as st
 from annotate.analysis.calibration import calibration, probability_weighted
 from annotate.analysis.estimate import EstimateOptions
 from annotate.analysis.estimate_data import estimate_data
+from annotate.analysis.excerpts import Excerpts, VariableInfo, unit_excerpts, variable_info
 from annotate.analysis.gold import check_scales, read_gold, truth_of
 from annotate.analysis.results import (
     AnnotatorComparison,
@@ -31,9 +33,8 @@ from annotate.analysis.results import (
     VariableValidation,
     Worth,
 )
-from annotate.analysis.worth import worth_unbounded
+from annotate.analysis.worth import worth
 from annotate.errors import AnnotateError
-from annotate.labelling.excerpts import Excerpts, VariableInfo, unit_excerpts, variable_info
 from annotate.prompts.library import PromptLibrary
 from annotate.runs.reader import Run
 
@@ -106,8 +107,9 @@ def mean_worth(
     try:
         model = estimate_data(run, options, library).models[0]
     except AnnotateError as e:
-        return Worth(value=None, low=None, high=None, note=f"no estimate: {e}")
-    return worth_unbounded(model.sample)[0]
+        return Worth(value=None, low=None, high=None, status="not_estimable", note=f"no estimate: {e}")
+    parts = ppi.decompose(model.sample, model.family)
+    return worth(parts, ppi.fits(parts)["human_only"], unbounded=True)[0]
 
 
 def _variable(

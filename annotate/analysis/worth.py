@@ -1,87 +1,107 @@
 """A labeller's worth in human labels: how many human labels the prediction-powered estimate is worth per 100
-coded, with a chat bootstrap interval.
+coded, with a chat bootstrap interval. The one answer to "what is a labeller worth": `estimate` and `validate`
+both call ``worth``.
 
-The point value is the estimate's own: 100 x (human-only variance / prediction-powered variance), with the
-share the estimate uses (0, and so exactly 100, when the coded sample shows no evidence that the LLM labels
-track the human ones: then the labeller is worth "none"). The interval resamples chats and recomputes the
-best share's ratio, 100 / (1 - rho^2) with rho the chat-level correlation of the human and LLM parts: the
-most the labeller could be worth on data like these. Dorner et al. (2024) bound the gain of any
-prediction-powered estimate by 2x when the labeller is no better than the human measure itself.
+The point value is 100 x (human-only variance / variance of the prediction-powered estimate), where each half of
+the coded chats uses the LLM share chosen on the other half (``shares.cross_fitted_shares``). So the ratio is
+measured out of sample: a share that looked good by chance on the chats that chose it is judged on chats that
+did not, and a study in which the tool happened to use the LLM does not report a ratio selected to be high (the
+winner's curse of measuring the ratio on the data that chose it; docs/methods.md measures both).
+
+The interval resamples the coded chats within each half and repeats the whole choice (tuning, evidence test)
+in every resample, so it describes the procedure the estimate used, not the best share in hindsight. Its
+status is typed: ``shown``, ``none`` (no half gave the LLM a share: exactly 100) or ``not_estimable``.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
+from scipy.stats import t as student_t
 
-from annotate.analysis import ppi
-from annotate.analysis.glm import Array, Family
+from annotate.analysis import ppi, shares
+from annotate.analysis.glm import Array
 from annotate.analysis.results import Worth
 
 RESAMPLES = 400
 NO_GAIN = 100.0
 FEW_CODED_CHATS = 40
-"""Below this many coded chats the value runs high (bench/ppi_coverage.py --worth: 3-25% at 40)."""
+"""Below this many (effective) coded chats no point worth is shown: the ratio of two variances, each measured on
+a few chats, runs high even out of sample (bench/worth_honesty.py: up to 1.4x the truth at 15 chats)."""
+NONE = "none: no half of the coded chats shows that the LLM labels' error tracks the human labels'"
 
 
-def worth(data: ppi.Sample, family: Family, human: ppi.Fit, combined: ppi.Fit, seed: int = 0) -> list[Worth]:
-    """Per coefficient: effective human labels per 100 coded of the prediction-powered fit ``combined`` made
-    from ``data``, with a 95% interval; a note under ``FEW_CODED_CHATS``."""
-    p, q, _, _ = ppi.chat_influence(data, family)
+def worth(parts: ppi.Parts, human: ppi.Fit, seed: int = 0, unbounded: bool = False) -> list[Worth]:
+    """Per coefficient: human labels per 100 coded that the cross-fitted prediction-powered estimate of ``parts``
+    is worth, with a 95% interval. ``unbounded``: as if the coded units were a sample of a much larger set the
+    LLM labelled alike (validate's forecast: the gold usually covers every unit of the run)."""
+    chosen = shares.cross_fitted_shares(parts, seed, unbounded)
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(p), size=(RESAMPLES, len(p)))
     out = []
-    for j in range(p.shape[1]):
-        if human.problems[j] or combined.problems[j]:
-            out.append(Worth(value=None, low=None, high=None, note="not estimable"))
-            continue
-        value = float(NO_GAIN * human.se[j] ** 2 / combined.se[j] ** 2)
-        ratios = [_best_ratio(p[rows, j], q[rows, j]) for rows in draws]
-        low, high = (float(v) for v in np.nanpercentile(ratios, [2.5, 97.5]))
-        out.append(Worth(value=value, low=low, high=high, note=_note(bool(combined.lam[j]), data.coded_chats)))
-    return out
-
-
-def worth_unbounded(data: ppi.Sample, family: Family = "ols", seed: int = 0) -> list[Worth]:
-    """Per coefficient: what the labels would be worth if the coded units were a sample of a much larger set
-    the LLM labelled (validate's question: the gold usually covers every unit of the run, and then no labeller
-    can add anything to an estimate over those same units)."""
-    p, q, factor, df = ppi.chat_influence(data, family, unbounded=True)
-    human = ppi.human_only(data, family)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(p), size=(RESAMPLES, len(p)))
-    out = []
-    for j in range(p.shape[1]):
+    for j in range(parts.terms):
         if human.problems[j]:
-            out.append(Worth(value=None, low=None, high=None, note="not estimable"))
+            out.append(Worth(value=None, low=None, high=None, status="not_estimable", note="not estimable"))
             continue
-        share, honest, evident = ppi.tuned_share(p[:, j], q[:, j], factor, df)
-        used = bool(share > 0 and evident and honest < human.se[j] ** 2)
-        value = (NO_GAIN * human.se[j] ** 2 / honest if honest > 0 else np.inf) if used else NO_GAIN
-        ratios = np.array([_best_ratio(p[r, j], q[r, j]) for r in draws])
-        finite = ratios[~np.isnan(ratios)]
-        method: Literal["linear", "lower"] = "linear" if np.isfinite(finite).all() else "lower"  # inf - inf is NaN
-        low, high = (
-            (float(np.percentile(finite, b, method=method)) for b in (2.5, 97.5)) if finite.size else (np.nan,) * 2
-        )
-        out.append(Worth(value=float(value), low=low, high=high, note=_note(used, data.coded_chats)))
+        llm_fits = (parts.llm_coded,) if unbounded else (parts.llm_coded, parts.llm_all)
+        if not chosen[:, j].any() or any(f.problem or f.partial for f in llm_fits):
+            out.append(Worth(value=NO_GAIN, low=None, high=None, status="none", note=NONE))
+            continue
+        chats = parts.df_coded + parts.terms
+        if chats < FEW_CODED_CHATS:
+            note = (
+                f"the LLM labels get a share, but {chats:.0f} effective coded chats (under {FEW_CODED_CHATS}) "
+                "are too few to measure what they save"
+            )
+            out.append(Worth(value=None, low=None, high=None, status="not_estimable", note=note))
+            continue
+        variance = shares.shared_variance(parts, chosen[:, j], j, unbounded)
+        if not variance > 0:
+            note = "the LLM labels leave no error on the coded chats: no finite worth can be measured"
+            out.append(Worth(value=None, low=None, high=None, status="not_estimable", note=note))
+            continue
+        value = NO_GAIN * float(np.sum(parts.p[:, j] ** 2)) * parts.factor_coded / variance
+        low, high = _interval(parts, j, seed, unbounded, rng)
+        out.append(Worth(value=value, low=low, high=high, status="shown"))
     return out
 
 
-def _note(used: bool, coded_chats: int) -> str | None:
-    if not used:
-        return "none: the coded sample shows no evidence that the LLM labels track the human ones"
-    if coded_chats < FEW_CODED_CHATS:
-        return f"only {coded_chats} coded chats: the ratio of two noisy variances runs high (docs/methods.md)"
-    return None
+def _interval(
+    parts: ppi.Parts, j: int, seed: int, unbounded: bool, rng: np.random.Generator
+) -> tuple[float | None, float | None]:
+    """95% percentile interval of the ratio over chat resamples within each half, the choice repeated in each."""
+    half = shares.folds(parts, seed)
+    counts = np.ones((RESAMPLES, len(half)))
+    for fold in range(shares.FOLDS):
+        members = np.flatnonzero(half == fold)
+        drawn = np.zeros((RESAMPLES, len(members)))
+        np.add.at(drawn, (np.arange(RESAMPLES)[:, None], rng.integers(0, len(members), (RESAMPLES, len(members)))), 1)
+        counts[:, members] = drawn
+    p, q_coded, q_all = parts.p[:, j], parts.q_coded[:, j], parts.q_all[:, j]
+    q = q_coded if unbounded else q_coded + q_all
+    drawn_shares = np.zeros_like(counts)
+    for fold in range(shares.FOLDS):
+        train = half == 1 - fold
+        df = shares.effective_df(parts, train)
+        drawn_shares[:, half == fold] = _shares(counts[:, train], p[train], q[train], df)[:, None]
+    weight = counts * parts.chat_weight
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_share = np.sum(drawn_shares * weight, axis=1) / weight.sum(axis=1)
+        spread = 0.0 if unbounded else mean_share[:, None] * q_all
+        ratios = NO_GAIN * (counts @ p**2) / np.sum(counts * (p + drawn_shares * q_coded + spread) ** 2, axis=1)
+    finite = ratios[np.isfinite(ratios)]
+    if len(finite) < RESAMPLES / 2:
+        return None, None
+    low, high = np.percentile(finite, [2.5, 97.5])
+    return float(low), float(high)
 
 
-def _best_ratio(p: Array, q: Array) -> float:
-    """100 x human-only variance / variance with the best share in [0, 1]."""
-    s_pp, s_pq, s_qq = float(p @ p), float(p @ q), float(q @ q)
-    if s_pp <= 0:
-        return np.nan
-    share = float(np.clip(-s_pq / s_qq, 0, 1)) if s_qq > 0 else 0.0
-    left = float(np.sum((p + share * q) ** 2))
-    return NO_GAIN * s_pp / left if left > 0 else np.inf  # labels equal to the human ones in this resample
+def _shares(counts: Array, p: Array, q: Array, df: float) -> Array:
+    """``shares.tuned`` for every resample at once (rows of ``counts``): the share, 0 where the test fails."""
+    s_pq, s_qq, s_pp = counts @ (p * q), counts @ q**2, counts @ p**2
+    if df < 1:
+        return np.zeros(len(counts))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        best = np.where(s_qq > 1e-300, -s_pq / s_qq, 0.0)
+        residual = np.maximum(s_pp + 2 * best * s_pq + best**2 * s_qq, 0)
+        statistic = np.where(residual > 0, best / np.sqrt(residual / (df * s_qq)), np.inf)
+    evident = (s_qq > 1e-300) & (statistic > student_t.ppf(1 - shares.EVIDENCE, df))
+    return np.where(evident, np.clip(best, 0, 1), 0.0)

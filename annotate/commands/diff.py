@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from annotate.analysis.diff import Side, compare_runs, describe, diff_truth, task_set, versions
-from annotate.analysis.gold import record_development_gold
+from annotate.analysis.gold import gold_sha256
 from annotate.analysis.results import DiffResult, SideRun
 from annotate.commands import Written
 from annotate.config import RunConfig
@@ -47,7 +47,7 @@ def diff_command(
     if base is not None:
         truth = diff_truth(a, b, gold) if gold else None  # bad gold stops the diff before any labelling
         if gold:
-            result.gold_sha256 = record_development_gold(gold, f"diff {a.name} vs {b.name} in {base.out}")
+            result.gold_sha256 = gold_sha256(gold)  # estimate --prompt-diff reads it back: no hidden state
         for side in (a, b):
             result.runs[side.name] = label_side(side, base, progress, backend)
         first_run, second_run = (read_run(Path(result.runs[side.name].dir)) for side in (a, b))

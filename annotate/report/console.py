@@ -18,6 +18,7 @@ from annotate.prompts.library import PromptLibrary
 from annotate.prompts.template import PromptVersion
 from annotate.prompts.units import Unit
 from annotate.report.html import fmt, fmt_ci
+from annotate.report.validation import validation_verdict
 from annotate.runs.manifest import RunManifest
 
 if TYPE_CHECKING:
@@ -105,6 +106,7 @@ def print_run_summary(summary: RunSummary) -> None:
 
 
 def print_validation(result: ValidationResult) -> None:
+    say(validation_verdict(result))
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for name in ("variable", "n", "κ", "κ 95% CI", "κ quadratic", "AC1", "α"):
         table.add_column(name, no_wrap=True, justify="left" if name == "variable" else "right")
@@ -174,10 +176,9 @@ def _print_worth(result: ValidationResult) -> None:
         if v.worth is None:
             continue
         w = v.worth
-        value = "–" if w.value is None else f"{w.value:.0f}"
-        shown = "none" if w.none else value
+        shown = "not estimable" if w.status == "not_estimable" else w.shown().split(" [")[0]
         interval = "" if w.low is None else f" (95% bootstrap interval {w.low:.0f} to {w.high:.0f})"
-        note = f"; {w.note}" if w.note and not w.none else ""
+        note = f"; {w.note}" if w.note and w.status != "none" else ""
         say(f"  {v.variable}: {shown}{interval}{note}")
 
 

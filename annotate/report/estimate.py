@@ -92,18 +92,34 @@ def axis_label(model: ModelEstimate) -> str:
 
 
 def estimate_verdict(result: EstimateResult) -> str:
-    """Whether the LLM saved human work, and how many coefficients the data support."""
+    """Where the LLM's share is backed by its worth, and how many effects (not intercepts or group means) the data
+    support: each count only of what it can stand on."""
     terms = [t for m in result.models for t in m.terms]
+    effects = [t for m in result.models if not _means_only(m.formula) for t in m.terms if t.term != "Intercept"]
     used = [t for t in terms if (t.lam or 0) > 0 or (t.combined_lam or 0) > 0]
+    saves = [t for t in terms if any(w is not None and w.saves for w in (t.worth, t.combined_worth))]
     missing = [t for t in terms if t.human_only.estimate is None]
-    clear = [t for t in terms if t.ppi.low is not None and t.ppi.high is not None and (t.ppi.low > 0 or t.ppi.high < 0)]
-    saved = (
-        f"the LLM labels carry a share in {len(used)} of {len(terms)} coefficients"
-        if used
-        else "the LLM saved no human work: every prediction-powered estimate is the human-only one"
-    )
+    clear = [
+        t for t in effects if t.ppi.low is not None and t.ppi.high is not None and (t.ppi.low > 0 or t.ppi.high < 0)
+    ]
+    if not used:
+        saved = "the LLM labels carry no share: every prediction-powered estimate is the human-only one"
+    else:
+        saved = f"the LLM labels carry a share in {len(used)} of {len(terms)} coefficients"
+        saved += (
+            f" and save human work (worth interval above 100) in {len(saves)}"
+            if saves
+            else ", a saving of human work backed by its interval in none"
+        )
     refused = f"; {len(missing)} not estimable" if missing else ""
-    return f"{len(terms)} coefficients: {saved}; {len(clear)} prediction-powered intervals exclude 0{refused}."
+    effect_count = f"{len(clear)} of {len(effects)} effects have prediction-powered intervals that exclude 0"
+    return f"{len(terms)} coefficients: {saved}; {effect_count if effects else 'no effects (means only)'}{refused}."
+
+
+def _means_only(formula: str) -> bool:
+    """A model of the variable's mean (``y ~ 1``) or group means (``y ~ 0 + C(g)``): no term is an effect."""
+    rhs = formula.split("~", 1)[-1].strip()
+    return rhs == "1" or (rhs.startswith("0 + C(") and rhs.count("+") == 1)
 
 
 def estimate_page(result: EstimateResult) -> Page:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -99,13 +100,50 @@ def validation_page(result: ValidationResult, trajectory_png: bytes | None, grou
     return page
 
 
+AGREEMENT_BAR = 0.80
+"""Cohen's κ from which labels are called strong: the bar published uses of this method report clearing."""
+POOR_AGREEMENT = 0.60
+
+
 def validation_verdict(result: ValidationResult) -> str:
-    """κ's range, and on which variables the labels would save human work."""
+    """The agreement against a stated bar (and the coders' own ceiling) first; then savings its interval backs."""
     variables = result.variables
-    saving = [v.variable for v in variables if v.worth and v.worth.value and v.worth.value > 100.5]
-    kappa = value_range([v.cohen_kappa for v in variables])
-    worth = f"would save human work on {', '.join(saving)}" if saving else "would save no human work on any variable"
-    return f"Cohen's κ with the gold: {kappa} over {len(variables)} variables; the labels {worth} (per 100 coded)."
+    defined = [v for v in variables if v.cohen_kappa is not None and math.isfinite(v.cohen_kappa)]
+    if not defined:
+        return f"Cohen's κ with the gold is undefined on all {len(variables)} variables (one label only)."
+    strong = [v.variable for v in defined if v.cohen_kappa >= AGREEMENT_BAR]
+    poor = [v.variable for v in defined if v.cohen_kappa < POOR_AGREEMENT]
+    undefined = len(variables) - len(defined)
+    parts = [
+        f"Cohen's κ with the gold: {value_range([v.cohen_kappa for v in defined])} over {len(defined)} variables"
+        + (f" ({undefined} more undefined)" if undefined else "")
+        + f"; {len(strong)} reach the bar of {AGREEMENT_BAR:.2f}"
+        + (f", agreement is poor (κ < {POOR_AGREEMENT:.2f}) on {', '.join(poor)}" if poor else "")
+        + "."
+    ]
+    ceilings = [v.by_annotator.human_mean_kappa for v in defined if v.by_annotator and v.by_annotator.human_mean_kappa]
+    if ceilings:
+        parts.append(f"The coders agree with each other at κ {value_range(ceilings)}.")
+    parts.append(_saving_sentence(variables))
+    return " ".join(parts)
+
+
+def _saving_sentence(variables: list[VariableValidation]) -> str:
+    """Only what the worth can stand on: a saving its own interval supports, and how many it could not measure."""
+    worths = [v.worth for v in variables if v.worth is not None]
+    if not worths:
+        return ""
+    saving = [v.variable for v in variables if v.worth and v.worth.saves]
+    unmeasured = sum(w.status == "not_estimable" for w in worths)
+    none = sum(w.status == "none" for w in worths)
+    said = (
+        f"The labels would save human work (worth interval above 100 per 100 coded) on {', '.join(saving)}"
+        if saving
+        else "No variable shows a saving of human work that its interval backs"
+    )
+    counts = [f"{none} get no share" if none else "", f"{unmeasured} could not be measured" if unmeasured else ""]
+    detail = "; ".join(c for c in counts if c)
+    return f"{said}{f' ({detail})' if detail else ''}."
 
 
 def _summary_table(variables: list[VariableValidation]) -> Table:
@@ -145,14 +183,16 @@ def _worth_table(variables: list[VariableValidation]) -> Table:
         w = v.worth
         if w is None:
             continue
-        none = w.none
         interval = "" if w.low is None else f"[{w.low:.0f}, {w.high:.0f}]"
-        rows.append([v.variable, "none" if none else fmt(w.value, 0), interval, w.note or ""])
+        shown = w.shown().split(" [")[0]
+        rows.append([v.variable, shown, interval, w.note or ""])
     note = (
-        "Human labels the LLM labels are worth, per 100 coded, when estimating the variable's mean from a sample "
-        "coded out of many more LLM-labelled units (annotate estimate's prediction-powered mean, its share and its "
-        "evidence test). 100, or none: the LLM saves no human work. The interval is a chat bootstrap of the best "
-        "share's ratio. Dorner et al. (2024): when the labeller is no better than the human measure, at most 200."
+        "A forecast: human labels the LLM labels would be worth, per 100 coded, in a study whose coded sample is "
+        "this gold and whose LLM-labelled units are endlessly many more like them (annotate estimate's "
+        "prediction-powered mean; each half of the gold's chats uses the share chosen on the other half). 100, or "
+        "none: the LLM saves no human work. The interval is a chat bootstrap that repeats the choice in every "
+        "resample; a saving is claimed only where its low end is above 100. Dorner et al. (2024): when the "
+        "labeller is no better than the human measure, at most 200."
     )
     return Table(
         "What the LLM labels are worth", ["variable", "per 100 coded", "95% interval", "note"], rows, note=note, left=1

@@ -1,0 +1,143 @@
+"""Is the worth `annotate estimate` reports honest, and do its intervals cover when it chose to use the LLM?
+
+Each simulated study has chats (one or three rounds, rounds of a chat sharing a chat effect), a binary treatment
+and a continuous human label whose mean and treatment contrast are known exactly. The LLM label of a unit is
+biased (it over-rates treated chats) and its error tracks the human label's with correlation ρ. Humans code a
+simple random sample of chats; the package's own estimator (annotate.analysis.ppi) and worth
+(annotate.analysis.worth) are run on every study.
+
+Printed per cell (ρ × coded chats × estimand):
+- λ>0: the share of studies in which the estimate uses the LLM labels;
+- true worth: 100 × Monte Carlo variance of the human-only estimate ÷ that of the estimate returned;
+- reported worth: the mean of the point worth the tool shows, among the studies where it shows one (and where
+  λ>0), and that mean ÷ the true worth (must be at most 1.10);
+- worth interval coverage: how often the shown interval contains the true worth;
+- coverage of the returned estimate's 95% interval: all studies, human-only, and among studies with λ>0
+  (conditional coverage must be at least 0.925; unconditional at most 0.005 below human-only).
+
+Run: python bench/worth_honesty.py [--studies 1000] [--seed 0] [--quick] [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from annotate.analysis import ppi
+from annotate.analysis.worth import worth
+
+EFFECT = 0.4
+CHATS = 400
+ROUNDS = 3
+RHOS = (0.05, 0.15, 0.3, 0.5)
+CODED = (15, 20, 40, 100)
+ESTIMANDS = ("mean", "contrast")
+
+
+@dataclass(frozen=True)
+class Cell:
+    rho: float
+    coded: int
+    estimand: str
+    rounds: int = ROUNDS
+
+    def __str__(self) -> str:
+        return f"rho{self.rho}-{self.coded}chats-{self.estimand}"
+
+
+def study(cell: Cell, rng: np.random.Generator) -> dict[str, float]:
+    """One study: the returned estimate, its interval, the share used and the worth shown."""
+    chat = np.repeat(np.arange(CHATS), cell.rounds)
+    treated = np.repeat(rng.integers(0, 2, CHATS), cell.rounds).astype(float)
+    shared = np.repeat(rng.normal(size=CHATS), cell.rounds) * 0.5
+    error = (shared + rng.normal(size=len(chat))) / math.sqrt(1.25)
+    y = 1 + EFFECT * treated + error
+    yhat = 1.2 + 0.6 * treated + cell.rho * error + math.sqrt(1 - cell.rho**2) * rng.normal(size=len(chat))
+    coded = np.flatnonzero(np.isin(chat, rng.choice(CHATS, cell.coded, replace=False)))
+    if cell.estimand == "mean":
+        x, j, target = np.ones((len(y), 1)), 0, 1 + EFFECT / 2
+    else:
+        x, j, target = np.column_stack([np.ones(len(y)), treated]), 1, EFFECT
+    data = ppi.sample(x, yhat, coded, y[coded], None, chat.astype(np.int64))
+    parts, seed = ppi.decompose(data), int(rng.integers(1 << 31))
+    fits = ppi.fits(parts, seed)
+    human, combined = fits["human_only"], fits["ppi"]
+    shown = worth(parts, human, seed)[j]
+    out: dict[str, float] = {"lam": float(combined.lam[j]), "target": target}
+    for name, fit in (("human", human), ("ppi", combined)):
+        low, high = fit.interval()
+        out[f"{name}_estimate"] = float(fit.coef[j])
+        out[f"{name}_covered"] = float(low[j] <= target <= high[j])
+    visible = shown.status == "shown"
+    out["worth"] = float(shown.value) if visible and shown.value is not None else math.nan
+    out["worth_low"] = float(shown.low) if visible and shown.low is not None else math.nan
+    out["worth_high"] = float(shown.high) if visible and shown.high is not None else math.nan
+    return out
+
+
+def run_cell(cell: Cell, studies: int, seed: int) -> dict[str, float]:
+    rng = np.random.default_rng([seed, RHOS.index(cell.rho), cell.coded, ESTIMANDS.index(cell.estimand)])
+    table = pd.DataFrame([study(cell, rng) for _ in range(studies)])
+    used = table["lam"] > 0
+    true = 100 * table["human_estimate"].var() / table["ppi_estimate"].var()
+    error = {name: (table.loc[used, f"{name}_estimate"] - table.loc[used, "target"]) ** 2 for name in ("human", "ppi")}
+    true_used = 100 * error["human"].mean() / error["ppi"].mean() if used.sum() > 1 else math.nan
+    shown = table["worth"].notna()
+    covers = (table["worth_low"] <= true) & (true <= table["worth_high"])
+    return {
+        "used": used.mean(),
+        "true_worth": true,
+        "true_worth_used": true_used,
+        "shown": shown.mean(),
+        "reported": table.loc[shown, "worth"].mean() if shown.any() else math.nan,
+        "reported_when_used": table.loc[shown & used, "worth"].mean() if (shown & used).any() else math.nan,
+        "worth_interval_covers": covers[shown].mean() if shown.any() else math.nan,
+        "coverage_human": table["human_covered"].mean(),
+        "coverage_ppi": table["ppi_covered"].mean(),
+        "coverage_when_used": table.loc[used, "ppi_covered"].mean() if used.any() else math.nan,
+    }
+
+
+def grid(quick: bool) -> list[Cell]:
+    coded = (15, 40) if quick else CODED
+    return [Cell(r, c, e) for r, c, e in itertools.product(RHOS, coded, ESTIMANDS)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    cells = grid(args.quick)
+    start = time.time()
+    with ProcessPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(run_cell, cells, [args.studies] * len(cells), [args.seed] * len(cells)))
+    took = time.time() - start
+    print(f"{args.studies} studies a cell, {CHATS} chats of {ROUNDS} rounds, seed {args.seed}, {took:.0f} s\n")
+    print(
+        "| ρ | coded chats | estimand | λ>0 | true worth (when λ>0) | shown | mean shown (÷ true) "
+        "| mean shown when λ>0 (÷ true when λ>0) | worth interval covers | coverage human / PPI / PPI when λ>0 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for cell, r in zip(cells, results, strict=True):
+        ratio, ratio_used = r["reported"] / r["true_worth"], r["reported_when_used"] / r["true_worth_used"]
+        print(
+            f"| {cell.rho} | {cell.coded} | {cell.estimand} | {r['used']:.2f} | {r['true_worth']:.0f} "
+            f"({r['true_worth_used']:.0f}) | {r['shown']:.2f} | {r['reported']:.0f} ({ratio:.2f}) | "
+            f"{r['reported_when_used']:.0f} ({ratio_used:.2f}) | "
+            f"{r['worth_interval_covers']:.2f} | {r['coverage_human']:.3f} / {r['coverage_ppi']:.3f} / "
+            f"{r['coverage_when_used']:.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
