@@ -40,9 +40,7 @@ def print_estimate(result: EstimateResult) -> None:
                     say(f"  {t.term}, {name}: not estimable: {e.not_estimable}")
             if t.robustness:
                 say(f"  {t.term}: hangs on the labeller: {t.robustness}")
-        notes = {w.note for t in model.terms for w in (t.worth, t.combined_worth) if w and w.note}
-        for note in sorted(notes):
-            say(f"  worth: {note}")
+        _print_worth_notes(model.terms)
         if result.target_width:
             for t in model.terms:
                 with_llm, without = _count(t.ppi_human_labels_for_target), _count(t.human_labels_for_target)
@@ -51,6 +49,20 @@ def print_estimate(result: EstimateResult) -> None:
                     f"the LLM labels, {without} without"
                 )
         say("")
+
+
+def _print_worth_notes(terms: list[Any]) -> None:
+    """Each worth note once, naming its terms unless it holds for every estimable one; a term that is not
+    estimable has its reason printed already and no worth note."""
+    notes: dict[str, list[str]] = {}
+    estimable = [t for t in terms if t.ppi.estimate is not None]
+    for t in estimable:
+        for w in (t.worth, t.combined_worth):
+            if w is not None and w.note and t.term not in notes.get(w.note, []):
+                notes.setdefault(w.note, []).append(t.term)
+    for note, names in notes.items():
+        whose = "" if len(names) == len(estimable) else f" of {', '.join(names)}"
+        say(f"  worth{whose}: {note}")
 
 
 def _print_combination(model: Any) -> None:
