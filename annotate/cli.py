@@ -286,7 +286,7 @@ def estimate(
     A formula may name the run's own variables as regressors (`empathy ~ C(escalation) + initial_sentiment`): their
     LLM labels are then corrected too, which needs their human labels on the coded chats (sample --unit chat).
     """
-    from annotate.analysis.estimate import EstimateOptions
+    from annotate.analysis.estimation import EstimateOptions
     from annotate.commands.estimate import estimate_command
     from annotate.report.console import print_paths
     from annotate.report.console_estimate import print_estimate

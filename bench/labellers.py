@@ -31,7 +31,7 @@ from functools import cache
 
 import numpy as np
 
-from annotate.analysis import combine, ppi
+from annotate.analysis.estimation import combine, ppi
 from annotate.analysis.sample import draw_units
 
 EFFECT = 0.4

@@ -5,8 +5,8 @@ treatment and a 1-3 outcome whose means are known exactly. Every unit has a shor
 common vocabulary and, for the "informative" feature cell, some words typical of the unit's outcome (none for
 "useless": the text says nothing about the outcome). Humans code a simple random sample of chats; the tool's own
 learner (annotate/learning: TF-IDF features, multinomial logistic regression with nested penalty choice,
-cross-fitted by chat) labels every unit; the tool's own estimator (annotate/analysis/ppi.py) estimates the mean and
-the treatment contrast human-only and prediction-powered.
+cross-fitted by chat) labels every unit; the tool's own estimator (annotate/analysis/estimation/ppi.py) estimates
+the mean and the treatment contrast human-only and prediction-powered.
 
 Printed per cell: coverage of the 95% intervals (all studies, and among studies where the LLM share λ > 0), mean
 width relative to human-only, the share of studies with λ > 0, how often `learn` showed a worth (ρ's interval
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from annotate.analysis import ppi
+from annotate.analysis.estimation import ppi
 from annotate.analysis.learning_curve import kappa
 from annotate.learning.features import build_features
 from annotate.learning.learner import cross_fit

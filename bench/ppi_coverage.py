@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit
 
-from annotate.analysis import ppi
+from annotate.analysis.estimation import ppi
+from annotate.analysis.estimation.worth import worth as labeller_worth
 from annotate.analysis.sample import draw_units
-from annotate.analysis.worth import worth as labeller_worth
 
 EFFECT = {"ols": 0.4, "logit": 0.8, "rare": 0.8}
 """The true treatment coefficient of each outcome family."""

@@ -3,8 +3,8 @@
 Each simulated study has chats (one or three rounds, rounds of a chat sharing a chat effect), a binary treatment
 and a continuous human label whose mean and treatment contrast are known exactly. The LLM label of a unit is
 biased (it over-rates treated chats) and its error tracks the human label's with correlation ρ. Humans code a
-simple random sample of chats; the package's own estimator (annotate.analysis.ppi) and worth
-(annotate.analysis.worth) are run on every study.
+simple random sample of chats; the package's own estimator (annotate.analysis.estimation.ppi) and worth
+(annotate.analysis.estimation.worth) are run on every study.
 
 Printed per cell (ρ × coded chats × estimand):
 - λ>0: the share of studies in which the estimate uses the LLM labels;
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from annotate.analysis import ppi
-from annotate.analysis.worth import worth
+from annotate.analysis.estimation import ppi
+from annotate.analysis.estimation.worth import worth
 
 EFFECT = 0.4
 CHATS = 400

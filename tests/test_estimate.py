@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from annotate.analysis import ppi, shares
-from annotate.analysis.worth import worth
+from annotate.analysis.estimation import ppi, shares
+from annotate.analysis.estimation.worth import worth
 from annotate.cli import app
 from annotate.config import RunConfig
 from annotate.engines.fake import FakeBackend

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from annotate.analysis import combine, ppi
-from annotate.analysis.estimate import robustness
-from annotate.analysis.estimate_results import Estimator
-from annotate.analysis.worth import worth
+from annotate.analysis.estimation import combine, ppi
+from annotate.analysis.estimation.estimate_results import Estimator
+from annotate.analysis.estimation.estimator import robustness
+from annotate.analysis.estimation.worth import worth
 from annotate.cli import app
 from annotate.config import RunConfig
 from annotate.engines.fake import FakeBackend
@@ -413,7 +413,7 @@ def test_the_chat_level_confidence_design_draws_unsure_chats_more_often(tmp_path
 
 
 def test_leaving_a_chat_out_in_closed_form_is_refitting_without_it() -> None:
-    from annotate.analysis.combine import _Model
+    from annotate.analysis.estimation.combine import _Model
 
     rng = np.random.default_rng(4)
     x = rng.normal(size=(80, 3))

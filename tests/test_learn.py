@@ -294,8 +294,8 @@ def test_learn_with_embeddings(fake_run: Path, library: PromptLibrary, tmp_path:
 
 def test_a_labeller_that_equals_the_codes_does_not_break_the_worth() -> None:
     """A learned labeller can match every code of a resample exactly (a perfect fit): no division by zero."""
-    from annotate.analysis import ppi
-    from annotate.analysis.worth import worth
+    from annotate.analysis.estimation import ppi
+    from annotate.analysis.estimation.worth import worth
 
     rng = np.random.default_rng(2)
     y = rng.integers(0, 2, 40).astype(float)

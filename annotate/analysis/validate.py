@@ -12,11 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from annotate.analysis import ppi
 from annotate.analysis import statistics as st
 from annotate.analysis.calibration import calibration, probability_weighted
-from annotate.analysis.estimate import EstimateOptions
-from annotate.analysis.estimate_data import estimate_data
+from annotate.analysis.estimation import EstimateOptions, forecast_worth
 from annotate.analysis.excerpts import Excerpts, VariableInfo, unit_excerpts, variable_info
 from annotate.analysis.gold import check_scales, read_gold, truth_of
 from annotate.analysis.results import (
@@ -33,7 +31,6 @@ from annotate.analysis.results import (
     VariableValidation,
     Worth,
 )
-from annotate.analysis.worth import worth
 from annotate.errors import AnnotateError
 from annotate.prompts.library import PromptLibrary
 from annotate.runs.reader import Run
@@ -105,11 +102,9 @@ def mean_worth(
     sample, its inclusion probabilities if any); the reason when no estimate can be made."""
     options = EstimateOptions(gold=gold_path, variables=(variable.variable,), transcripts=tuple(transcripts or ()))
     try:
-        model = estimate_data(run, options, library).models[0]
+        return forecast_worth(run, options, library)
     except AnnotateError as e:
         return Worth(value=None, low=None, high=None, status="not_estimable", note=f"no estimate: {e}")
-    parts = ppi.decompose(model.sample, model.family)
-    return worth(parts, ppi.fits(parts)["human_only"], unbounded=True)[0]
 
 
 def _variable(

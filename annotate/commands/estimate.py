@@ -6,8 +6,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from annotate.analysis.estimate import EstimateOptions, estimate, estimate_table
-from annotate.analysis.estimate_results import EstimateResult
+from annotate.analysis.estimation import EstimateOptions, EstimateResult, estimate, estimate_table
 from annotate.commands import Written
 from annotate.errors import InputError
 from annotate.prompts.library import PromptLibrary

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 from rich.markup import escape
 
-from annotate.analysis.estimate_results import EstimateResult
+from annotate.analysis.estimation.estimate_results import EstimateResult
 from annotate.report.console import err, say
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from annotate.analysis.estimate_results import EstimateResult, Estimator, ModelEstimate
+from annotate.analysis.estimation.estimate_results import EstimateResult, Estimator, ModelEstimate
 from annotate.analysis.results import Worth
 from annotate.report import plots
 from annotate.report.html import FigureSection, Page, Table, figure, fmt, write_report

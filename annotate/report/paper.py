@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from annotate.analysis.estimate_results import EstimateResult, Estimator, ModelEstimate
+from annotate.analysis.estimation.estimate_results import EstimateResult, Estimator, ModelEstimate
 from annotate.runs.outputs import write_atomic
 
 COLUMNS = (("human_only", "Human only"), ("ppi", "Prediction-powered"), ("combined", "Labellers combined"))

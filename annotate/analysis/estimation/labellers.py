@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from annotate.analysis.combine import LabellerFeatures
+from annotate.analysis.estimation.combine import LabellerFeatures
 from annotate.errors import AnnotateError
 from annotate.runs.reader import Run, check_distinct_runs, check_same_transcripts, read_run
 

@@ -15,10 +15,10 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.stats import t as student_t
 
-from annotate.analysis.glm import Array
+from annotate.analysis.estimation.glm import Array
 
 if TYPE_CHECKING:
-    from annotate.analysis.ppi import Parts
+    from annotate.analysis.estimation.ppi import Parts
 
 EVIDENCE = 0.01
 """One-sided level at which a half of the coded chats must show that the LLM labels' error tracks the human

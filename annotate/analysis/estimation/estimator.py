@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from annotate.analysis import combine, ppi
-from annotate.analysis.estimate_data import EstimateData, estimate_data
-from annotate.analysis.estimate_results import EstimateResult, Estimator, ModelEstimate, TermEstimate
+from annotate.analysis.estimation import combine, ppi
+from annotate.analysis.estimation.estimate_data import EstimateData, estimate_data
+from annotate.analysis.estimation.estimate_results import EstimateResult, Estimator, ModelEstimate, TermEstimate
+from annotate.analysis.estimation.worth import worth as labeller_worth
 from annotate.analysis.gold import gold_sha256
 from annotate.analysis.results import Worth
-from annotate.analysis.worth import worth as labeller_worth
 from annotate.prompts.library import PromptLibrary
 from annotate.runs.reader import Run
 
@@ -81,6 +81,14 @@ def estimate(run: Run, options: EstimateOptions, library: PromptLibrary | None =
         warnings=warnings,
         models=models,
     )
+
+
+def forecast_worth(run: Run, options: EstimateOptions, library: PromptLibrary | None = None) -> Worth:
+    """The worth of the run's labels for the first model's first coefficient (a variable's mean, for validate), as
+    a forecast: the gold taken as the coded sample of a study with endlessly many more LLM-labelled units."""
+    model = estimate_data(run, options, library).models[0]
+    parts = ppi.decompose(model.sample, model.family)
+    return labeller_worth(parts, ppi.fits(parts, options.seed)["human_only"], options.seed, unbounded=True)[0]
 
 
 def _model(model: EstimateData, options: EstimateOptions) -> ModelEstimate:

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotate.analysis import ppi
-from annotate.analysis.glm import Array
+from annotate.analysis.estimation import ppi
+from annotate.analysis.estimation.glm import Array
 
 FOLDS = 10
 PENALTIES = (0.1, 1.0, 10.0, 100.0)

@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import t as student_t
 
-from annotate.analysis import ppi, shares
-from annotate.analysis.glm import Array
+from annotate.analysis.estimation import ppi, shares
+from annotate.analysis.estimation.glm import Array
 from annotate.analysis.results import Worth
 
 RESAMPLES = 400

@@ -41,8 +41,8 @@ from scipy.linalg import null_space
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
-from annotate.analysis.glm import Array, Family, GLMFit, fit_glm, number, shifted_influence
-from annotate.analysis.shares import cross_fitted_shares, kish, mean_share, shared_variance
+from annotate.analysis.estimation.glm import Array, Family, GLMFit, fit_glm, number, shifted_influence
+from annotate.analysis.estimation.shares import cross_fitted_shares, kish, mean_share, shared_variance
 
 LEVEL = 0.95
 MAX_LEVERAGE = 0.99

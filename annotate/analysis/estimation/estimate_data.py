@@ -10,20 +10,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from annotate.analysis import ppi
-from annotate.analysis.combine import LabellerFeatures
+from annotate.analysis.estimation import ppi
+from annotate.analysis.estimation.combine import LabellerFeatures
+from annotate.analysis.estimation.formulas import RESERVED, design_matrix, required_columns
+from annotate.analysis.estimation.labellers import Labeller, features, load_labellers, own_labels
+from annotate.analysis.estimation.measured import human_values, measured_regressors, with_llm_values
 from annotate.analysis.excerpts import VariableInfo, variable_info
-from annotate.analysis.formulas import RESERVED, design_matrix, required_columns
 from annotate.analysis.gold import check_scales, read_gold, truth_of
-from annotate.analysis.labellers import Labeller, features, load_labellers, own_labels
-from annotate.analysis.measured import human_values, measured_regressors, with_llm_values
 from annotate.errors import AnnotateError, InputError
 from annotate.ingest.readers import read_table
 from annotate.prompts.library import PromptLibrary
 from annotate.runs.reader import Run
 
 if TYPE_CHECKING:
-    from annotate.analysis.estimate import EstimateOptions
+    from annotate.analysis.estimation.estimator import EstimateOptions
 
 
 MIN_PER_TERM = 3
