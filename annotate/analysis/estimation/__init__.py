@@ -2,18 +2,20 @@
 
 Everything outside this folder uses only what is named here (an import-linter contract in pyproject.toml):
 ``estimate`` (every requested model, three ways) with its options, and ``forecast_worth``, the one worth
-function validate calls; reports read the typed results from ``estimate_results``. Inside: ``estimator``
-(each model three ways, with its worth), ``estimate_data`` (the units, gold and covariates of a model),
-``formulas`` (formulas checked before they run), ``glm`` (weighted fits with influence), ``ppi`` (one
-decomposition per model; the three estimators), ``shares`` (the LLM labels' share, chosen out of sample),
-``worth`` (a labeller's worth in human labels), ``combine`` and ``labellers`` (several labellers), ``measured``
-(LLM-measured regressors).
+function validate calls; reports read the typed results from ``estimate_results``.
+
+Inside: ``options`` (what to estimate), ``estimator`` (each model three ways, with its worth),
+``estimate_data`` (the units, gold and covariates of a model), ``formulas`` (formulas checked before they
+run), ``glm`` (weighted fits with influence), ``ppi`` (one decomposition per model; the three estimators),
+``shares`` (the LLM labels' share, chosen out of sample), ``worth`` (a labeller's worth in human labels),
+``combine`` and ``labellers`` (several labellers), ``measured`` (LLM-measured regressors).
 """
 
 from __future__ import annotations
 
 from annotate.analysis.estimation.estimate_results import EstimateResult, Estimator, ModelEstimate, TermEstimate
-from annotate.analysis.estimation.estimator import EstimateOptions, estimate, estimate_table, forecast_worth
+from annotate.analysis.estimation.estimator import estimate, estimate_table, forecast_worth
+from annotate.analysis.estimation.options import EstimateOptions
 
 __all__ = [
     "EstimateOptions",

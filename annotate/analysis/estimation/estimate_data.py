@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -15,16 +14,13 @@ from annotate.analysis.estimation.combine import LabellerFeatures
 from annotate.analysis.estimation.formulas import RESERVED, design_matrix, required_columns
 from annotate.analysis.estimation.labellers import Labeller, features, load_labellers, own_labels
 from annotate.analysis.estimation.measured import human_values, measured_regressors, with_llm_values
+from annotate.analysis.estimation.options import EstimateOptions
 from annotate.analysis.excerpts import VariableInfo, variable_info
 from annotate.analysis.gold import check_scales, read_gold, truth_of
 from annotate.errors import AnnotateError, InputError
 from annotate.ingest.readers import read_table
 from annotate.prompts.library import PromptLibrary
 from annotate.runs.reader import Run
-
-if TYPE_CHECKING:
-    from annotate.analysis.estimation.estimator import EstimateOptions
-
 
 MIN_PER_TERM = 3
 """Coded chats needed per model term (and never fewer than MIN_CODED_CHATS)."""

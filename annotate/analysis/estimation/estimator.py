@@ -8,15 +8,13 @@ run's label units; when a chat has several (per-round variables), intervals are 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
 from annotate.analysis.estimation import combine, ppi
 from annotate.analysis.estimation.estimate_data import EstimateData, estimate_data
 from annotate.analysis.estimation.estimate_results import EstimateResult, Estimator, ModelEstimate, TermEstimate
+from annotate.analysis.estimation.options import EstimateOptions
 from annotate.analysis.estimation.worth import worth as labeller_worth
 from annotate.analysis.gold import gold_sha256
 from annotate.analysis.results import Worth
@@ -25,31 +23,6 @@ from annotate.runs.reader import Run
 
 LEVEL = ppi.LEVEL
 FEW_CODED_CHATS = 40
-
-
-@dataclass(frozen=True)
-class EstimateOptions:
-    gold: Path
-    covariates: Path | None = None
-    formulas: tuple[str, ...] = ()
-    """``outcome ~ terms`` (formulaic syntax), one model each; without any, each variable's mean (by ``by``)."""
-    by: str | None = None
-    variables: tuple[str, ...] = ()
-    family: ppi.Family = "ols"
-    label: str = "chosen"
-    """Which LLM label: ``chosen`` (the answer) or ``expected`` (the probability-weighted value)."""
-    target_width: float | None = None
-    drop_missing: bool = False
-    transcripts: tuple[Path, ...] = ()
-    labellers: tuple[Path, ...] = ()
-    """Other runs over the same chats: combined with the run's labels (cross-fitted), each also on its own."""
-    recalibrate: bool = False
-    """Combine (cross-fitted) the run's own label probabilities, as for several labellers."""
-    folds: int = 10
-    """Cross-fitting folds of the combination (chats split at random with ``seed``)."""
-    seed: int = 0
-    development_gold: tuple[tuple[str, str], ...] = ()
-    """(sha256, what used it) of gold files that chose a prompt (read from prompt diffs' outputs by the command)."""
 
 
 def estimate(run: Run, options: EstimateOptions, library: PromptLibrary | None = None) -> EstimateResult:
