@@ -593,3 +593,18 @@ def test_the_worth_shown_is_not_a_winners_curse_and_chosen_shares_keep_their_cov
     weak = worth_honesty.run_cell(worth_honesty.Cell(0.15, 15, "contrast"), studies=300, seed=11)
     assert weak["shown"] == 0  # 15 chats: the share may be used, the worth is not measured
     assert weak["coverage_ppi"] >= weak["coverage_human"] - 0.02 and weak["coverage_ppi"] >= 0.92
+
+
+def test_a_collinear_model_names_the_term_and_the_reason() -> None:
+    """Issue 29 (5): an LLM-measured control with one value in every unit was refused as "a group is empty?"."""
+    from annotate.analysis.estimation.formulas import why_collinear
+
+    ones, treated = np.ones(6), np.array([0, 1, 0, 1, 0, 1.0])
+    assert "initial_urgency has one value (3) in every unit" in why_collinear(
+        np.column_stack([ones, treated, np.full(6, 3.0)]), ["Intercept", "treated", "initial_urgency"]
+    )
+    assert "C(g)[T.b] is 0 in every unit" in why_collinear(
+        np.column_stack([ones, np.zeros(6)]), ["Intercept", "C(g)[T.b]"]
+    )
+    combined = why_collinear(np.column_stack([ones, treated, 2 * treated]), ["Intercept", "a", "b"])
+    assert "the terms a, b are collinear" in combined

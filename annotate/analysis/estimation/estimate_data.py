@@ -11,7 +11,7 @@ import pandas as pd
 
 from annotate.analysis.estimation import ppi
 from annotate.analysis.estimation.combine import LabellerFeatures
-from annotate.analysis.estimation.formulas import RESERVED, design_matrix, required_columns
+from annotate.analysis.estimation.formulas import RESERVED, design_matrix, required_columns, why_collinear
 from annotate.analysis.estimation.labellers import Labeller, features, load_labellers, own_labels
 from annotate.analysis.estimation.measured import human_values, measured_regressors, with_llm_values
 from annotate.analysis.estimation.options import EstimateOptions
@@ -271,7 +271,7 @@ def _model(
         warnings.append(f"{outcome}: {stray} gold items are not among the run's ok units used here and are left out")
     x_all, x_human, terms = _terms(rhs, joined, labelled, gold, measured, f"{outcome} ~ {rhs}")
     clusters = pd.factorize(joined["chat_id"])[0].astype(np.int64)
-    _check_sizes(outcome, rhs, x_all, labelled, clusters, x_human)
+    _check_sizes(outcome, rhs, x_all, labelled, clusters, x_human, list(terms))
     if options.family == "logit" and not set(info.categories) <= {0, 1}:
         raise AnnotateError(f"--family logit needs a 0/1 outcome; {outcome} takes {info.categories}")
     inclusion = joined["inclusion_probability"].to_numpy(dtype=float)[labelled]
@@ -366,7 +366,13 @@ def _check_weights(model: str, data: ppi.Sample, warnings: list[str]) -> None:
 
 
 def _check_sizes(
-    outcome: str, rhs: str, x_all: np.ndarray, labelled: np.ndarray, clusters: np.ndarray, x_human: np.ndarray | None
+    outcome: str,
+    rhs: str,
+    x_all: np.ndarray,
+    labelled: np.ndarray,
+    clusters: np.ndarray,
+    x_human: np.ndarray | None,
+    names: list[str],
 ) -> None:
     terms = x_all.shape[1]
     needed = max(MIN_CODED_CHATS, MIN_PER_TERM * terms)
@@ -374,10 +380,10 @@ def _check_sizes(
     if chats < needed:
         raise AnnotateError(
             f"{outcome} ~ {rhs}: {len(labelled)} human labels match the run's units, from {chats} chats; the model "
-            f"has {terms} terms and needs at least {needed} coded chats"
+            f"has {terms} term{'s' if terms != 1 else ''} and needs at least {needed} coded chats"
         )
     if np.linalg.matrix_rank(x_all) < terms:
-        raise AnnotateError(f"{outcome} ~ {rhs}: the terms are collinear over the run's units (a group is empty?)")
+        raise AnnotateError(f"{outcome} ~ {rhs}: {why_collinear(x_all, names)}")
     if np.linalg.matrix_rank(x_all[labelled] if x_human is None else x_human) < terms:
         raise AnnotateError(
             f"{outcome} ~ {rhs}: the human labels leave a term without data (code units in every group)"

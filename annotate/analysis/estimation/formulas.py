@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+from scipy.linalg import null_space
 
 from annotate.errors import AnnotateError
 
@@ -119,3 +120,17 @@ def design_matrix(rhs: str, table: pd.DataFrame) -> tuple[np.ndarray, list[str]]
     if not np.isfinite(values).all():
         raise AnnotateError(f"formula '~ {rhs}' gives values that are not finite numbers (log of 0 or less?)")
     return values, [str(c) for c in matrix.columns]
+
+
+def why_collinear(x: np.ndarray, names: list[str]) -> str:
+    """Which term the run's units cannot tell apart from the others, and why, in the researcher's words."""
+    for j, name in enumerate(names):
+        column = x[:, j]
+        if name == "Intercept":
+            continue
+        if not column.any():
+            return f"{name} is 0 in every unit of the run (an empty group?)"
+        if np.ptp(column) == 0:
+            return f"{name} has one value ({column[0]:g}) in every unit: it cannot be told from the intercept"
+    involved = [names[j] for j in np.flatnonzero(np.abs(null_space(x)).max(axis=1) > 1e-9)]
+    return f"the terms {', '.join(involved)} are collinear over the run's units (one is a combination of the others)"
