@@ -117,7 +117,10 @@ def test_user_errors_in_options(library: PromptLibrary, tmp_path: Path) -> None:
 
 def test_resume_with_other_settings_is_refused(library: PromptLibrary, tmp_path: Path) -> None:
     base = ["run", str(EXAMPLES), "--limit", "1", "--out", str(tmp_path / "r"), "-b", "fake", *dirs(library)]
-    assert runner.invoke(app, base).exit_code == 0
+    first = runner.invoke(app, base)
+    assert first.exit_code == 0 and "finished already" not in first.output
+    again = runner.invoke(app, base)
+    assert again.exit_code == 0 and "finished already: nothing to do" in again.output  # issue 29 (7)
     result = runner.invoke(app, [*base, "--top-p", "0.5"])
     assert result.exit_code == 1 and "choose a new --out directory" in result.output
 
