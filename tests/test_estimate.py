@@ -608,3 +608,34 @@ def test_a_collinear_model_names_the_term_and_the_reason() -> None:
     )
     combined = why_collinear(np.column_stack([ones, treated, 2 * treated]), ["Intercept", "a", "b"])
     assert "the terms a, b are collinear" in combined
+
+
+def test_the_markdown_table_escapes_names_from_the_data() -> None:
+    """Issue 28 (13): a category with '|', a newline or HTML must not add columns, break rows or inject markup."""
+    from annotate.analysis.estimation.estimate_results import Estimator, ModelEstimate, TermEstimate
+    from annotate.report.paper import markdown
+
+    e = Estimator(estimate=0.1, se=0.05, low=0.0, high=0.2)
+    term = TermEstimate(
+        term="C(kind)[T.a|b\n<script>x</script>]", llm_only=e, human_only=e, ppi=e, lam=0.0, effective_human_labels=None
+    )
+    model = ModelEstimate.model_validate(
+        {
+            "outcome": "empathy",
+            "formula": "empathy ~ C(kind)",
+            "family": "ols",
+            "clustered_by_chat": False,
+            "units": 10,
+            "human_labels": 10,
+            "chats": 10,
+            "coded_chats": 10,
+            "effective_coded_chats": 10.0,
+            "design": "random",
+            "terms": [term.model_dump()],
+            "reference_levels": {"kind": "x|y"},
+        }
+    )
+    table = markdown(model)
+    row = next(line for line in table.splitlines() if "kind" in line and line.startswith("| C"))
+    header = next(line for line in table.splitlines() if line.startswith("| term"))
+    assert row.count(" | ") == header.count(" | ") and "<script>" not in table and "\n<" not in table

@@ -41,14 +41,22 @@ def _footer(model: ModelEstimate) -> list[str]:
     ]
 
 
+MARKDOWN = {"\\": "\\\\", "|": "\\|", "*": "\\*", "_": "\\_", "`": "\\`", "<": "&lt;", ">": "&gt;", "&": "&amp;"}
+
+
+def _md(text: str) -> str:
+    """A name from the data, safe in a Markdown table cell: no column breaks, no line breaks, no HTML."""
+    return "".join(MARKDOWN.get(c, " " if c in "\r\n" else c) for c in text)
+
+
 def markdown(model: ModelEstimate) -> str:
     columns = _columns(model)
-    lines = [f"**{model.formula}**", "", "| term | " + " | ".join(n for _, n in columns) + " |"]
+    lines = [f"**{_md(model.formula)}**", "", "| term | " + " | ".join(n for _, n in columns) + " |"]
     lines.append("|---|" + "---|" * len(columns))
     for t in model.terms:
         cells = [_cell(getattr(t, key)) for key, _ in columns]
-        lines.append(f"| {t.term} | " + " | ".join(f"{a} {b}".strip() for a, b in cells) + " |")
-    return "\n".join([*lines, "", *_footer(model)])
+        lines.append(f"| {_md(t.term)} | " + " | ".join(f"{a} {b}".strip() for a, b in cells) + " |")
+    return "\n".join([*lines, "", *(_md(line) for line in _footer(model))])
 
 
 TEX = {"\\": "\\textbackslash{}", "~": "\\textasciitilde{}", "^": "\\textasciicircum{}"} | {
