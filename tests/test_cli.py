@@ -147,7 +147,10 @@ def test_prompts_list_show_render(library: PromptLibrary) -> None:
     no_handoff = runner.invoke(
         app, ["prompts", "render", "empathy", "v1", str(EXAMPLES), "--chat", "c23", *dirs(library)]
     )
-    assert no_handoff.exit_code == 0 and "has no empathy unit" in no_handoff.output
+    assert no_handoff.exit_code == 1 and "has no empathy unit" in no_handoff.output
+    far = ["prompts", "render", "round_sentiment", "v1", str(EXAMPLES), "--chat", "c09", "--round", "999"]
+    beyond = runner.invoke(app, [*far, *dirs(library)])  # issue 28 (14): the right reason, a non-zero exit
+    assert beyond.exit_code == 1 and "--round 999: chat 'c09' has no such round (its rounds: 1–" in beyond.output
     missing = runner.invoke(app, ["prompts", "render", "empathy", "v1", str(EXAMPLES), "--chat", "zz", *dirs(library)])
     assert missing.exit_code == 1 and "no chat 'zz'" in missing.output
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from annotate.config import Speaker
-from annotate.errors import InputError
+from annotate.errors import AnnotateError, InputError
 from annotate.ingest.readers import read_transcripts
 from annotate.prompts.library import PromptLibrary
 from annotate.prompts.template import PromptVersion
@@ -28,9 +28,12 @@ def rendered_units(
     chats = {c.chat_id: c for c in read_transcripts(inputs, role_map).chats}
     if chat_id not in chats:
         raise InputError(", ".join(map(str, inputs)), None, "chat_id", f"no chat '{chat_id}'")
-    units = [
-        u
-        for u in units_for(chats[chat_id], task, pv.rubric.unit, max_chars)
-        if round_number is None or u.round == round_number or round_number in u.rated_rounds
-    ]
+    every = units_for(chats[chat_id], task, pv.rubric.unit, max_chars)
+    if not every:
+        raise AnnotateError(f"chat '{chat_id}' has no {task} unit (post-handoff tasks need a handoff)")
+    units = [u for u in every if round_number is None or u.round == round_number or round_number in u.rated_rounds]
+    if not units:
+        rounds = sorted({r for u in every for r in ([u.round] if u.round is not None else u.rated_rounds)})
+        shown = f"{rounds[0]}–{rounds[-1]}" if rounds else "none"
+        raise AnnotateError(f"--round {round_number}: chat '{chat_id}' has no such round (its rounds: {shown})")
     return pv, [(u, pv.render(u)) for u in units]

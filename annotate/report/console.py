@@ -326,8 +326,6 @@ def print_prompt_version(pv: PromptVersion) -> None:
 
 
 def print_rendered(pv: PromptVersion, chat: str, units: list[tuple[Unit, list[dict[str, str]]]]) -> None:
-    if not units:
-        say(f"chat '{chat}' has no {pv.task} unit (post-handoff tasks need a handoff)")
     for unit, messages in units:
         where = f" round {unit.round}" if unit.round is not None else ""
         truncated = f"  [truncated: {unit.truncation}]" if unit.truncation else ""
