@@ -139,3 +139,27 @@ def test_a_unit_too_long_for_the_model_context_is_cut_to_fit(
     assert longest <= (2048 - 24 - 32) * 3
     labels = pd.read_parquet(tmp_path / "run" / "labels.parquet")
     assert labels["truncation"].str.startswith("context limit 2048 tokens").any()
+
+
+def test_the_walk_through_coder_script_gives_one_line_errors_and_codes_guarded_ids(tmp_path: Path) -> None:
+    """Issue 28 (16): no traceback without arguments, for a missing file or a gold without `round`; ids that the
+    coding file guarded against spreadsheet formulas ('-5, '=1+1) are coded like any other."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parent.parent / "examples" / "code_from_gold.py"
+    spec = importlib.util.spec_from_file_location("code_from_gold", script)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main([]) == 2
+    assert module.main([str(tmp_path / "missing.csv")]) == 1
+    coding = tmp_path / "coding.csv"
+    coding.write_text("chat_id,round,variable,value,annotator\n'-5,,empathy,,\n'=1+1,,empathy,,\nc1,,empathy,,\n")
+    no_round = tmp_path / "no_round.csv"
+    no_round.write_text("chat_id,variable,value\nc1,empathy,2\n")
+    assert module.main([str(coding), str(no_round)]) == 1
+    gold = tmp_path / "gold.csv"
+    gold.write_text("chat_id,round,variable,value\n-5,,empathy,3\n=1+1,,empathy,1\nc1,,empathy,2\n")
+    assert module.main([str(coding), str(gold)]) == 0
+    filled = coding.read_text().splitlines()
+    assert filled[1].startswith("'-5,,empathy,3") and filled[2].startswith("'=1+1,,empathy,1")
