@@ -639,3 +639,17 @@ def test_the_markdown_table_escapes_names_from_the_data() -> None:
     row = next(line for line in table.splitlines() if "kind" in line and line.startswith("| C"))
     header = next(line for line in table.splitlines() if line.startswith("| term"))
     assert row.count(" | ") == header.count(" | ") and "<script>" not in table and "\n<" not in table
+
+
+def test_a_model_with_no_estimable_term_draws_without_a_warning() -> None:
+    """Issue 28 (21): matplotlib's legend warning (a source path and a line of code) reached the terminal."""
+    import warnings
+
+    from annotate.analysis.estimation.estimate_results import Estimator, TermEstimate
+    from annotate.report.plots import coefficients
+
+    none = Estimator(estimate=None, se=None, low=None, high=None, not_estimable="the human labels are all 1")
+    term = TermEstimate(term="x", llm_only=none, human_only=none, ppi=none, lam=None, effective_human_labels=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert coefficients([term], "y ~ x").startswith(b"\x89PNG")

@@ -170,7 +170,10 @@ def coefficients(terms: Sequence[Any], title: str, axis: str = "") -> bytes:
     ax.axvline(0, color="#bbb", lw=1)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(axis, fontsize=9)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14 - 0.3 / len(terms)), ncol=2, fontsize=8, frameon=False)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14 - 0.3 / len(terms)), ncol=2, fontsize=8, frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no term is estimable", transform=ax.transAxes, ha="center", va="center", color="#777")
     return _png(fig)
 
 
