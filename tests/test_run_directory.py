@@ -345,3 +345,17 @@ def test_no_module_reads_the_manifest_by_string_keys() -> None:
         if pattern.search(line)
     ]
     assert offenders == []
+
+
+def test_a_cut_label_table_is_rebuilt_from_the_journal_or_named(library: PromptLibrary, tmp_path: Path) -> None:
+    """Issue 28 (11): a 0-byte labels.parquet newer than the journal gave every reader an ArrowInvalid traceback."""
+    from annotate.runs.reader import read_run
+
+    out = tmp_path / "r"
+    run(RunConfig(inputs=[EXAMPLES], out=out, prompts=library.paths, backend="fake", limit=2), backend=FakeBackend())
+    whole = read_run(out).labels
+    (out / "labels.parquet").write_bytes(b"")
+    assert len(read_run(out).labels) == len(whole)
+    (out / "journal.jsonl").unlink()
+    with pytest.raises(RunStoreError, match="not a readable label table .* no journal to rebuild it from"):
+        read_run(out)

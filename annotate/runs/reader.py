@@ -54,7 +54,7 @@ def _load(path: Path) -> tuple[pd.DataFrame, RunManifest]:
     if journal.is_file() and (not labels_path.is_file() or journal.stat().st_mtime_ns > labels_path.stat().st_mtime_ns):
         labels = store.journal_table()  # a run still going, or killed before its tables: the journal is the truth
     elif labels_path.is_file():
-        labels = pd.read_parquet(labels_path)
+        labels = _table_or_journal(labels_path, store)
     else:
         raise RunStoreError(f"{path}: the run has no labels yet")
     if labels.empty:
@@ -64,6 +64,17 @@ def _load(path: Path) -> tuple[pd.DataFrame, RunManifest]:
         if column not in labels.columns:
             labels[column] = None if column == "probs" else float("nan")
     return labels, manifest
+
+
+def _table_or_journal(labels_path: Path, store: RunStore) -> pd.DataFrame:
+    """The label table; when it is cut or empty (a full disk, a copy that stopped), the journal it was written
+    from, like a table older than the journal; one line when neither can be read."""
+    try:
+        return pd.read_parquet(labels_path)
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        if store.journal_path.is_file():
+            return store.journal_table()
+        raise RunStoreError(f"{labels_path}: not a readable label table ({e}) and no journal to rebuild it from") from e
 
 
 def run_chats(manifest: RunManifest, transcripts: list[Path] | None = None) -> list[Chat]:
