@@ -110,7 +110,7 @@ def run(
     from annotate.labelling.pipeline import run as label
     from annotate.report.console import ProgressBar, print_run_summary
 
-    with opt.user_errors(), ProgressBar() as progress:
+    with opt.user_errors(labelling=True), ProgressBar() as progress:
         summary = label(config, progress=progress)
     print_run_summary(summary)
 
@@ -210,7 +210,7 @@ def diff(
     from annotate.commands.diff import diff_command
     from annotate.report.console import ProgressBar, print_diff, print_paths
 
-    with opt.user_errors(), ProgressBar() as progress:
+    with opt.user_errors(labelling=True), ProgressBar() as progress:
         library = opt.library(prompts_dir, rubrics_dir)
         report = diff_command(library, first, second, third, out, base, gold, bootstrap, seed, progress)
     print_diff(report.result)

@@ -336,11 +336,14 @@ def role_map(role: list[str] | None) -> Any:
 
 
 RESUME_HINT = "everything labelled so far is saved; run the same command again to resume"
+RERUN_HINT = "stopped; every file is written whole, so nothing half-written was left: run the same command again"
 
 
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """The one place where domain errors and stop signals turn into a single line and an exit code."""
+def user_errors(labelling: bool = False) -> Iterator[None]:
+    """The one place where domain errors and stop signals turn into a single line and an exit code; the resume
+    hint only for a command that labels (``labelling``), not for one that reads a run."""
+    hint = RESUME_HINT if labelling else RERUN_HINT
     from rich.console import Console
     from rich.markup import escape
 
@@ -356,10 +359,10 @@ def user_errors() -> Iterator[None]:
         Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except Terminated:
-        typer.echo(f"terminated (SIGTERM): {RESUME_HINT}", err=True)
+        typer.echo(f"terminated (SIGTERM): {hint}", err=True)
         raise typer.Exit(143) from None
     except KeyboardInterrupt:
-        typer.echo(f"interrupted: {RESUME_HINT}", err=True)
+        typer.echo(f"interrupted: {hint}", err=True)
         raise typer.Exit(130) from None
 
 

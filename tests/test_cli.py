@@ -192,3 +192,15 @@ def click_command(name: str) -> Any:
 
     group = typer.main.get_command(app)
     return group.commands[name]  # type: ignore[attr-defined]
+
+
+def test_ctrl_c_in_a_reader_does_not_promise_a_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 28 (15): Ctrl-C in validate printed the labelling run's resume hint."""
+    import annotate.commands.validate as validate_module
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(validate_module, "validate_command", interrupted)
+    result = runner.invoke(app, ["validate", str(tmp_path), "--gold", str(tmp_path / "g.csv"), "--out", str(tmp_path)])
+    assert result.exit_code == 130 and "interrupted: stopped" in result.output and "resume" not in result.output

@@ -357,5 +357,5 @@ def test_a_cut_label_table_is_rebuilt_from_the_journal_or_named(library: PromptL
     (out / "labels.parquet").write_bytes(b"")
     assert len(read_run(out).labels) == len(whole)
     (out / "journal.jsonl").unlink()
-    with pytest.raises(RunStoreError, match="not a readable label table .* no journal to rebuild it from"):
+    with pytest.raises(RunStoreError, match=r"not a readable label table .* no journal to rebuild it from"):
         read_run(out)
