@@ -359,3 +359,16 @@ def test_a_cut_label_table_is_rebuilt_from_the_journal_or_named(library: PromptL
     (out / "journal.jsonl").unlink()
     with pytest.raises(RunStoreError, match=r"not a readable label table .* no journal to rebuild it from"):
         read_run(out)
+
+
+def test_a_damaged_manifest_points_to_the_journal_only_where_there_is_one(tmp_path: Path) -> None:
+    """Issue 28 (17): a consensus (no journal) was told its labels are in journal.jsonl."""
+    folder = tmp_path / "consensus"
+    folder.mkdir()
+    (folder / "manifest.json").write_text("{ cut")
+    with pytest.raises(RunStoreError) as caught:
+        RunStore(folder).read_manifest()
+    assert "journal.jsonl" not in str(caught.value) and "damaged" in str(caught.value)
+    (folder / "journal.jsonl").write_text("{}\n")
+    with pytest.raises(RunStoreError, match=r"the labels are in journal\.jsonl beside it"):
+        RunStore(folder).read_manifest()

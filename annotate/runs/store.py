@@ -234,9 +234,12 @@ class RunStore:
             return RunManifest.read(data)
         except (json.JSONDecodeError, UnicodeDecodeError, ValidationError) as e:
             reason = str(e).splitlines()[0]
-            raise RunStoreError(
-                f"{self.manifest_path}: damaged ({reason}); the labels are in journal.jsonl beside it"
-            ) from None
+            where = (
+                "the labels are in journal.jsonl beside it"
+                if self.journal_path.is_file()
+                else "the labels beside it are whole; restore the manifest from a copy, or rebuild the run"
+            )
+            raise RunStoreError(f"{self.manifest_path}: damaged ({reason}); {where}") from None
 
     def write_manifest(self, manifest: RunManifest) -> None:
         self._guard(lambda: write_atomic(self.manifest_path, manifest.as_json()))
