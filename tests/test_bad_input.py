@@ -163,3 +163,23 @@ def test_the_walk_through_coder_script_gives_one_line_errors_and_codes_guarded_i
     assert module.main([str(coding), str(gold)]) == 0
     filled = coding.read_text().splitlines()
     assert filled[1].startswith("'-5,,empathy,3") and filled[2].startswith("'=1+1,,empathy,1")
+
+
+@pytest.mark.parametrize(("encoding", "hint"), [("utf-16", "looks like UTF-16"), ("gbk", "another encoding (GBK")])
+def test_a_transcript_file_in_another_encoding_fails_the_run_and_is_named(
+    encoding: str, hint: str, library: PromptLibrary, tmp_path: Path
+) -> None:
+    """Issue 28 (24): every record skipped, yet the run exited 0 with "labels: ..."."""
+    from typer.testing import CliRunner
+
+    from annotate.cli import app
+    from tests.conftest import EXAMPLES, library_flags
+
+    source = EXAMPLES.parent / "zh" / "transcripts.jsonl"
+    converted = tmp_path / f"chats.{encoding}.jsonl"
+    converted.write_bytes(source.read_text(encoding="utf-8").encode(encoding))
+    out = tmp_path / "r"
+    args = ["run", str(converted), "-b", "fake", "--out", str(out), *library_flags(library)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "no chat could be read: all" in result.output
+    assert hint in (out / "labels.csv").read_text()

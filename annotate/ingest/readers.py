@@ -364,7 +364,14 @@ def _undecodable(text: str) -> int | None:
 
 
 def _bad_byte(raw: bytes, start: int) -> str:
-    return f"not valid UTF-8 (byte 0x{raw[start]:02x} at position {start})"
+    return f"not valid UTF-8 (byte 0x{raw[start]:02x} at position {start}){_encoding_hint(raw)}"
+
+
+def _encoding_hint(raw: bytes) -> str:
+    """What the file probably is, so the user knows what to convert from."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or raw.count(b"\x00") > len(raw) // 4:
+        return ": the file looks like UTF-16; save it as UTF-8"
+    return ": the file may be in another encoding (GBK, Big5, Latin-1); save it as UTF-8, e.g. iconv -f gbk -t utf-8"
 
 
 def _plain(value: Any, from_text: bool = False) -> Any:

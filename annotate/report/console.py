@@ -84,7 +84,7 @@ def _rich_progress() -> Any:
 
 def print_run_summary(summary: RunSummary) -> None:
     labelled = sum(sum(counts.values()) for counts in summary.counts.values())
-    if labelled and not summary.model_calls and not summary.cache_hits:
+    if summary.chats and labelled and not summary.model_calls and not summary.cache_hits:
         say(f"finished already: nothing to do ({labelled} labels in {summary.out} from an earlier run)")
         return
     statuses = sorted({s for counts in summary.counts.values() for s in counts})
