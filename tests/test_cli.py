@@ -51,7 +51,7 @@ def test_run_with_the_test_double_writes_a_run_directory(library: PromptLibrary,
     assert (out / "labels.parquet").is_file() and (out / "labels.csv").is_file()
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
     again = runner.invoke(app, args)
-    assert again.exit_code == 0 and "model calls: 0," in again.output
+    assert again.exit_code == 0 and "finished already: nothing to do" in again.output
 
 
 def test_task_and_prompt_version_selection(library: PromptLibrary, tmp_path: Path) -> None:
