@@ -110,3 +110,16 @@ def test_the_1_5b_model_assembles_verifies_and_labels(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"]["sha256"] == embedded.QWEN_CODER_15B.sha256
     assert manifest["model"]["embedded"] == "qwen2.5-coder-1.5b"
+
+
+def test_a_cut_file_at_the_models_path_is_not_listed_as_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 28 (27): `models list` presented a 12-byte file at the model's path as the verified model."""
+    monkeypatch.setenv("ANNOTATE_MODELS_DIR", str(tmp_path / "models"))
+    model = embedded.EMBEDDED
+    (tmp_path / "models").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "models" / f"{model.sha256[:16]}.gguf").write_bytes(b"twelve bytes")
+    assert embedded.assembled(model) is None
+    listed = CliRunner().invoke(app, ["models", "list"])
+    assert listed.exit_code == 0 and "twelve" not in listed.output and f"{model.sha256[:16]}.gguf" not in listed.output

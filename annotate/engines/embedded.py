@@ -94,9 +94,10 @@ def installed(model: EmbeddedModel) -> bool:
 
 
 def assembled(model: EmbeddedModel) -> Path | None:
-    """The assembled GGUF file, if an earlier use built it."""
+    """The assembled GGUF file, if an earlier use built it: a file of the model's exact size (its sha256 is checked
+    again the first time a process uses it); a cut or foreign file at the path is not shown as the model."""
     path = models_dir() / f"{model.sha256[:16]}.gguf"
-    return path if path.is_file() else None
+    return path if path.is_file() and path.stat().st_size == model.size else None
 
 
 def identity(model: EmbeddedModel = EMBEDDED) -> dict[str, Any]:
