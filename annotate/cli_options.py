@@ -240,6 +240,15 @@ MaxModelLen = Annotated[
     int, typer.Option(min=256, help="Context length the engine allocates.", rich_help_panel="Engine")
 ]
 Concurrency = Annotated[int, typer.Option(min=1, help="Requests in flight (openai backend).", rich_help_panel="Engine")]
+RequestTimeout = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        min=1.0,
+        help="openai backend: seconds for one whole reply (a server that trickles its answer is cut off too).",
+        rich_help_panel="Engine",
+    ),
+]
 Threads = Annotated[
     int | None, typer.Option(min=1, help="CPU threads (llamacpp) (default: all cores).", rich_help_panel="Engine")
 ]
@@ -276,6 +285,7 @@ def engine_options(
     tensor_parallel_size: int,
     prefix_cache: bool,
     top_logprobs: int = 20,
+    timeout: float = 300.0,
 ) -> BackendOptions:
     return BackendOptions(
         model=model,
@@ -288,6 +298,7 @@ def engine_options(
         api_key=api_key,
         dtype=dtype or None,
         tensor_parallel_size=tensor_parallel_size,
+        timeout=timeout,
     )
 
 
@@ -302,6 +313,7 @@ ENGINE_PARAMETERS = (
     "tensor_parallel_size",
     "prefix_cache",
     "top_logprobs",
+    "timeout",
 )
 
 

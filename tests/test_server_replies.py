@@ -196,3 +196,40 @@ def test_the_cache_keys_on_what_the_server_says_it_serves(
     assert hits("unknown1") == 0 and hits("unknown2") == 0  # the server does not say: nothing is cached
     manifest = json.loads((tmp_path / "unknown2" / "manifest.json").read_text())
     assert manifest["model"]["cacheable"] is False
+
+
+def test_a_server_that_trickles_its_reply_is_cut_off_at_the_whole_request_deadline() -> None:
+    """Issue 28 (25): the timeout bounded each socket read, so a byte every half second kept a request forever."""
+    from annotate.config import Sampling
+    from annotate.engines.base import Request
+
+    class Trickle(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            try:
+                for _ in range(40):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.5)
+            except OSError:
+                pass
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        options = BackendOptions(model="m", base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", timeout=2)
+        backend = OpenAIBackend(options)
+        request = Request("k", [{"role": "user", "content": "hi"}], {}, 5, Sampling())
+        started = time.monotonic()
+        (completion,) = list(backend.complete([request]))
+        assert time.monotonic() - started < 6
+        assert completion.finish_reason == "error" and "no whole reply within 2 s" in (completion.error or "")
+    finally:
+        server.shutdown()

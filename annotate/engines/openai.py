@@ -5,8 +5,8 @@ that embedded model and talks to it over HTTP like any other server.
 
 Uses ``response_format: json_schema``; transient failures (connection refused, 429, 5xx) are retried
 with exponential backoff, then reported as a ``backend_error`` completion; a request that times out
-(``timeout``, 300 s by default) is not retried. Requests run on daemon threads, so Ctrl-C and SIGTERM
-stop a run at once even while a server holds a request open.
+(``--timeout``, 300 s by default, for the whole reply) is not retried. Requests run on daemon threads, so
+Ctrl-C and SIGTERM stop a run at once even while a server holds a request open.
 """
 
 from __future__ import annotations
@@ -142,6 +142,27 @@ class OpenAIBackend:
         return headers
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One request with a deadline for the whole reply: a socket timeout only bounds each read, so a server
+        that trickles its answer a byte at a time would hold the request forever. The request runs on a daemon
+        thread that is abandoned at the deadline (its socket closes when the server gives up)."""
+        box: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                box["reply"] = self._post_once(body)
+            except BaseException as e:  # handed to the caller below
+                box["error"] = e
+
+        thread = threading.Thread(target=call, daemon=True)
+        thread.start()
+        thread.join(self.timeout)
+        if thread.is_alive():
+            raise TimeoutError(f"no whole reply within {self.timeout:g} s (--timeout)")
+        if "error" in box:
+            raise box["error"]
+        return dict(box["reply"])
+
+    def _post_once(self, body: dict[str, Any]) -> dict[str, Any]:
         data = json.dumps(body).encode()
         req = urllib.request.Request(f"{self.base_url}/chat/completions", data=data, headers=self._headers())
         try:
