@@ -160,7 +160,8 @@ class OpenAIBackend:
             raise TimeoutError(f"no whole reply within {self.timeout:g} s (--timeout)")
         if "error" in box:
             raise box["error"]
-        return dict(box["reply"])
+        reply: dict[str, Any] = box["reply"]  # whatever JSON the server sent: completion_from_openai checks it
+        return reply
 
     def _post_once(self, body: dict[str, Any]) -> dict[str, Any]:
         data = json.dumps(body).encode()
