@@ -34,3 +34,17 @@ def exclusive(lock_file: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def read_utf8(path: Path) -> str:
+    """A text file the user wrote (a template, a rubric), or one line naming the file, the line and the byte when
+    it is not UTF-8 (a file saved as GBK, say) instead of a traceback."""
+    from annotate.errors import InputError
+
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        message = f"not UTF-8 (byte 0x{raw[e.start]:02x}): save the file as UTF-8"
+        raise InputError(str(path), line, None, message) from None

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from annotate.config import PromptPaths
 from annotate.errors import PromptError
-from annotate.files import exclusive, write_atomic
+from annotate.files import exclusive, read_utf8, write_atomic
 from annotate.prompts.rubrics import (
     ParseFailure,
     Rubric,
@@ -108,15 +108,15 @@ class PromptLibrary:
         meta_path = self.prompts_dir / task / f"{version}.yaml"
         if not meta_path.is_file():
             raise PromptError(f"{meta_path}: missing (every version needs its .j2 and .yaml)")
-        meta_source = meta_path.read_text(encoding="utf-8")
+        meta_source = read_utf8(meta_path)
         meta = _read_meta(meta_path, meta_source)
         rubric_path = self.rubrics_dir / (meta.rubric or f"{task}.yaml")
         rubric = load_rubric(rubric_path, task)
         _check_examples(meta_path, meta.examples, rubric)
-        template_source = template_path.read_text(encoding="utf-8")
+        template_source = read_utf8(template_path)
         rubric_files = [rubric_path, *(rubric_path.parent / name for name in rubric.combines)]
         digest = hashlib.sha256()
-        for part in (template_source, meta_source, *(f.read_text(encoding="utf-8") for f in rubric_files)):
+        for part in (template_source, meta_source, *(read_utf8(f) for f in rubric_files)):
             digest.update(hashlib.sha256(part.encode("utf-8")).digest())
         return PromptVersion(
             task=task,

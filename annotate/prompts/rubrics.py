@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from annotate.errors import PromptError
+from annotate.files import read_utf8
 
 UnitKind = Literal["post_handoff", "first_round", "round", "chat_rounds"]
 
@@ -158,7 +159,7 @@ def _parse(model: type[BaseModel], text: str) -> dict[str, int]:
 def load_rubric(path: Path, task: str | None = None) -> Rubric:
     """Load and check a rubric; ``task`` is the task it must describe [default: the file name]."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_utf8(path))
     except FileNotFoundError:
         raise PromptError(f"{path}: no such rubric") from None
     except yaml.YAMLError as e:

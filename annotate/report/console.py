@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from annotate.analysis.results import AgreementResult, DiffResult, ValidationResult
 from annotate.config import RunSummary
+from annotate.errors import AnnotateError
 from annotate.prompts.library import PromptLibrary
 from annotate.prompts.template import PromptVersion
 from annotate.prompts.units import Unit
@@ -293,7 +295,12 @@ def print_models(models: Sequence[ModelInfo]) -> None:
 
 
 def print_prompt_list(library: PromptLibrary) -> None:
-    defaults = library.default_tasks()
+    """Every version; one that cannot be read is listed as broken, with its reason below, and the rest still show."""
+    broken: list[str] = []
+    try:
+        defaults = library.default_tasks()
+    except AnnotateError:
+        defaults = []
     table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold")
     for name in ("task", "version", "parent", "hash", "unit", "examples"):
         table.add_column(name, no_wrap=True)
@@ -302,7 +309,12 @@ def print_prompt_list(library: PromptLibrary) -> None:
             library.versions(task, family)[-1:][0] for family in library.families() if library.versions(task, family)
         }
         for version in library.versions(task):
-            pv = library.get(task, version)
+            try:
+                pv = library.get(task, version)
+            except AnnotateError as e:
+                table.add_row(task, version, "-", "broken", "-", "-")
+                broken.append(str(e))
+                continue
             marked = version + (" *" if task in defaults and version in newest else "")
             parent, examples = pv.meta.parent or "-", str(len(pv.meta.examples))
             table.add_row(task, marked, parent, pv.content_hash, pv.rubric.unit, examples)
@@ -310,6 +322,8 @@ def print_prompt_list(library: PromptLibrary) -> None:
     families = ", ".join(library.families())
     say(f"* the newest of each prompt family ({families}; --prompt-family), run by default (without --task)")
     say(f"prompts from {library.prompts_dir}")
+    for problem in broken:
+        err.print(f"[bold red]broken:[/] {escape(problem)}", highlight=False, soft_wrap=True)
 
 
 def print_prompt_version(pv: PromptVersion) -> None:
