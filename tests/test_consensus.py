@@ -267,3 +267,31 @@ def test_consensus_rows_are_typed_rows_and_failures_are_kept(library: PromptLibr
     assert all(r.backend == "consensus" and r.run_id == written.result.manifest.run_id for r in rows)
     with pytest.raises(ValueError, match="sources"):
         ConsensusRow(**{**rows[0].model_dump(), "sources": "many"})
+
+
+def test_a_consensus_across_prompt_families_keeps_each_version_beside_its_own_hash(
+    library: PromptLibrary, tmp_path: Path
+) -> None:
+    """Issue 28 (22): the manifest named only the first source's versions, and rows paired v1|zh-v1 with hashes
+    sorted apart from them."""
+    en = labelled(library, tmp_path / "en", lowest_values)
+    zh_config = RunConfig(
+        inputs=[EXAMPLES],
+        out=tmp_path / "zh",
+        prompts=library.paths,
+        backend="fake",
+        limit=6,
+        use_cache=False,
+        prompt_family="zh",
+    )
+    run(zh_config, backend=FakeBackend(script=lowest_values))
+    result = consensus(str(en), str(tmp_path / "zh"), "--out", str(tmp_path / "c"))
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    entry = manifest["prompts"]["agent_behaviour"]
+    zh = json.loads((tmp_path / "zh" / "manifest.json").read_text())["prompts"]["agent_behaviour"]
+    assert f"{zh['version']} {zh['hash']}" in entry["other_versions"]
+    labels = pd.read_parquet(tmp_path / "c" / "labels.parquet")
+    row = labels[labels["task"] == "agent_behaviour"].iloc[0]
+    versions, hashes = row["prompt_version"].split("|"), row["prompt_hash"].split("|")
+    assert dict(zip(versions, hashes, strict=True))[zh["version"]] == zh["hash"]

@@ -132,7 +132,15 @@ def _manifest(sources: list[Source], rows: list[ConsensusRow], method: str, run_
     prompts: dict[str, PromptEntry] = {}
     inputs: list[InputFile] = []
     for s in sources:
-        prompts = {**s.manifest.prompts, **prompts}  # the first source's version wins per task
+        for task, entry in s.manifest.prompts.items():
+            if task not in prompts:  # the first source's version is the one excerpts and rubrics are read from
+                prompts[task] = entry.model_copy()
+            elif (entry.version, entry.hash) != (prompts[task].version, prompts[task].hash):
+                others = list(getattr(prompts[task], "other_versions", None) or [])  # the other sources' versions
+                if f"{entry.version} {entry.hash}" not in others:
+                    prompts[task] = prompts[task].model_copy(
+                        update={"other_versions": [*others, f"{entry.version} {entry.hash}"]}
+                    )
         inputs += [i for i in s.manifest.inputs if i not in inputs]
     counts: dict[str, dict[str, int]] = {}
     for row in rows:
@@ -244,6 +252,12 @@ def _label(value: int, distribution: dict[int, float] | None) -> dict[str, Any]:
     }
 
 
+def _prompt_pairs(unit: pd.DataFrame) -> dict[str, str]:
+    """The prompts behind a unit's votes, each version beside its own hash (``v3|zh-v1`` with ``h3|hzh``)."""
+    pairs = sorted(set(zip(unit["prompt_version"], unit["prompt_hash"], strict=True)))
+    return {"prompt_version": "|".join(v for v, _ in pairs), "prompt_hash": "|".join(h for _, h in pairs)}
+
+
 def _provenance(unit: pd.DataFrame, run_id: str) -> dict[str, Any]:
     """What every consensus row of a unit carries: the unit, the prompts behind its votes, the consensus run."""
     first = unit.iloc[0]
@@ -253,8 +267,7 @@ def _provenance(unit: pd.DataFrame, run_id: str) -> dict[str, Any]:
         "task": str(first["task"]),
         "variable": str(first["variable"]),
         "repeat": 0,
-        "prompt_version": "|".join(sorted(set(unit["prompt_version"]))),
-        "prompt_hash": "|".join(sorted(set(unit["prompt_hash"]))),
+        **_prompt_pairs(unit),
         "backend": "consensus",
         "prompt_tokens": 0,
         "completion_tokens": 0,
