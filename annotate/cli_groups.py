@@ -47,18 +47,20 @@ def prompts_render(
     chat: Annotated[str, typer.Option(help="Chat id to render.")],
     round_number: Annotated[int | None, typer.Option("--round", help="Only this round (per-round tasks).")] = None,
     max_chars: opt.MaxChars = 12000,
+    max_model_len: opt.MaxModelLen = 8192,
     role: opt.Roles = None,
     prompts_dir: opt.PromptsDir = None,
     rubrics_dir: opt.RubricsDir = None,
 ) -> None:
-    """Exactly what the model sees for one chat's units."""
+    """Exactly what the model sees for one chat's units (cut as a run with the same --max-chars and
+    --max-model-len cuts them)."""
     from annotate.prompts.preview import rendered_units
     from annotate.report.console import print_rendered
 
     roles = opt.role_map(role)
     with opt.user_errors():
         library = opt.library(prompts_dir, rubrics_dir)
-        pv, units = rendered_units(library, task, version, inputs, chat, round_number, max_chars, roles)
+        pv, units = rendered_units(library, task, version, inputs, chat, round_number, max_chars, roles, max_model_len)
     print_rendered(pv, chat, units)
 
 

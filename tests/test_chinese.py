@@ -17,8 +17,8 @@ from annotate.engines.base import Completion, Request
 from annotate.engines.fake import FakeBackend, lowest_values
 from annotate.errors import PromptError
 from annotate.ingest.readers import read_transcripts
-from annotate.labelling.jobs import MESSAGE_OVERHEAD_TOKENS, fit_to_context
 from annotate.labelling.pipeline import run
+from annotate.prompts.context import MESSAGE_OVERHEAD_TOKENS, fit_to_context
 from annotate.prompts.library import PromptLibrary, family_of
 from annotate.prompts.units import WIDE, estimated_tokens, units_for
 from tests.conftest import DEFAULT_VARIABLES, ROOT, library_flags, write_jsonl

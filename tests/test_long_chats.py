@@ -13,8 +13,8 @@ from annotate.config import RunConfig
 from annotate.engines.base import Completion, Request
 from annotate.engines.fake import FakeBackend, lowest_values
 from annotate.ingest.readers import read_transcripts
-from annotate.labelling.jobs import fit_to_context
 from annotate.labelling.pipeline import run
+from annotate.prompts.context import fit_to_context
 from annotate.prompts.library import PromptLibrary
 from annotate.prompts.units import MAX_RATED_ROUNDS, units_for
 from tests.conftest import write_jsonl

@@ -216,3 +216,19 @@ def test_a_template_or_rubric_saved_in_gbk_is_one_line_and_breaks_only_itself(li
     rubric.write_bytes(rubric.read_bytes() + "# 中文\n".encode("gbk"))
     with pytest.raises(InputError, match=r"proactivity\.yaml:\d+: not UTF-8"):
         library.get("proactivity", "v1")
+
+
+def test_prompts_render_shows_the_context_fit_a_run_applies(library: PromptLibrary, tmp_path: Path) -> None:
+    """Issue 28 (19): `prompts render` ("exactly what the model sees") skipped the fit to the model's context."""
+    from typer.testing import CliRunner
+
+    from annotate.cli import app
+    from tests.conftest import library_flags
+
+    long_text = "Το πακέτο μου δεν έφτασε ακόμα και περιμένω πολύ. " * 120
+    chat = {"chat_id": "g1", "messages": msgs(("customer", long_text), ("ai", "Let me check."))}
+    path = write_jsonl(tmp_path / "long.jsonl", [chat])
+    args = ["prompts", "render", "initial_state", "v1", str(path), "--chat", "g1", "--max-model-len", "1024"]
+    result = CliRunner().invoke(app, [*args, *library_flags(library)])
+    assert result.exit_code == 0, result.output
+    assert "context limit 1024 tokens" in result.output and long_text not in result.output

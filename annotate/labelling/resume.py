@@ -22,7 +22,8 @@ from annotate.hashing import file_sha256
 from annotate.ingest.model import Chat, Skip
 from annotate.ingest.readers import read_as_run
 from annotate.ingest.segmentation import handoff_index
-from annotate.labelling.jobs import Job, fit_to_context
+from annotate.labelling.jobs import Job
+from annotate.prompts.context import fit_to_context
 from annotate.prompts.template import PromptVersion
 from annotate.prompts.units import Unit, units_for
 from annotate.runs.manifest import RunManifest, recorded_options
@@ -50,7 +51,7 @@ def chat_stream(config: RunConfig) -> Iterator[Chat | Skip]:
 def unit_hash(unit: Unit, max_model_len: int) -> str:
     """What one request labels: the task, the round, and the transcript exactly as the template gets it.
 
-    The context length is part of it, because a smaller one cuts long units further (see jobs.fit_to_context).
+    The context length is part of it, because a smaller one cuts long units further (see prompts/context.py).
     """
     payload = [unit.task, unit.round, unit.truncation, max_model_len, unit.as_template_data()]
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]

@@ -8,6 +8,7 @@ from pathlib import Path
 from annotate.config import Speaker
 from annotate.errors import AnnotateError, InputError
 from annotate.ingest.readers import read_transcripts
+from annotate.prompts.context import fit_to_context
 from annotate.prompts.library import PromptLibrary
 from annotate.prompts.template import PromptVersion
 from annotate.prompts.units import Unit, units_for
@@ -22,8 +23,10 @@ def rendered_units(
     round_number: int | None = None,
     max_chars: int = 12000,
     role_map: Mapping[str, Speaker] | None = None,
+    max_model_len: int = 8192,
 ) -> tuple[PromptVersion, list[tuple[Unit, list[dict[str, str]]]]]:
-    """The prompt version and, for each unit of the chat (or only ``round_number``), its messages."""
+    """The prompt version and, for each unit of the chat (or only ``round_number``), its messages as a run sends
+    them: cut to ``max_chars`` and then fitted to the context of ``max_model_len`` tokens."""
     pv = library.get(task, version)
     chats = {c.chat_id: c for c in read_transcripts(inputs, role_map).chats}
     if chat_id not in chats:
@@ -36,4 +39,5 @@ def rendered_units(
         rounds = sorted({r for u in every for r in ([u.round] if u.round is not None else u.rated_rounds)})
         shown = f"{rounds[0]}–{rounds[-1]}" if rounds else "none"
         raise AnnotateError(f"--round {round_number}: chat '{chat_id}' has no such round (its rounds: {shown})")
-    return pv, [(u, pv.render(u)) for u in units]
+    fitted = [fit_to_context(u, pv, max_model_len) for u in units]
+    return pv, [(u, pv.render(u)) for u in fitted]
