@@ -364,14 +364,10 @@ def _undecodable(text: str) -> int | None:
 
 
 def _bad_byte(raw: bytes, start: int) -> str:
-    return f"not valid UTF-8 (byte 0x{raw[start]:02x} at position {start}){_encoding_hint(raw)}"
-
-
-def _encoding_hint(raw: bytes) -> str:
-    """What the file probably is, so the user knows what to convert from."""
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or raw.count(b"\x00") > len(raw) // 4:
-        return ": the file looks like UTF-16; save it as UTF-8"
-    return ": the file may be in another encoding (GBK, Big5, Latin-1); save it as UTF-8, e.g. iconv -f gbk -t utf-8"
+    """The byte, and what the file probably is (UTF-16 has a zero in every other byte)."""
+    utf16 = raw.startswith((b"\xff\xfe", b"\xfe\xff")) or raw.count(b"\x00") > len(raw) // 4
+    hint = "looks like UTF-16" if utf16 else "may be in another encoding (GBK, Big5, Latin-1)"
+    return f"not valid UTF-8 (byte 0x{raw[start]:02x} at position {start}): the file {hint}; save it as UTF-8"
 
 
 def _plain(value: Any, from_text: bool = False) -> Any:
