@@ -183,23 +183,25 @@ def main() -> None:
     args = parser.parse_args()
     cells = grid(args.quick)
     start = time.time()
-    with ProcessPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(run_cell, cells, [args.studies] * len(cells), [args.seed] * len(cells)))
-    print(f"{args.studies} studies a cell, {CHATS} chats a study, seed {args.seed}, {time.time() - start:.0f} s\n")
+    print(f"{args.studies} studies a cell, {CHATS} chats a study, seed {args.seed}", flush=True)
     print(
         "| features | coded chats | rounds | estimand | coverage human / PPI / PPI when λ>0 | λ>0 | width PPI/human "
         "| true worth | worth shown | mean worth shown | cv κ − held-out κ (share within ±0.1) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for cell, r in zip(cells, results, strict=True):
-        for name in ("mean", "contrast"):
-            print(
-                f"| {cell.features} | {cell.coded} | {cell.rounds} | {name} | {r[f'{name}_coverage_human']:.3f} / "
-                f"{r[f'{name}_coverage_ppi']:.3f} / {r[f'{name}_coverage_ppi_when_used']:.3f} | "
-                f"{r[f'{name}_used']:.2f} | {r[f'{name}_width_ratio']:.3f} | {r[f'{name}_true_worth']:.2f} | "
-                f"{r['worth_shown']:.2f} | "
-                f"{r['worth_mean_shown']:.2f} | {r['kappa_gap_mean']:+.3f} ({r['kappa_gap_within_0.1']:.2f}) |"
-            )
+    print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    with ProcessPoolExecutor(args.jobs) as pool:  # each cell printed as it ends: a long run keeps what it did
+        jobs = pool.map(run_cell, cells, [args.studies] * len(cells), [args.seed] * len(cells))
+        for cell, r in zip(cells, jobs, strict=True):
+            for name in ("mean", "contrast"):
+                print(
+                    f"| {cell.features} | {cell.coded} | {cell.rounds} | {name} | {r[f'{name}_coverage_human']:.3f} / "
+                    f"{r[f'{name}_coverage_ppi']:.3f} / {r[f'{name}_coverage_ppi_when_used']:.3f} | "
+                    f"{r[f'{name}_used']:.2f} | {r[f'{name}_width_ratio']:.3f} | {r[f'{name}_true_worth']:.2f} | "
+                    f"{r['worth_shown']:.2f} | "
+                    f"{r['worth_mean_shown']:.2f} | {r['kappa_gap_mean']:+.3f} ({r['kappa_gap_within_0.1']:.2f}) |",
+                    flush=True,
+                )
+    print(f"({time.time() - start:.0f} s)")
 
 
 if __name__ == "__main__":

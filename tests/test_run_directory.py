@@ -372,3 +372,24 @@ def test_a_damaged_manifest_points_to_the_journal_only_where_there_is_one(tmp_pa
     (folder / "journal.jsonl").write_text("{}\n")
     with pytest.raises(RunStoreError, match=r"the labels are in journal\.jsonl beside it"):
         RunStore(folder).read_manifest()
+
+
+def test_readers_refuse_transcripts_the_run_did_not_label(library: PromptLibrary, tmp_path: Path) -> None:
+    """Issue 28 (9): after an edit, `sample` showed coders text the model never labelled."""
+    from typer.testing import CliRunner
+
+    from annotate.cli import app
+
+    source = chats_file(tmp_path / "chats.jsonl", FIRST_SIX)
+    out = tmp_path / "run"
+    run(config(library, out, source), backend=FakeBackend())
+    copy = chats_file(tmp_path / "copy.jsonl", FIRST_SIX)
+    args = ["sample", str(out), "--per-variable", "3", "--variable", "empathy", *library_flags(library)]
+    kept = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a.csv"), "--transcripts", str(copy)])
+    assert kept.exit_code == 0, kept.output  # the same content at another path is the same transcripts
+    edited = [dict(r) for r in FIRST_SIX]
+    edited[1] = {**edited[1], "messages": [*edited[1]["messages"][:-1], {"role": "customer", "text": "Changed."}]}  # type: ignore[list-item]
+    chats_file(source, edited)
+    refused = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b.csv")])
+    assert refused.exit_code == 1 and "not the transcripts run" in refused.output and "chats.jsonl" in refused.output
+    assert not (tmp_path / "b.csv").exists()

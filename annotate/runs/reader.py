@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from annotate.errors import RunStoreError
+from annotate.hashing import file_sha256
 from annotate.ingest.model import Chat
 from annotate.ingest.readers import read_as_run
 from annotate.runs.manifest import RunManifest
@@ -83,9 +84,26 @@ def run_chats(manifest: RunManifest, transcripts: list[Path] | None = None) -> l
     paths = transcripts or [Path(entry.path) for entry in manifest.inputs]
     if not paths or not all(p.is_file() for p in paths):
         return []
+    _check_unchanged(manifest, paths)
     options = manifest.options
     replayed = read_as_run(paths, options.role_map or None, options.limit, bool(options.redact))
     return [chat for chat in replayed if isinstance(chat, Chat)]
+
+
+def _check_unchanged(manifest: RunManifest, paths: list[Path]) -> None:
+    """Refuse transcripts whose content is not what the run read: coders and reports would show text the model
+    never labelled, and coded values would be compared with labels of other text (a resume checks the same)."""
+    recorded = {entry.sha256 for entry in manifest.inputs if entry.sha256}
+    if not recorded:
+        return  # a run written before inputs carried their hash
+    for path in paths:
+        digest = file_sha256(path)
+        if digest not in recorded:
+            raise RunStoreError(
+                f"{path}: not the transcripts run {manifest.run_id} labelled (sha256 {digest[:12]}, the run read "
+                f"{', '.join(sorted(h[:12] for h in recorded))}): restore the file, or pass the original with "
+                "--transcripts"
+            )
 
 
 def chat_fingerprints(manifest: RunManifest) -> dict[str, str] | None:
