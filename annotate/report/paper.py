@@ -41,11 +41,12 @@ def _footer(model: ModelEstimate) -> list[str]:
     ]
 
 
-MARKDOWN = {"\\": "\\\\", "|": "\\|", "*": "\\*", "_": "\\_", "`": "\\`", "<": "&lt;", ">": "&gt;", "&": "&amp;"}
+MARKDOWN = {"\\": "\\\\", "|": "\\|", "*": "\\*", "`": "\\`", "<": "&lt;", ">": "&gt;", "&": "&amp;"}
 
 
 def _md(text: str) -> str:
-    """A name from the data, safe in a Markdown table cell: no column breaks, no line breaks, no HTML."""
+    """A name from the data, safe in a Markdown table cell: no column breaks, no line breaks, no HTML (an underscore
+    inside a word is not emphasis in CommonMark, so `ai_unable` stays as it is)."""
     return "".join(MARKDOWN.get(c, " " if c in "\r\n" else c) for c in text)
 
 
