@@ -262,12 +262,11 @@ def sample(
         seed=seed,
         design=design.value,
         floor=floor,
-        transcripts=tuple(transcripts or ()),
         unit=unit.value,
         chats=chats,
     )
     with opt.user_errors():
-        written = sample_command(run_dir, out, opt.library(prompts_dir, rubrics_dir), options, force)
+        written = sample_command(run_dir, out, opt.library(prompts_dir, rubrics_dir), options, force, transcripts)
     print_sample(written.result, run_dir)
 
 
@@ -299,13 +298,18 @@ def estimate(
     LLM labels are then corrected too, which needs their human labels on the coded chats (sample --unit chat).
     """
     from annotate.analysis.estimation import EstimateOptions
-    from annotate.commands.estimate import estimate_command
+    from annotate.commands.estimate import EstimateFiles, estimate_command
     from annotate.report.console import print_paths
     from annotate.report.console_estimate import print_estimate
 
-    options = EstimateOptions(
+    files = EstimateFiles(
         gold=gold,
         covariates=covariates,
+        transcripts=tuple(transcripts or ()),
+        labellers=tuple(labellers or ()),
+        prompt_diffs=tuple(prompt_diff or ()),
+    )
+    options = EstimateOptions(
         formulas=tuple(formula or ()),
         by=by,
         variables=tuple(variable or ()),
@@ -313,15 +317,13 @@ def estimate(
         label=label.value,
         target_width=target_width,
         drop_missing=drop_missing,
-        transcripts=tuple(transcripts or ()),
-        labellers=tuple(labellers or ()),
         recalibrate=recalibrate,
         folds=folds,
         seed=seed,
     )
     with opt.user_errors():
         library = opt.library(prompts_dir, rubrics_dir)
-        report = estimate_command(run_dir, options, out, library, tuple(prompt_diff or ()))
+        report = estimate_command(run_dir, files, options, out, library)
     print_estimate(report.result)
     print_paths(report.paths)
 

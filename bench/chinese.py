@@ -26,13 +26,14 @@ from pathlib import Path
 import pandas as pd
 
 from annotate.analysis import statistics as st
-from annotate.analysis.gold import read_gold, truth_of
+from annotate.analysis.gold import truth_of
 from annotate.config import BackendOptions, PromptPaths, RunConfig
 from annotate.ingest.readers import read_transcripts
 from annotate.labelling.jobs import MESSAGE_OVERHEAD_TOKENS
 from annotate.labelling.pipeline import run
 from annotate.prompts.library import PromptLibrary
 from annotate.prompts.units import estimated_tokens, units_for
+from annotate.runs.coded import read_gold
 
 ROOT = Path(__file__).resolve().parent.parent
 CHATS = ROOT / "examples" / "zh" / "transcripts.jsonl"
@@ -122,7 +123,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     library = PromptLibrary(ROOT / "prompts", ROOT / "rubrics")
-    truth = truth_of(read_gold(GOLD)).set_index(KEY)["value"]
+    truth = truth_of(read_gold(GOLD).table).set_index(KEY)["value"]
     scales = {name: (v.scale, sorted(v.values)) for name, v in library.get("agent_behaviour").rubric.variables.items()}
     for task in ("initial_state", "round_sentiment"):
         scales |= {name: (v.scale, sorted(v.values)) for name, v in library.get(task).rubric.variables.items()}

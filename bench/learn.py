@@ -30,13 +30,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from annotate.analysis.gold import read_gold, truth_of
+from annotate.analysis.gold import truth_of
 from annotate.analysis.learning_curve import kappa, learning_result
 from annotate.config import PromptPaths, RunConfig
 from annotate.engines.fake import FakeBackend
 from annotate.labelling.pipeline import run
 from annotate.learning.learn import LearnOptions, learn
 from annotate.prompts.library import PromptLibrary
+from annotate.runs.coded import read_gold
 from annotate.runs.reader import Run, read_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +69,7 @@ def coded_frame(gold: pd.DataFrame) -> pd.DataFrame:
 def examples(args: argparse.Namespace) -> None:
     llm_runs = dict(entry.split("=", 1) for entry in args.llm_run)
     for language, (transcripts, gold_path) in SETS.items():
-        gold = read_gold(gold_path)
+        gold = read_gold(gold_path).table
         base = fake_run(transcripts, args.out / f"fake-{language}")
         source = read_run(Path(llm_runs[language])) if language in llm_runs else base
         truth = coded_frame(gold)

@@ -9,8 +9,9 @@ cross-fitted by chat) labels every unit; the tool's own estimator (annotate/anal
 the mean and the treatment contrast human-only and prediction-powered.
 
 Printed per cell: coverage of the 95% intervals (all studies, and among studies where the LLM share λ > 0), mean
-width relative to human-only, the share of studies with λ > 0, how often `learn` showed a worth (ρ's interval
-above 0) and the mean worth it showed beside the true variance ratio, and the mean gap between the cross-validated
+width relative to human-only, the share of studies with λ > 0, how often `learn` showed a worth for the mean (the
+estimator's own, per 100 coded), the mean worth it showed beside the true one (100 x the variance ratio over
+studies), how often it claimed a saving (the worth's interval above 100), and the mean gap between the cross-validated
 κ `learn` reports (its learning curve's last point: label-stratified folds) and κ on the truly held-out (uncoded)
 units, labelled as `learn` labels them (the mean of the fold models).
 
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from annotate.analysis.estimation import ppi
+from annotate.analysis.estimation import mean_worth, ppi
 from annotate.analysis.learning_curve import kappa
 from annotate.learning.features import build_features
 from annotate.learning.learner import cross_fit
@@ -117,7 +118,7 @@ def study(cell: Cell, rng: np.random.Generator, study_seed: int) -> dict[str, fl
         ("contrast", np.column_stack([np.ones(n), treated]), 1, contrast),
     ):
         data = ppi.sample(x, expected, coded, y[coded].astype(float), inclusion, chat.astype(np.int64))
-        fits = ppi.three(data)
+        fits = ppi.three(data, seed=study_seed)
         for estimator in ("human_only", "ppi"):
             f = fits[estimator]
             low, high = f.interval()
@@ -125,24 +126,20 @@ def study(cell: Cell, rng: np.random.Generator, study_seed: int) -> dict[str, fl
             out[f"{name}_{estimator}_width"] = float(high[j] - low[j])
             out[f"{name}_{estimator}_estimate"] = float(f.coef[j])
         out[f"{name}_lam"] = float(fits["ppi"].lam[j])
-    out.update(_worth(y[coded].astype(float), expected[coded], chat[coded], len(coded) / n, rng))
+    out.update(_worth(expected, coded, y[coded].astype(float), chat.astype(np.int64), study_seed))
     return out
 
 
-def _worth(human: np.ndarray, score: np.ndarray, chats: np.ndarray, share: float, rng: np.random.Generator) -> dict:
-    """What `learn` shows: ρ with a chat-bootstrap interval, and the worth only when that interval is above 0."""
-    from annotate.analysis.learning_curve import _rho
-
-    rho = _rho(human, score, np.ones(len(human)))
-    unique = np.unique(chats)
-    rows_of = {c: np.flatnonzero(chats == c) for c in unique}
-    draws = []
-    for _ in range(200):
-        rows = np.concatenate([rows_of[c] for c in rng.choice(unique, len(unique))])
-        draws.append(_rho(human[rows], score[rows], np.ones(len(rows))))
-    low = float(np.nanpercentile(draws, 2.5))
-    shown = not math.isnan(rho) and low > 0
-    return {"worth_shown": float(shown), "worth": 1 / (1 - rho**2 + rho**2 * share) if shown else math.nan}
+def _worth(expected: np.ndarray, coded: np.ndarray, human: np.ndarray, chats: np.ndarray, seed: int) -> dict:
+    """What `learn` shows for the mean: the estimator's own worth (per 100 coded), the same call `learn` makes."""
+    inclusion = np.full(len(coded), len(np.unique(chats[coded])) / len(np.unique(chats)))
+    figure = mean_worth(expected, coded, human, inclusion, chats, seed)
+    shown = figure.status == "shown"
+    return {
+        "worth_shown": float(shown),
+        "worth": figure.value if shown and figure.value is not None else math.nan,
+        "worth_saves": float(figure.saves),
+    }
 
 
 def run_cell(cell: Cell, studies: int, seed: int) -> dict[str, float]:
@@ -159,9 +156,12 @@ def run_cell(cell: Cell, studies: int, seed: int) -> dict[str, float]:
         )
         summary[f"{name}_used"] = used.mean()
         summary[f"{name}_width_ratio"] = table[f"{name}_ppi_width"].mean() / table[f"{name}_human_only_width"].mean()
-        summary[f"{name}_true_worth"] = table[f"{name}_human_only_estimate"].var() / table[f"{name}_ppi_estimate"].var()
+        summary[f"{name}_true_worth"] = (
+            100 * table[f"{name}_human_only_estimate"].var() / table[f"{name}_ppi_estimate"].var()
+        )
     summary["worth_shown"] = table["worth_shown"].mean()
     summary["worth_mean_shown"] = table["worth"].mean()
+    summary["worth_saves"] = table["worth_saves"].mean()
     gap = table["cv_kappa"] - table["heldout_kappa"]
     summary["kappa_gap_mean"] = gap.mean()
     summary["kappa_gap_within_0.1"] = (gap.abs() <= 0.1).mean()
@@ -186,19 +186,24 @@ def main() -> None:
     print(f"{args.studies} studies a cell, {CHATS} chats a study, seed {args.seed}", flush=True)
     print(
         "| features | coded chats | rounds | estimand | coverage human / PPI / PPI when λ>0 | λ>0 | width PPI/human "
-        "| true worth | worth shown | mean worth shown | cv κ − held-out κ (share within ±0.1) |"
+        "| true worth /100 | worth shown | mean worth shown | saving claimed | cv κ − held-out κ (share within ±0.1) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     with ProcessPoolExecutor(args.jobs) as pool:  # each cell printed as it ends: a long run keeps what it did
         jobs = pool.map(run_cell, cells, [args.studies] * len(cells), [args.seed] * len(cells))
         for cell, r in zip(cells, jobs, strict=True):
             for name in ("mean", "contrast"):
+                worth = (  # learn shows the worth for the mean only
+                    f"{r['worth_shown']:.2f} | {r['worth_mean_shown']:.0f} | {r['worth_saves']:.2f}"
+                    if name == "mean"
+                    else "– | – | –"
+                )
                 print(
                     f"| {cell.features} | {cell.coded} | {cell.rounds} | {name} | {r[f'{name}_coverage_human']:.3f} / "
                     f"{r[f'{name}_coverage_ppi']:.3f} / {r[f'{name}_coverage_ppi_when_used']:.3f} | "
-                    f"{r[f'{name}_used']:.2f} | {r[f'{name}_width_ratio']:.3f} | {r[f'{name}_true_worth']:.2f} | "
-                    f"{r['worth_shown']:.2f} | "
-                    f"{r['worth_mean_shown']:.2f} | {r['kappa_gap_mean']:+.3f} ({r['kappa_gap_within_0.1']:.2f}) |",
+                    f"{r[f'{name}_used']:.2f} | {r[f'{name}_width_ratio']:.3f} | {r[f'{name}_true_worth']:.0f} | "
+                    f"{worth} | "
+                    f"{r['kappa_gap_mean']:+.3f} ({r['kappa_gap_within_0.1']:.2f}) |",
                     flush=True,
                 )
     print(f"({time.time() - start:.0f} s)")

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from annotate.analysis.results import ValidationResult
+from annotate.ingest.model import Chat
 from annotate.prompts.library import PromptLibrary
 from annotate.runs.reader import Run, read_run
 
@@ -54,8 +56,10 @@ DEFAULT_VARIABLES = {
 
 
 def read_runs(*paths: Path) -> list[Run]:
-    """Run directories as the commands hand them to the analysis: read once each."""
-    return [read_run(path) for path in paths]
+    """Run directories as the commands hand them to the analysis: read once each, checked as one set."""
+    from annotate.runs.reader import read_runs as read_checked
+
+    return read_checked(list(paths))
 
 
 def write_jsonl(path: Path, records: list[Any]) -> Path:
@@ -111,3 +115,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if marker in item.keywords:
                 item.add_marker(skip)
+
+
+def with_chats(run: Run) -> tuple[Run, list[Chat]]:
+    """A run and its chats, as a command passes them to the analysis (which opens no file)."""
+    return run, run.chats()
+
+
+def validate_run(run_dir: Path, gold: Path, library: PromptLibrary, **options: Any) -> ValidationResult:
+    """``annotate validate``'s analysis on a run directory and a gold file, read as the command reads them."""
+    from annotate.analysis.validate import validate
+    from annotate.runs.coded import read_gold
+
+    run = read_run(run_dir)
+    return validate(run, read_gold(gold), run.chats(), library, **options)

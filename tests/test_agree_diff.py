@@ -145,9 +145,6 @@ def test_runs_over_different_transcripts_that_reuse_chat_ids_are_not_compared(
     """Issue 18: agree and consensus combined runs over different transcripts that reuse chat ids, silently."""
     import shutil
 
-    from annotate.analysis.consensus import load_sources
-    from annotate.runs.reader import read_run
-
     lines = EXAMPLES.read_text().splitlines()
     other = tmp_path / "other.jsonl"
     other.write_text("\n".join([lines[0].replace('"text": "', '"text": "Another export. ', 1), *lines[1:]]) + "\n")
@@ -156,11 +153,12 @@ def test_runs_over_different_transcripts_that_reuse_chat_ids_are_not_compared(
     run(config, backend=FakeBackend(script=varied))
     with pytest.raises(RunStoreError, match=r"label different transcripts under the same chat ids \(1 chats differ"):
         agree_runs(read_runs(a, tmp_path / "b"), library, n_boot=0)
-    with pytest.raises(RunStoreError, match="label different transcripts"):
-        load_sources([read_run(a), read_run(tmp_path / "b")])
+    consensus = ["consensus", str(a), str(tmp_path / "b"), "--out", str(tmp_path / "c")]
+    refused = CliRunner().invoke(app, consensus)
+    assert refused.exit_code == 1 and "label different transcripts" in refused.output
     shutil.copytree(a, tmp_path / "copy")
     with pytest.raises(RunStoreError, match="are one run"):
-        load_sources([read_run(a), read_run(tmp_path / "copy")])
+        read_runs(a, tmp_path / "copy")
     same = make_run(library, tmp_path / "same", script=lowest_values)  # the same input, another labeller: fine
     assert agree_runs(read_runs(a, same), library, n_boot=0).variables
 

@@ -144,19 +144,30 @@ def test_a_long_chinese_chat_is_cut_to_the_context_by_tokens(library: PromptLibr
     assert behaviour["truncation"].str.contains("context limit").all()
 
 
-def test_the_estimate_counts_a_chinese_character_as_a_token() -> None:
+def test_the_estimate_counts_a_chinese_character_as_a_token(tmp_path: Path) -> None:
     assert estimated_tokens("你好，世界") == 5
     assert estimated_tokens("abcdef") == 2
     assert estimated_tokens("订单order") == 2 + 5 / 3
+    assert estimated_tokens("Ελ 12") == 4 + 1 + 2  # other scripts by their UTF-8 bytes; digits one each
     chat = read_transcripts([ZH / "transcripts.jsonl"]).chats[0]
     library = PromptLibrary(ROOT / "prompts", ROOT / "rubrics")
     pv = library.get("agent_behaviour", family="zh")
     (unit,) = units_for(chat, "agent_behaviour", pv.rubric.unit, 12000)
     assert fit_to_context(unit, pv, MAX_MODEL_LEN) == unit  # a short chat is left whole
-    budget = 1200
+    (unit,) = units_for(
+        read_transcripts([write_jsonl(tmp_path / "c.jsonl", [long_chinese_chat(30)])]).chats[0],
+        "agent_behaviour",
+        pv.rubric.unit,
+        12000,
+    )
+    static = sum(estimated_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in pv.static_messages)
+    budget = int(static) + 2 * pv.max_tokens_for(unit) + 32 + 250  # room for 250 tokens of chat
     fitted = fit_to_context(unit, pv, budget)
     used = sum(estimated_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in pv.render(fitted))
-    assert fitted.truncation.startswith(f"context limit {budget} tokens") or used <= budget
+    assert fitted.truncation.startswith(f"context limit {budget} tokens")
+    assert used <= budget - 2 * pv.max_tokens_for(unit) - 32
+    with pytest.raises(PromptError, match="leaves a chat under 200"):
+        fit_to_context(unit, pv, 1200)
 
 
 def test_figures_never_draw_empty_boxes_for_chinese_category_names() -> None:

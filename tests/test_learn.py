@@ -139,8 +139,42 @@ def test_a_run_with_no_llm_labels_learns(library: PromptLibrary, tmp_path: Path)
     assert labels["value"].nunique() == 2  # the constant run's labels are not what it learned
     assert "the source run's labels are all 0: its κ is 0 by construction, not shown" in result.output
     [variable] = json.loads((tmp_path / "learned" / "learning.json").read_text())["variables"]
-    assert variable["zero_shot_kappa"] is None and variable["worth"]["status"] == "none"
-    assert "every unit is coded" in variable["worth"]["note"]
+    assert variable["zero_shot_kappa"] is None and variable["worth"]["worth"]["status"] == "none"
+    assert "every unit is coded" in variable["worth"]["worth"]["note"]
+
+
+def copies(chats: int, coded: int, folder: Path, variables: list[str]) -> tuple[Path, Path]:
+    """``chats`` copies of the shipped chats under fresh ids, and the shipped gold of ``coded`` of them."""
+    source = [json.loads(line) for line in EXAMPLES.read_text().splitlines()]
+    gold = pd.read_csv(GOLD)
+    records, coded_rows = [], []
+    for i in range(chats):
+        chat = {**source[i % len(source)], "chat_id": f"x{i:04d}"}
+        records.append(json.dumps(chat))
+        if i < coded:
+            rows = gold[(gold["chat_id"] == source[i % len(source)]["chat_id"]) & gold["variable"].isin(variables)]
+            coded_rows.append(rows.assign(chat_id=chat["chat_id"]))
+    (folder / "chats.jsonl").write_text("\n".join(records) + "\n")
+    pd.concat(coded_rows).to_csv(folder / "coded.csv", index=False)
+    return folder / "chats.jsonl", folder / "coded.csv"
+
+
+def test_learn_shows_the_worth_estimate_gives_the_learned_labels(library: PromptLibrary, tmp_path: Path) -> None:
+    """One worth: what learn prints for a mean is what ``estimate --label expected`` reports on the learned run."""
+    chats, coded = copies(150, 90, tmp_path, ["empathy"])
+    result = learn(library, chats, coded, tmp_path / "learned", "--features", "surface")
+    assert result.exit_code == 0, result.output
+    [variable] = json.loads((tmp_path / "learned" / "learning.json").read_text())["variables"]
+    flags = ["--gold", str(coded), "--out", str(tmp_path / "e"), "--label", "expected", "--variable", "empathy"]
+    estimated = CliRunner().invoke(app, ["estimate", str(tmp_path / "learned"), *flags, *library_flags(library)])
+    assert estimated.exit_code == 0, estimated.output
+    [model] = json.loads((tmp_path / "e" / "estimate.json").read_text())["models"]
+    learned, estimated_worth = variable["worth"]["worth"], model["terms"][0]["worth"]
+    assert learned["status"] == estimated_worth["status"] and learned["note"] == estimated_worth["note"]
+    for figure in ("value", "low", "high"):  # the run keeps probabilities to 6 digits
+        assert learned[figure] == pytest.approx(estimated_worth[figure], rel=1e-5)
+    assert variable["worth"]["worth"]["status"] == "shown"  # 90 coded chats: the figure is measured, not withheld
+    assert "worth for a mean: " in result.output
 
 
 def test_plain_transcripts_learn_with_no_run_at_all(fake_run: Path, library: PromptLibrary, tmp_path: Path) -> None:

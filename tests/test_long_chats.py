@@ -96,3 +96,79 @@ def test_long_chats_fit_the_real_models_context_by_its_own_tokenizer(
         assert needed <= MAX_MODEL_LEN, f"{name}: {needed} tokens"
         worst = max(worst, needed / MAX_MODEL_LEN)
     assert worst > 0.1  # the check measured real prompts
+
+
+SCRIPTS = {
+    "english": "My parcel with the blue lamp has not arrived yet and the tracking page has said 'in transit' for days. ",
+    "chinese": "我的包裹还没有到，物流页面好几天都显示运输中，请帮我查一下到底在哪里。",
+    "greek": "Το δέμα μου δεν έχει φτάσει ακόμα και η σελίδα παρακολούθησης δείχνει 'σε μεταφορά' εδώ και μέρες. ",
+    "hindi": "मेरा पार्सल अभी तक नहीं आया है और ट्रैकिंग पेज कई दिनों से रास्ते में दिखा रहा है। ",
+    "thai": "พัสดุของฉันยังไม่มาถึงและหน้าติดตามแสดงว่ากำลังจัดส่งมาหลายวันแล้ว ",
+    "russian": "Моя посылка до сих пор не пришла, а страница отслеживания уже несколько дней пишет «в пути». ",
+    "arabic": "لم يصل طردي بعد وصفحة التتبع تقول إنه في الطريق منذ أيام. ",
+    "digits": "Ref 4711-0815-2233, order 99812734, code 55501 / 77310 / 12093, paid 1299.90 on 2026-03-01. ",
+    "emoji": "Still waiting 😞📦⏳🙄 for my order 🚚💨❓ please help 🙏🙏🙏 ",
+    "combining": "Ж̶̢͙a̷̗͒l̸̰̈́g̵̤̈o̶̧͝ t̶̬̓ë̴́x̸̢̌t̷̳̏ is hard to read ",
+    "zero_width": "no\u200bspace\u200chere\u200dat\u2060all\ufeffbut\u200bstill\u200btext ",
+    "rare_cjk": "𠀀𠀁𠀂𠀃𠀄 𪚥𪚥 𫝀𫝁 \ue000\ue001\ue002 ",
+}
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        pytest.param("qwen2.5-coder-0.5b", marks=pytest.mark.model),
+        pytest.param("qwen2.5-coder-1.5b", marks=pytest.mark.model15),
+    ],
+)
+def test_the_token_estimate_stays_above_the_real_count_in_every_script(model: str) -> None:
+    """Issue 28 (6): the estimate counted a third of a token per non-CJK character; Qwen's tokenizer needs up to
+    nine times that. The embedded engine has no tokenizer to ask, so the estimate must stay above what the model
+    itself counts, in twelve scripts, on both embedded models."""
+    from annotate.config import BackendOptions, Sampling
+    from annotate.engines.llamacpp import LlamaCppBackend
+    from annotate.prompts.context import prompt_tokens
+
+    engine = LlamaCppBackend(BackendOptions(model=f"embedded:{model}", max_model_len=4096))
+    texts = {name: (text * (200 // len(text) + 1))[:200] for name, text in SCRIPTS.items()}
+    requests = [
+        Request(
+            name,
+            [{"role": "system", "content": "Rate the chat."}, {"role": "user", "content": text}],
+            {},
+            1,
+            Sampling(),
+        )
+        for name, text in texts.items()
+    ]
+    for request, completion in zip(requests, engine.complete(requests), strict=True):
+        assert completion.prompt_tokens > 0, (request.key, completion.error)
+        estimate = prompt_tokens(request.messages)
+        assert estimate >= completion.prompt_tokens, f"{request.key}: {estimate:.0f} < {completion.prompt_tokens}"
+    engine.close()
+
+
+def test_the_engines_own_count_decides_the_fit_when_it_has_one(library: PromptLibrary, tmp_path: Path) -> None:
+    """With a tokenizer that needs more than the estimate (three tokens a character), the cut follows it."""
+    from annotate.config import BackendOptions
+
+    def tokens(messages: list[dict[str, str]]) -> int:
+        return 3 * sum(len(m["content"]) for m in messages)
+
+    def fits(request: Request) -> str | Completion:
+        needed = tokens(request.messages) + request.max_tokens
+        return Completion("", "error", error=f"{needed} tokens") if needed > 16384 else lowest_values(request)
+
+    path = write_jsonl(tmp_path / "long.jsonl", [long_chat(200)])
+    config = RunConfig(
+        inputs=[path],
+        out=tmp_path / "run",
+        prompts=library.paths,
+        backend="fake",
+        tasks=["initial_state"],
+        options=BackendOptions(max_model_len=16384),
+    )
+    run(config, backend=FakeBackend(script=fits, counter=tokens))
+    labels = pd.read_parquet(tmp_path / "run" / "labels.parquet")
+    assert labels["status"].eq("ok").all(), labels["error"].tolist()
+    assert labels["truncation"].str.startswith("context limit 16384 tokens").all()

@@ -20,8 +20,7 @@ from annotate.labelling.cache import CompletionCache
 from annotate.labelling.pipeline import run
 from annotate.labelling.probabilities import NO_ENGINE_PROBABILITIES, VALUE_NOT_FOUND, Distribution, distribution
 from annotate.prompts.library import PromptLibrary
-from annotate.runs.reader import read_run
-from tests.conftest import EXAMPLES, read_runs
+from tests.conftest import EXAMPLES, read_runs, validate_run
 
 
 def tokens(*pieces: tuple[str, dict[str, float]]) -> list[TokenChoice]:
@@ -193,10 +192,9 @@ def test_a_cache_written_before_probabilities_is_upgraded_in_place(tmp_path: Pat
 def test_validate_reports_calibration_and_the_probability_weighted_label(
     library: PromptLibrary, tmp_path: Path
 ) -> None:
-    from annotate.analysis.validate import validate
 
     run(fake_config(library, tmp_path / "run"), backend=FakeBackend(script=answer_with_probabilities))
-    result = validate(read_run(tmp_path / "run"), EXAMPLES.parent / "gold.csv", library, n_boot=0)
+    result = validate_run(tmp_path / "run", EXAMPLES.parent / "gold.csv", library, n_boot=0)
     empathy = next(v for v in result.variables if v.variable == "empathy")
     assert empathy.calibration is not None and empathy.expected_label is not None
     calibration = empathy.calibration

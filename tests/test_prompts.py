@@ -228,7 +228,10 @@ def test_prompts_render_shows_the_context_fit_a_run_applies(library: PromptLibra
     long_text = "Το πακέτο μου δεν έφτασε ακόμα και περιμένω πολύ. " * 120
     chat = {"chat_id": "g1", "messages": msgs(("customer", long_text), ("ai", "Let me check."))}
     path = write_jsonl(tmp_path / "long.jsonl", [chat])
-    args = ["prompts", "render", "initial_state", "v1", str(path), "--chat", "g1", "--max-model-len", "1024"]
+    args = ["prompts", "render", "initial_state", "v1", str(path), "--chat", "g1", "--max-model-len", "2048"]
     result = CliRunner().invoke(app, [*args, *library_flags(library)])
     assert result.exit_code == 0, result.output
-    assert "context limit 1024 tokens" in result.output and long_text not in result.output
+    assert "context limit 2048 tokens" in result.output and long_text not in result.output
+    args[-1] = "1024"  # issue 28 (6): the instructions and examples alone nearly fill it: one line, not an overflow
+    refused = CliRunner().invoke(app, [*args, *library_flags(library)])
+    assert refused.exit_code == 1 and "leaves a chat under 200: raise --max-model-len" in refused.output

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from annotate.analysis.gold import read_gold
 from annotate.analysis.sample import (
     SampleOptions,
     allocate,
@@ -28,8 +27,9 @@ from annotate.engines.fake import FakeBackend, lowest_values
 from annotate.errors import AnnotateError
 from annotate.labelling.pipeline import run
 from annotate.prompts.library import PromptLibrary
+from annotate.runs.coded import read_gold
 from annotate.runs.reader import read_run
-from tests.conftest import EXAMPLES, library_flags
+from tests.conftest import EXAMPLES, library_flags, with_chats
 from tests.test_agree_diff import varied
 
 
@@ -75,8 +75,8 @@ def labelled(library: PromptLibrary, tmp_path: Path) -> Path:
 
 def test_sample_is_blinded_stratified_and_reproducible(labelled: Path, library: PromptLibrary) -> None:
     options = SampleOptions(per_variable=20, stratify_by="escalation", seed=3)
-    coding, info = draw_sample(read_run(labelled), library, options)
-    again, _ = draw_sample(read_run(labelled), library, options)
+    coding, info = draw_sample(*with_chats(read_run(labelled)), library, options)
+    again, _ = draw_sample(*with_chats(read_run(labelled)), library, options)
     assert coding.equals(again)
     assert list(coding.columns) == [
         "item",
@@ -103,7 +103,7 @@ def test_sample_is_blinded_stratified_and_reproducible(labelled: Path, library: 
 def test_designs_that_would_give_a_unit_no_chance_are_refused(labelled: Path, library: PromptLibrary) -> None:
     """Fewer items than strata left strata unsampled; --floor 0 left sure units unsampled (probability 0)."""
     with pytest.raises(AnnotateError, match=r"initial_sentiment: a stratified sample of 10 cannot reach all 16 strata"):
-        draw_sample(read_run(labelled), library, SampleOptions(per_variable=10, stratify_by="escalation"))
+        draw_sample(*with_chats(read_run(labelled)), library, SampleOptions(per_variable=10, stratify_by="escalation"))
     with pytest.raises(AnnotateError, match="needs a floor above 0"):
         draw_units("confidence", 3, 2, np.random.default_rng(0), confidence=np.array([1.0, 0.5, 1.0]), floor=0)
 
@@ -120,7 +120,7 @@ def test_a_sample_of_nothing_is_refused(
 ) -> None:
     """A mistyped variable wrote a header-only coding file; an unknown stratum field was ignored."""
     with pytest.raises(AnnotateError, match=re.escape(message)):
-        draw_sample(read_run(labelled), library, options)
+        draw_sample(*with_chats(read_run(labelled)), library, options)
 
 
 @pytest.mark.parametrize("disputed", [3, 30, 60])
@@ -144,7 +144,7 @@ def test_coded_sample_comes_back_as_gold(labelled: Path, library: PromptLibrary,
     coded = pd.read_csv(out, dtype=str, keep_default_na=False)
     coded["value"], coded["annotator"] = "1", "coder1"
     coded.to_csv(out, index=False)
-    gold = read_gold(out)
+    gold = read_gold(out).table
     assert len(gold) == len(coded) and set(gold["annotator"]) == {"coder1"}
     check = CliRunner().invoke(
         app, ["validate", str(labelled), "--gold", str(out), "--out", str(tmp_path / "r"), "--bootstrap", "0", *dirs]
@@ -166,11 +166,12 @@ def test_each_design_records_the_probability_every_drawn_item_had(labelled: Path
     labels = pd.read_parquet(labelled / "labels.parquet")
     population = labels[(labels["status"] == "ok") & (labels["variable"] == "empathy")]
     random, _ = draw_sample(
-        read_run(labelled), library, SampleOptions(per_variable=8, design="random", variables=("empathy",))
+        *with_chats(read_run(labelled)), library, SampleOptions(per_variable=8, design="random", variables=("empathy",))
     )
     assert (random["inclusion_probability"] == round(8 / len(population), 8)).all()
     assert (random["design"] == "random").all()
-    stratified, _ = draw_sample(read_run(labelled), library, SampleOptions(per_variable=8, variables=("empathy",)))
+    options = SampleOptions(per_variable=8, variables=("empathy",))
+    stratified, _ = draw_sample(*with_chats(read_run(labelled)), library, options)
     by_value = population.groupby("value").size()
     drawn = stratified.merge(population[["chat_id", "value"]].rename(columns={"value": "llm"}), on="chat_id")
     for value, rows in drawn.groupby("llm"):
@@ -179,7 +180,7 @@ def test_each_design_records_the_probability_every_drawn_item_had(labelled: Path
 
 def test_the_confidence_design_needs_probabilities(labelled: Path, library: PromptLibrary) -> None:
     with pytest.raises(AnnotateError, match="no probabilities"):
-        draw_sample(read_run(labelled), library, SampleOptions(per_variable=5, design="confidence"))
+        draw_sample(*with_chats(read_run(labelled)), library, SampleOptions(per_variable=5, design="confidence"))
 
 
 def test_inclusion_probabilities_follow_uncertainty_with_a_cap_and_sum_to_n() -> None:
@@ -211,7 +212,7 @@ def test_a_confidence_sample_favours_uncertain_labels(library: PromptLibrary, tm
     )
     labels = pd.read_parquet(out / "labels.parquet")
     coding, info = draw_sample(
-        read_run(out), library, SampleOptions(per_variable=6, design="confidence", variables=("empathy",))
+        *with_chats(read_run(out)), library, SampleOptions(per_variable=6, design="confidence", variables=("empathy",))
     )
     assert info["design"] == "confidence" and len(coding) == 6
     empathy = labels[labels["variable"] == "empathy"].set_index("chat_id")["confidence"]
@@ -227,7 +228,7 @@ def test_a_coding_file_round_trip_keeps_ids_a_spreadsheet_would_read_as_formulas
     library: PromptLibrary, tmp_path: Path
 ) -> None:
     """Issue 18: ids starting with = + - @ came back as '=... and matched nothing."""
-    from annotate.analysis.gold import read_gold
+    from annotate.runs.coded import read_gold
 
     path = tmp_path / "c.jsonl"
     ids = ["=sum", "+49", "-7", "@home", "plain"]
@@ -247,13 +248,13 @@ def test_a_coding_file_round_trip_keeps_ids_a_spreadsheet_would_read_as_formulas
     assert "'=sum" in coding.read_text()  # guarded for spreadsheets
     coded = pd.read_csv(coding, dtype=str, keep_default_na=False).assign(value="1", annotator="me")
     coded.to_csv(coding, index=False)  # a coder fills in the values
-    assert set(read_gold(coding)["chat_id"]) == set(ids)
+    assert set(read_gold(coding).table["chat_id"]) == set(ids)
 
 
 def test_gold_ids_are_read_as_transcript_ids(tmp_path: Path) -> None:
     """Issue 18: transcripts read chat id 8.0 as '8', gold did not, so a Parquet gold matched nothing."""
-    from annotate.analysis.gold import read_gold
+    from annotate.runs.coded import read_gold
 
     path = tmp_path / "gold.parquet"
     pd.DataFrame({"chat_id": [8.0, 9.0], "variable": ["empathy"] * 2, "value": [1, 2]}).to_parquet(path)
-    assert read_gold(path)["chat_id"].tolist() == ["8", "9"]
+    assert read_gold(path).table["chat_id"].tolist() == ["8", "9"]

@@ -9,8 +9,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 from typer.testing import CliRunner
 
-from annotate.analysis.gold import consensus, read_gold
-from annotate.analysis.validate import validate
+from annotate.analysis.gold import consensus
 from annotate.cli import app
 from annotate.config import RunConfig
 from annotate.engines.base import Request
@@ -18,8 +17,8 @@ from annotate.engines.fake import FakeBackend
 from annotate.errors import InputError
 from annotate.labelling.pipeline import run
 from annotate.prompts.library import PromptLibrary
-from annotate.runs.reader import read_run
-from tests.conftest import EXAMPLES
+from annotate.runs.coded import read_gold
+from tests.conftest import EXAMPLES, validate_run
 
 GOLD = Path(__file__).resolve().parent.parent / "examples" / "gold.csv"
 
@@ -60,7 +59,7 @@ def scripted_run(library: PromptLibrary, tmp_path: Path) -> Path:
 
 
 def test_validate_matches_an_independent_computation(scripted_run: Path, library: PromptLibrary) -> None:
-    result = validate(read_run(scripted_run), GOLD, library, n_boot=200).as_json()
+    result = validate_run(scripted_run, GOLD, library, n_boot=200).as_json()
     by_name = {v["variable"]: v for v in result["variables"]}
     assert set(by_name) == {"empathy", "initial_sentiment", "initial_urgency"}
     labels = pd.read_parquet(scripted_run / "labels.parquet")
@@ -96,7 +95,7 @@ def test_failed_labels_are_listed_not_compared(library: PromptLibrary, tmp_path:
         ),
         backend=FakeBackend(script=lambda r: "nonsense"),
     )
-    result = validate(read_run(out), GOLD, library, n_boot=0).as_json()
+    result = validate_run(out, GOLD, library, n_boot=0).as_json()
     assert result["variables"] == []
     assert [f["status"] for f in result["unmatched"]["failed_labels"]] == ["parse_error"] * 3
 
@@ -109,13 +108,13 @@ def test_several_annotators_give_consensus_and_a_human_ceiling(
     second.loc[second["chat_id"] == "c01", "value"] = 1
     path = tmp_path / "two.csv"
     pd.concat([gold.assign(annotator="a"), second]).to_csv(path, index=False)
-    both = read_gold(path)
+    both = read_gold(path).table
     agreed = consensus(both)
     assert len(agreed) == len(gold)
     # c01 empathy: a says 1, b says 1 -> 1; initial_sentiment: a 2, b 1 -> tie -> lower median 1
     pick = agreed[(agreed["chat_id"] == "c01") & (agreed["variable"] == "initial_sentiment")]["value"]
     assert pick.tolist() == [1]
-    result = validate(read_run(scripted_run), path, library, n_boot=0).as_json()
+    result = validate_run(scripted_run, path, library, n_boot=0).as_json()
     empathy = next(v for v in result["variables"] if v["variable"] == "empathy")
     assert set(empathy["by_annotator"]["llm_vs"]) == {"a", "b"}
     assert empathy["by_annotator"]["human_pairs"]["a vs b"]["n"] == 8

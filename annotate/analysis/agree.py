@@ -25,7 +25,7 @@ from annotate.analysis.results import (
 from annotate.errors import RunStoreError
 from annotate.prompts.library import PromptLibrary
 from annotate.runs.manifest import RunManifest
-from annotate.runs.reader import Run, check_distinct_runs, check_same_transcripts
+from annotate.runs.reader import Run
 
 
 def agree(
@@ -96,8 +96,6 @@ def agree_runs(
         raise RunStoreError("give two or more run directories, or one run made with --repeats")
     run_dirs = [run.path for run in runs]
     loaded = [_load(run, library, label) for run in runs]
-    check_distinct_runs([(run.path, run.manifest) for run in runs])
-    check_same_transcripts([(run.path, run.manifest) for run in runs])
     names = _coder_names(run_dirs)
     frames = []
     info: dict[str, VariableInfo] = {}

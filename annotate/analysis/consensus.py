@@ -24,7 +24,7 @@ import pandas as pd
 from annotate.analysis.dawid_skene import dawid_skene
 from annotate.errors import RunStoreError
 from annotate.runs.manifest import InputFile, PromptEntry, RunManifest, RunOptions
-from annotate.runs.reader import Run, check_distinct_runs, check_same_transcripts
+from annotate.runs.reader import Run
 from annotate.runs.rows import ConsensusRow
 from annotate.vocabulary import ConsensusMethod, values
 
@@ -67,8 +67,6 @@ def load_sources(runs: list[Run]) -> list[Source]:
         for repeat in repeats:
             name = run.path.name + (f"#{repeat}" if len(repeats) > 1 else "")
             sources.append(Source(name, run.path, repeat, labels[labels["repeat"] == repeat], run.manifest))
-    check_distinct_runs([(run.path, run.manifest) for run in runs])
-    check_same_transcripts([(run.path, run.manifest) for run in runs])
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise RunStoreError(

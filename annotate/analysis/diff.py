@@ -14,12 +14,13 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from annotate.analysis import statistics as st
 from annotate.analysis.excerpts import Excerpts, unit_excerpts
-from annotate.analysis.gold import read_truth
+from annotate.analysis.gold import checked_truth
 from annotate.analysis.results import (
     DiffResult,
     Flip,
@@ -33,6 +34,10 @@ from annotate.prompts.library import PromptLibrary
 from annotate.prompts.rubrics import Variable
 from annotate.prompts.template import PromptVersion
 from annotate.runs.reader import Run
+
+if TYPE_CHECKING:
+    from annotate.ingest.model import Chat
+    from annotate.runs.coded import Gold
 
 KEY = ["chat_id", "round", "variable"]
 
@@ -75,7 +80,7 @@ def text_diff(a: PromptVersion, b: PromptVersion) -> str:
     for what, left, right, left_name, right_name in [
         ("template", a.template_source, b.template_source, a.template_path, b.template_path),
         ("metadata and examples", a.meta_source, b.meta_source, a.meta_path, b.meta_path),
-        ("rubric", a.rubric_path.read_text(), b.rubric_path.read_text(), a.rubric_path, b.rubric_path),
+        ("rubric", a.rubric_source, b.rubric_source, a.rubric_path, b.rubric_path),
     ]:
         lines = list(
             difflib.unified_diff(
@@ -125,9 +130,9 @@ def shared_variables(a: Side, b: Side) -> list[str]:
     return [v for pv in a.prompts for v in pv.rubric.variables if b.variable(v) is not None]
 
 
-def diff_truth(a: Side, b: Side, gold_path: Path) -> pd.DataFrame:
+def diff_truth(a: Side, b: Side, gold: Gold) -> pd.DataFrame:
     """The gold's reference labels, checked against both sides' scales (bad gold stops a diff before labelling)."""
-    return read_truth(gold_path, {v: _categories(a, b, v) for v in shared_variables(a, b)})
+    return checked_truth(gold, {v: _categories(a, b, v) for v in shared_variables(a, b)})
 
 
 def compare_runs(
@@ -140,12 +145,14 @@ def compare_runs(
     truth: pd.DataFrame | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    chats: list[Chat] | None = None,
 ) -> DiffResult:
-    """The two sides' labels of the same units: transitions, agreement, flips, and (with gold) the change in it."""
+    """The two sides' labels of the same units: transitions, agreement, flips, and (with gold) the change in it.
+    ``chats``: the runs' chats, quoted where the sides disagree."""
     both = first.labels.merge(second.labels, on=KEY, suffixes=("_a", "_b"))
     both = both[(both["repeat_a"] == 0) & (both["repeat_b"] == 0)]
     ok = both[(both["status_a"] == "ok") & (both["status_b"] == "ok")].copy()
-    seen = unit_excerpts(first, None, library)
+    seen = unit_excerpts(first.manifest, chats or [], library)
     for variable, rows in ok.groupby("variable", sort=True):
         not_compared = int((both["variable"] == variable).sum() - len(rows))
         result.variables.append(_variable(str(variable), rows, a, b, not_compared, seen, truth, n_boot, seed))

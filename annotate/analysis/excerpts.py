@@ -4,17 +4,16 @@ unit (rebuilt from the run's input files), for reports and coding files."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from annotate.errors import AnnotateError
+from annotate.ingest.model import Chat
 from annotate.prompts.library import PromptLibrary
 from annotate.prompts.rubrics import UnitKind
 from annotate.prompts.units import SPEAKER_NAMES, units_for
 from annotate.runs.manifest import RunManifest
-from annotate.runs.reader import Run
 
 Excerpts = dict[tuple[str, str, int | None], dict[str, str]]
 """(task, chat_id, round) -> {"context", "target"}: what the model saw, shortened."""
@@ -57,9 +56,8 @@ def _rubric(library: PromptLibrary | None, task: str, version: str) -> Any:
         return None
 
 
-def unit_excerpts(run: Run, transcripts: list[Path] | None, library: PromptLibrary | None) -> Excerpts:
-    """What the model saw for each unit, shortened, rebuilt from the run's input files."""
-    manifest, chats = run.manifest, run.chats(transcripts)
+def unit_excerpts(manifest: RunManifest, chats: list[Chat], library: PromptLibrary | None) -> Excerpts:
+    """What the model saw for each unit, shortened, rebuilt from the run's chats (none: no excerpts)."""
     if library is None or not chats:
         return {}
     max_chars = manifest.options.max_chars

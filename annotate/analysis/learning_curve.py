@@ -1,6 +1,6 @@
 """How well a learned labeller did, and what it could save: cross-validated κ, quadratic κ and AUROC with chat-
-bootstrap intervals at each point of the learning curve, the source run's zero-shot κ on the same units, and ρ
-with the worth it implies.
+bootstrap intervals at each point of the learning curve, the source run's zero-shot κ on the same units, ρ,
+and the worth ``estimate`` gives the learned labels for a mean.
 
 Every figure comes from out-of-fold predictions: a coded unit's label is from a model that never saw its chat.
 Coded items are weighted by 1/inclusion probability, so a sample drawn where the learner was least sure still
@@ -15,7 +15,9 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
+from annotate.analysis.estimation import mean_worth
 from annotate.analysis.learning_results import CurveStatistics, LearningResult, VariableLearning, WorthFigure
+from annotate.analysis.results import Worth
 from annotate.analysis.statistics import cluster_bootstrap
 from annotate.learning.learn import Learned
 from annotate.learning.learn import VariableLearning as Learning
@@ -187,37 +189,22 @@ def _rho(human: Array, score: Array, weights: Array) -> float:
 def worth_figure(
     v: Learning, human: NDArray[np.int64], chats: NDArray[np.str_], weights: Array, n_boot: int, seed: int
 ) -> WorthFigure:
-    """ρ of the out-of-fold expected value with the coded value, and 1 / (1 - ρ² + ρ² n/N) with its interval,
-    shown only when ρ's interval lies above 0."""
-    score = v.probabilities @ np.asarray(v.categories, dtype=float)
-    n, big_n = len(set(chats)), max(v.units, 1)
-    share = min(1.0, len(human) / big_n)
+    """ρ of the out-of-fold expected value with the coded value (chat-bootstrap interval), and the estimator's
+    own worth of the learned labels for the variable's mean in this study: one figure with ``estimate``."""
+    score = v.expected[v.positions]
 
     def stat(rows: NDArray[np.int64]) -> dict[str, float]:
-        rho = _rho(human[rows].astype(float), score[rows], weights[rows])
-        return {"rho": rho, "worth": 1.0 / (1.0 - rho**2 + rho**2 * share) if not math.isnan(rho) else math.nan}
+        return {"rho": _rho(human[rows].astype(float), score[rows], weights[rows])}
 
-    point = stat(np.arange(len(human)))
-    ci = _intervals(chats, stat, n_boot, seed)
-    rho_ci = ci.get("rho", (math.nan, math.nan))
-    if math.isnan(point["rho"]) or math.isnan(rho_ci[0]):
-        why = "the learned labels do not vary" if math.isnan(point["rho"]) else f"too few coded chats ({n})"
-        return WorthFigure(rho=point["rho"], rho_ci=rho_ci, worth=None, worth_ci=None, status="not_estimable", note=why)
-    if share >= 1.0:
+    rho = stat(np.arange(len(human)))["rho"]
+    rho_ci = _intervals(chats, stat, n_boot, seed).get("rho", (math.nan, math.nan))
+    if len(human) >= v.units:
         note = "every unit is coded: labels can save no human work here"
-        return WorthFigure(rho=point["rho"], rho_ci=rho_ci, worth=None, worth_ci=None, status="none", note=note)
-    if rho_ci[0] <= 0:
-        where = "reaches 0" if rho_ci[1] > 0 else "lies below 0 (out-of-fold labels lean against their fold's codes)"
-        note = f"ρ's interval {where}: no saving the coded chats can show"
-        return WorthFigure(rho=point["rho"], rho_ci=rho_ci, worth=None, worth_ci=None, status="none", note=note)
-    worth_ci = ci["worth"]
-    note = (
-        f"at most ×{point['worth']:.2f} [{worth_ci[0]:.2f}, {worth_ci[1]:.2f}] human labels per coded one for a mean "
-        f"({len(human)} coded of {big_n} units); regression effects gain less"
-    )
-    return WorthFigure(
-        rho=point["rho"], rho_ci=rho_ci, worth=point["worth"], worth_ci=worth_ci, status="shown", note=note
-    )
+        none = Worth(value=None, low=None, high=None, status="none", note=note)
+        return WorthFigure(rho=rho, rho_ci=rho_ci, worth=none)
+    inclusion = 1.0 / weights
+    worth = mean_worth(v.expected, v.positions, human.astype(float), inclusion, v.unit_chats, seed)
+    return WorthFigure(rho=rho, rho_ci=rho_ci, worth=worth)
 
 
 def more_coding(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
-from annotate.analysis.results import Interval, Result
+from annotate.analysis.results import Interval, Result, Worth
 
 
 class CurveStatistics(Result):
@@ -29,17 +27,15 @@ class CurveStatistics(Result):
 
 
 class WorthFigure(Result):
-    """What the learned labels could save, as a ceiling for a mean: 1 / (1 - ρ² + ρ² n/N) human labels per
-    coded one (prediction-powered inference with the best share, n coded of N units). Regression effects gain less."""
+    """What the learned labels save: ρ with the codes, and the worth ``annotate estimate LEARNED --gold CODED
+    --label expected`` reports for the variable's mean (the same function computes both)."""
 
     rho: float
-    """Correlation of the learned expected value (out of fold) with the coded value."""
+    """Correlation of the learned expected value (out of fold) with the coded value: a description, not a worth."""
     rho_ci: Interval
-    worth: float | None
-    """Human labels per coded one; null when ρ's interval reaches 0 (no saving the data can stand on)."""
-    worth_ci: Interval | None
-    status: Literal["shown", "none", "not_estimable"]
-    note: str
+    worth: Worth
+    """Human labels per 100 coded for the mean over the units (shares chosen out of sample; nothing shown under
+    40 effective coded chats, where the ratio cannot be measured honestly). Regression effects may gain less."""
 
 
 class VariableLearning(Result):

@@ -9,11 +9,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from annotate.runs.manifest import RunManifest
-from annotate.runs.outputs import write_atomic, write_csv
 
 Interval = tuple[float, float]
 """A 95% interval; both bounds NaN when the statistic was undefined in most resamples."""
@@ -30,7 +28,7 @@ PAPER_STATISTICS = [
 
 
 class Result(BaseModel):
-    """Base of every result: NaN is written as null, and a result can write itself as JSON and CSV."""
+    """Base of every result: NaN is written as null (report/ writes it as JSON beside a CSV table)."""
 
     model_config = ConfigDict(ser_json_inf_nan="null", extra="forbid")
 
@@ -38,14 +36,6 @@ class Result(BaseModel):
         """The result as agreement.json holds it (NaN as None)."""
         data: dict[str, Any] = json.loads(self.model_dump_json())
         return data
-
-    def write(self, folder: Path, table: pd.DataFrame, name: str = "agreement") -> list[Path]:
-        """``<name>.json`` (every figure) and ``<name>.csv`` (``table``: one row per variable, pair or term)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = [folder / f"{name}.json", folder / f"{name}.csv"]
-        write_atomic(paths[0], self.model_dump_json(indent=2) + "\n")
-        write_csv(table, paths[1])
-        return paths
 
 
 class PairStatistics(Result):

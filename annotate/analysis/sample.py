@@ -21,6 +21,7 @@ import pandas as pd
 
 from annotate.analysis.excerpts import unit_excerpts
 from annotate.errors import AnnotateError
+from annotate.ingest.model import Chat
 from annotate.prompts.library import PromptLibrary
 from annotate.runs.manifest import PromptEntry
 from annotate.runs.reader import Run
@@ -77,14 +78,17 @@ class SampleOptions:
     then a random fill)."""
     floor: float = 0.1
     """``confidence`` design: added to every unit's uncertainty (1 - confidence), so every unit can be drawn."""
-    transcripts: tuple[Path, ...] = ()
     unit: str = "item"
     """``item``: each variable's items drawn apart; ``chat``: chats drawn, every named variable of each coded."""
     chats: int | None = None
     """``unit="chat"``: chats to draw (default: from ``confidence`` and ``margin``)."""
 
 
-def draw_sample(run: Run, library: PromptLibrary | None, options: SampleOptions) -> tuple[pd.DataFrame, dict[str, Any]]:
+def draw_sample(
+    run: Run, chats: list[Chat], library: PromptLibrary | None, options: SampleOptions
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The coding file and its plan. ``chats``: the run's chats (their meta fields stratify; the coders read
+    excerpts of them)."""
     run_dir, labels, manifest = run.path, run.labels, run.manifest
     ok = labels[(labels["status"] == "ok") & (labels["repeat"] == 0)].copy()
     known = sorted(set(ok["variable"]))
@@ -93,8 +97,7 @@ def draw_sample(run: Run, library: PromptLibrary | None, options: SampleOptions)
             raise AnnotateError(f"--variable {variable}: the run has no ok labels of it (known: {', '.join(known)})")
     if options.variables:
         ok = ok[ok["variable"].isin(options.variables)]
-    transcripts = list(options.transcripts) or None
-    meta = {c.chat_id: dict(c.meta) for c in run.chats(transcripts)}
+    meta = {c.chat_id: dict(c.meta) for c in chats}
     by = options.stratify_by
     if by and not any(by in fields for fields in meta.values()):
         fields = sorted({name for fields in meta.values() for name in fields})
@@ -121,7 +124,7 @@ def draw_sample(run: Run, library: PromptLibrary | None, options: SampleOptions)
         **plan,
     }
     info["sample"] = sample_id(info)
-    return _coding_file(chosen, unit_excerpts(run, transcripts, library), options.design, info["sample"]), info
+    return _coding_file(chosen, unit_excerpts(manifest, chats, library), options.design, info["sample"]), info
 
 
 def sample_id(plan: dict[str, Any]) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,6 +19,7 @@ from annotate.errors import RunStoreError
 from annotate.ingest.segmentation import handoff_round
 
 if TYPE_CHECKING:
+    from annotate.ingest.model import Chat
     from annotate.runs.reader import Run
 
 GRID_POINTS = 81
@@ -74,7 +74,7 @@ class SentimentCurves:
 
 def run_trajectories(
     run: Run,
-    transcripts: list[Path] | None = None,
+    chats: list[Chat],
     group_by: str | None = None,
     n_boot: int = TRAJECTORY_RESAMPLES,
     seed: int = 0,
@@ -82,8 +82,8 @@ def run_trajectories(
     strict: bool = True,
 ) -> SentimentCurves:
     """The curves of one repeat of a run. ``strict``: a missing group field or no sentiment labels is an error
-    (``annotate trajectories``); otherwise the grouping falls back to ``escalation`` when chats carry it."""
-    chats = run.chats(transcripts)
+    (``annotate trajectories``); otherwise the grouping falls back to ``escalation`` when chats carry it.
+    ``chats``: the run's chats (their meta fields group the curves)."""
     meta = {c.chat_id: dict(c.meta) for c in chats}
     if strict and group_by and not any(group_by in m for m in meta.values()):
         raise RunStoreError(f"no chat of {run.path} has the metadata field '{group_by}'")

@@ -6,17 +6,16 @@ not dropped: gold items the run never labelled, and items whose label is a failu
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from annotate.analysis import statistics as st
 from annotate.analysis.calibration import calibration, probability_weighted
-from annotate.analysis.estimation import EstimateOptions, forecast_worth
+from annotate.analysis.estimation import EstimateInputs, EstimateOptions, forecast_worth
 from annotate.analysis.excerpts import Excerpts, VariableInfo, unit_excerpts, variable_info
-from annotate.analysis.gold import check_scales, read_gold, truth_of
+from annotate.analysis.gold import check_scales, truth_of
 from annotate.analysis.results import (
     AnnotatorComparison,
     Bootstrap,
@@ -33,25 +32,30 @@ from annotate.analysis.results import (
 )
 from annotate.errors import AnnotateError
 from annotate.prompts.library import PromptLibrary
-from annotate.runs.reader import Run
+
+if TYPE_CHECKING:
+    from annotate.ingest.model import Chat
+    from annotate.runs.coded import Gold
+    from annotate.runs.reader import Run
 
 KEY = ["chat_id", "round", "variable"]
 
 
 def validate(
     run: Run,
-    gold_path: Path,
+    coded: Gold,
+    chats: list[Chat],
     library: PromptLibrary | None = None,
-    transcripts: list[Path] | None = None,
     repeat: int = 0,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> ValidationResult:
+    """``chats``: the run's chats (the disagreements quote them; none: no excerpts)."""
     labels, manifest = run.labels, run.manifest
     labels = labels[(labels["status"] != "skipped") & (labels["repeat"] == repeat)].copy()
-    gold = read_gold(gold_path)
+    gold = coded.table
     info = variable_info(labels, manifest, library)
-    check_scales(gold, gold_path, {name: v.categories for name, v in info.items()})
+    check_scales(coded, {name: v.categories for name, v in info.items()})
     annotators = sorted(gold["annotator"].unique())
     truth = truth_of(gold)
 
@@ -68,11 +72,12 @@ def validate(
             str(rows["task"].iloc[0]), "nominal", sorted(set(rows["value"]) | set(rows["value_gold"])), {}
         )
         found = _variable(str(variable), rows, meta, gold, annotators, n_boot, seed)
-        variables.append(found.model_copy(update={"worth": mean_worth(run, gold_path, found, library, transcripts)}))
+        worth = mean_worth(EstimateInputs(run, chats, coded), found, library)
+        variables.append(found.model_copy(update={"worth": worth}))
     return ValidationResult(
         run=RunDescription.of(run.path, manifest),
         gold=GoldDescription(
-            path=str(gold_path),
+            path=str(coded.path),
             annotators=annotators,
             items=len(truth),
             consensus="majority; ties go to the lower median" if len(annotators) > 1 else None,
@@ -87,22 +92,15 @@ def validate(
             ],
             labels_without_gold=int((extra["_merge"] == "left_only").sum()),
         ),
-        disagreements=_disagreements(ok, unit_excerpts(run, transcripts, library)),
+        disagreements=_disagreements(ok, unit_excerpts(manifest, chats, library)),
     )
 
 
-def mean_worth(
-    run: Run,
-    gold_path: Path,
-    variable: VariableValidation,
-    library: PromptLibrary | None,
-    transcripts: list[Path] | None,
-) -> Worth:
+def mean_worth(inputs: EstimateInputs, variable: VariableValidation, library: PromptLibrary | None) -> Worth:
     """The labels' worth for the variable's mean, as ``annotate estimate`` would weigh them (the gold as the coded
     sample, its inclusion probabilities if any); the reason when no estimate can be made."""
-    options = EstimateOptions(gold=gold_path, variables=(variable.variable,), transcripts=tuple(transcripts or ()))
     try:
-        return forecast_worth(run, options, library)
+        return forecast_worth(inputs, EstimateOptions(variables=(variable.variable,)), library)
     except AnnotateError as e:
         return Worth(value=None, low=None, high=None, status="not_estimable", note=f"no estimate: {e}")
 

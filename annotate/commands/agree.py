@@ -9,7 +9,7 @@ from annotate.analysis.results import AgreementResult
 from annotate.commands import Written
 from annotate.prompts.library import PromptLibrary
 from annotate.report.agreement import agree_table, write_agreement
-from annotate.runs.reader import read_run
+from annotate.runs.reader import read_runs
 
 
 def agree_command(
@@ -22,6 +22,6 @@ def agree_command(
     label: str = "chosen",
 ) -> Written[AgreementResult]:
     """One run: across its repeats; several runs: pairwise and all together."""
-    result = agree([read_run(path) for path in run_dirs], library, repeat, n_boot, seed, label)
+    result = agree(read_runs(run_dirs), library, repeat, n_boot, seed, label)
     table = agree_table(result)
     return Written(result, write_agreement(out, result, table), table)

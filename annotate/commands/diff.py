@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from annotate.analysis.diff import Side, compare_runs, describe, diff_truth, task_set, versions
-from annotate.analysis.gold import gold_sha256
 from annotate.analysis.results import DiffResult, SideRun
 from annotate.commands import Written
 from annotate.config import RunConfig
 from annotate.labelling.pipeline import Progress, run
 from annotate.prompts.library import PromptLibrary
 from annotate.report.diff import write_diff
+from annotate.runs.coded import read_gold
 from annotate.runs.reader import read_run
 
 if TYPE_CHECKING:
@@ -45,13 +45,15 @@ def diff_command(
         a, b = versions(library, first, second, third)
         result = describe(a, b, gold, title=first)
     if base is not None:
-        truth = diff_truth(a, b, gold) if gold else None  # bad gold stops the diff before any labelling
-        if gold:
-            result.gold_sha256 = gold_sha256(gold)  # estimate --prompt-diff reads it back: no hidden state
+        coded = read_gold(gold) if gold else None
+        truth = diff_truth(a, b, coded) if coded else None  # bad gold stops the diff before any labelling
+        if coded:
+            result.gold_sha256 = coded.sha256  # estimate --prompt-diff reads it back: no hidden state
         for side in (a, b):
             result.runs[side.name] = label_side(side, base, progress, backend)
         first_run, second_run = (read_run(Path(result.runs[side.name].dir)) for side in (a, b))
-        result = compare_runs(result, a, b, first_run, second_run, library, truth, n_boot, seed)
+        chats = first_run.chats()
+        result = compare_runs(result, a, b, first_run, second_run, library, truth, n_boot, seed, chats)
     return Written(result, write_diff(out, result))
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from annotate.analysis.gold import gold_sha256, read_gold, truth_of
+from annotate.analysis.gold import truth_of
 from annotate.analysis.learning_curve import learning_result
 from annotate.analysis.learning_results import LearningResult
 from annotate.commands import Written
@@ -14,6 +14,7 @@ from annotate.learning.learn import LearnOptions, learn
 from annotate.learning.units import transcripts_as_source
 from annotate.prompts.library import PromptLibrary
 from annotate.report.learning import write_learning
+from annotate.runs.coded import Gold, read_gold
 from annotate.runs.reader import read_run
 from annotate.runs.resume import check_derived_out
 from annotate.runs.store import write_run
@@ -26,16 +27,16 @@ def learn_command(
     ``run_dir`` may also be a transcript file: its chats and the default tasks' units, with no LLM labels."""
     check_derived_out(out, [run_dir])
     run = read_run(run_dir) if run_dir.is_dir() else transcripts_as_source([run_dir], library)
-    coded = coded_items(coded_path)
-    learned = learn(run, coded, coded_path, gold_sha256(coded_path), library, options)
+    gold = read_gold(coded_path)
+    learned = learn(run, coded_items(gold), coded_path, gold.sha256, library, options)
     result = learning_result(learned, str(out), n_boot, options.seed)
     paths = write_run(out, learned.rows, learned.manifest)
     return Written(result, [*paths, *write_learning(out, result)])
 
 
-def coded_items(path: Path) -> pd.DataFrame:
+def coded_items(coded: Gold) -> pd.DataFrame:
     """One human label per item (the consensus of several annotators), with its inclusion probability."""
-    gold = read_gold(path)
+    gold = coded.table
     truth = truth_of(gold)
     inclusion = gold.groupby(["chat_id", "round", "variable"], dropna=False)["inclusion_probability"].mean()
     return truth.merge(inclusion.reset_index(), on=["chat_id", "round", "variable"], how="left")

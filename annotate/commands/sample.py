@@ -14,13 +14,18 @@ from annotate.runs.resume import check_coding_out, move_aside
 
 
 def sample_command(
-    run_dir: Path, out: Path, library: PromptLibrary, options: SampleOptions, force: bool = False
+    run_dir: Path,
+    out: Path,
+    library: PromptLibrary,
+    options: SampleOptions,
+    force: bool = False,
+    transcripts: list[Path] | None = None,
 ) -> Written[CodingFiles]:
     """Draw the sample and write the coding file, its coding instructions and the sampling plan beside it; an
     existing coding file is never replaced silently (see ``check_coding_out``)."""
     check_coding_out(out, force)
     run = read_run(run_dir)
-    coding, info = draw_sample(run, library, options)
+    coding, info = draw_sample(run, run.chats(transcripts), library, options)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists():
         info["replaced"] = str(move_aside(out))

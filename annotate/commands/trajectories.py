@@ -21,5 +21,6 @@ def trajectories_command(
 ) -> Written[SentimentCurves]:
     """The curves by ``group_by`` drawn into ``out``."""
     check_not_a_run_file(out)
-    sentiment = run_trajectories(read_run(run_dir), transcripts, group_by, n_boot, seed)
+    run = read_run(run_dir)
+    sentiment = run_trajectories(run, run.chats(transcripts), group_by, n_boot, seed)
     return Written(sentiment, [write_trajectories(out, sentiment, seed)], sentiment.frame)

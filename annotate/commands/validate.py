@@ -10,6 +10,7 @@ from annotate.analysis.validate import validate
 from annotate.commands import Written
 from annotate.prompts.library import PromptLibrary
 from annotate.report.validation import write_validation
+from annotate.runs.coded import read_gold
 from annotate.runs.reader import read_run
 
 
@@ -26,7 +27,8 @@ def validate_command(
 ) -> Written[ValidationResult]:
     """Agreement, calibration and worth per variable, and the sentiment trajectories when the run has them."""
     run = read_run(run_dir)
-    result = validate(run, gold, library, transcripts, repeat, n_boot, seed)
+    chats = run.chats(transcripts)
+    result = validate(run, read_gold(gold), chats, library, repeat, n_boot, seed)
     bands = min(n_boot, TRAJECTORY_RESAMPLES)  # --bootstrap 0: curves without bands, one LOESS fit per group
-    sentiment = run_trajectories(run, transcripts, group_by, bands, seed, repeat, strict=False)
+    sentiment = run_trajectories(run, chats, group_by, bands, seed, repeat, strict=False)
     return Written(result, write_validation(out, result, sentiment, seed))

@@ -107,4 +107,9 @@ class Backend(Protocol):
         """One completion per request, in request order, yielded as soon as each is ready."""
         ...
 
+    def count_tokens(self, messages: list[dict[str, str]]) -> int | None:
+        """The prompt's tokens by the engine's own tokenizer and chat template; None when it cannot count (the
+        context fit then estimates)."""
+        ...
+
     def close(self) -> None: ...

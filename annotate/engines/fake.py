@@ -48,8 +48,15 @@ SCRIPTS: dict[str, Script] = {"lowest": lowest_values, "by_content": values_from
 class FakeBackend:
     name = "fake"
 
-    def __init__(self, options: BackendOptions | None = None, script: Script | None = None) -> None:
+    def __init__(
+        self,
+        options: BackendOptions | None = None,
+        script: Script | None = None,
+        counter: Callable[[list[dict[str, str]]], int] | None = None,
+    ) -> None:
         self.options = options or BackendOptions()
+        self.counter = counter
+        """A scripted tokenizer: the engine's token count the context fit asks for (None: it cannot count)."""
         named = self.options.script or lowest_values
         self.script: Script = script or (SCRIPTS[named] if isinstance(named, str) else named)
         self.calls: list[list[Request]] = []
@@ -80,6 +87,9 @@ class FakeBackend:
                     prompt_tokens=sum(len(m["content"]) for m in request.messages) // 4,
                     completion_tokens=max(1, len(answer) // 4),
                 )
+
+    def count_tokens(self, messages: list[dict[str, str]]) -> int | None:
+        return self.counter(messages) if self.counter else None
 
     def close(self) -> None:
         pass

@@ -98,6 +98,8 @@ class OpenAIBackend:
         self.attempts = int(options.attempts)
         self.extra_body: dict[str, Any] = dict(options.extra_body)
         """Server-specific fields added to every request, e.g. llama.cpp's ``{"cache_prompt": false}``."""
+        self._tokenizer_kind: str | None = None
+        """Which tokenize endpoint the server answers ("vllm", "llama.cpp"), "none", or None before asking."""
         self.served = None if self.embedded is not None else self._served_model()
         """What the server says it serves under ``--model`` (its ``/models`` entry), or None if it does not say."""
 
@@ -208,6 +210,36 @@ class OpenAIBackend:
 
     def complete(self, requests: Sequence[Request]) -> Iterator[Completion]:
         yield from in_daemon_threads(self._one, requests, max(1, self.options.concurrency))
+
+    def count_tokens(self, messages: list[dict[str, str]]) -> int | None:
+        """The server's own count, where it has one: vLLM's ``/tokenize`` takes the messages; llama.cpp's server
+        applies its chat template (``/apply-template``) and tokenizes the prompt. None once neither answers (the
+        context fit then estimates), and never asked again."""
+        if self._tokenizer_kind == "none":
+            return None
+        root = self.base_url.removesuffix("/v1")
+        for kind in ("vllm", "llama.cpp") if self._tokenizer_kind is None else (self._tokenizer_kind,):
+            try:
+                if kind == "vllm":
+                    body = {"model": self.options.model, "messages": messages, "add_generation_prompt": True}
+                    reply = self._get_json(f"{root}/tokenize", body)
+                    found = int(reply.get("count") or len(reply.get("tokens") or []))
+                else:
+                    prompt = self._get_json(f"{root}/apply-template", {"messages": messages})["prompt"]
+                    found = len(self._get_json(f"{root}/tokenize", {"content": prompt})["tokens"])
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                continue
+            if found > 0:
+                self._tokenizer_kind = kind
+                return found
+        self._tokenizer_kind = "none"
+        return None
+
+    def _get_json(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=self._headers())
+        with urllib.request.urlopen(request, timeout=min(self.timeout, 30)) as resp:
+            reply: dict[str, Any] = json.loads(resp.read())
+            return reply
 
     def close(self) -> None:
         self._server = None

@@ -100,6 +100,10 @@ class RayEnginePool:
         except self._ray.exceptions.RayError as e:
             raise _worker_failed(e) from None
 
+    def count_tokens(self, messages: list[dict[str, str]]) -> int | None:
+        """The workers hold the engines: the context fit estimates."""
+        return None
+
     def close(self) -> None:
         for actor in self._actors:
             self._ray.kill(actor)

@@ -129,6 +129,11 @@ class VllmBackend:
             for out in outputs
         ]
 
+    def count_tokens(self, messages: list[dict[str, str]]) -> int | None:
+        """The model's own tokenizer and chat template, as ``LLM.chat`` applies them."""
+        tokenizer = self._start().get_tokenizer()
+        return len(tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True))
+
     def close(self) -> None:
         self._llm = None
 

@@ -153,7 +153,8 @@ def _write_labels(session: _Session, progress: Progress | None) -> _Tally:
                 store.append_unit(key, None, [row.model_dump()])
         if progress:
             progress.start(session.survey.pending)
-        chunks = pending_jobs(chat_stream(config), session.versions, config, session.journal, CHUNK_JOBS)
+        count = session.engine.count_tokens
+        chunks = pending_jobs(chat_stream(config), session.versions, config, session.journal, CHUNK_JOBS, count)
         for jobs in chunks:
             _execute(jobs, session.engine, session.identity, config, ctx, cache, store, tally, progress)
     except AnnotateError as e:  # the engine could not start or went away: say so in the run, keep what was done

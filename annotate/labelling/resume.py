@@ -23,7 +23,7 @@ from annotate.ingest.model import Chat, Skip
 from annotate.ingest.readers import read_as_run
 from annotate.ingest.segmentation import handoff_index
 from annotate.labelling.jobs import Job
-from annotate.prompts.context import fit_to_context
+from annotate.prompts.context import TokenCounter, fit_to_context
 from annotate.prompts.template import PromptVersion
 from annotate.prompts.units import Unit, units_for
 from annotate.runs.manifest import RunManifest, recorded_options
@@ -97,9 +97,15 @@ def survey(
 
 
 def pending_jobs(
-    items: Iterable[Chat | Skip], versions: list[PromptVersion], config: RunConfig, journal: Journal, chunk: int
+    items: Iterable[Chat | Skip],
+    versions: list[PromptVersion],
+    config: RunConfig,
+    journal: Journal,
+    chunk: int,
+    count: TokenCounter | None = None,
 ) -> Iterator[list[Job]]:
-    """The jobs left to do, about ``chunk`` at a time, each chunk grouped by task so prompts share a prefix."""
+    """The jobs left to do, about ``chunk`` at a time, each chunk grouped by task so prompts share a prefix.
+    ``count``: the engine's token count, for the fit to the context (None: the estimate)."""
     order = {pv.task: i for i, pv in enumerate(versions)}
     jobs: list[Job] = []
     for item in items:
@@ -109,7 +115,7 @@ def pending_jobs(
             digest = unit_hash(unit, config.options.max_model_len)
             todo = [r for r in range(config.repeats) if not journal.finished(unit_key(unit, r), unit.label_rounds)]
             if todo:
-                fitted = fit_to_context(unit, pv, config.options.max_model_len)
+                fitted = fit_to_context(unit, pv, config.options.max_model_len, count)
                 jobs += [Job(fitted, pv, r, max_tokens=pv.max_tokens_for(fitted), unit_hash=digest) for r in todo]
         if len(jobs) >= chunk:
             yield sorted(jobs, key=lambda job: order[job.prompt.task])

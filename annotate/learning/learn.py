@@ -68,6 +68,12 @@ class VariableLearning:
     penalties: list[float]
     units: int
     """Units labelled (coded or not)."""
+    expected: NDArray[np.float64]
+    """Every unit's learned expected value (out of fold for coded units, the fold models' mean for the rest)."""
+    positions: NDArray[np.int64]
+    """Where the coded units (rows of ``coded``) are among all units."""
+    unit_chats: NDArray[np.int64]
+    """Every unit's chat, as an integer (the estimator clusters on it)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,9 @@ def learn(
             curve,
             fit.penalties,
             len(vu.table),
+            fit.probabilities @ np.asarray(vu.categories, dtype=float),
+            positions,
+            pd.factorize(vu.table["chat_id"].astype(str))[0].astype(np.int64),
         )
         rows += label_rows(vu, fit.probabilities, features, options, fit.penalties, run_id)
     manifest = _manifest(run, coded_path, coded_sha256, features, options, learned, rows, run_id, embed)

@@ -115,8 +115,9 @@ class PromptLibrary:
         _check_examples(meta_path, meta.examples, rubric)
         template_source = read_utf8(template_path)
         rubric_files = [rubric_path, *(rubric_path.parent / name for name in rubric.combines)]
+        rubric_sources = [read_utf8(f) for f in rubric_files]
         digest = hashlib.sha256()
-        for part in (template_source, meta_source, *(read_utf8(f) for f in rubric_files)):
+        for part in (template_source, meta_source, *rubric_sources):
             digest.update(hashlib.sha256(part.encode("utf-8")).digest())
         return PromptVersion(
             task=task,
@@ -126,6 +127,7 @@ class PromptLibrary:
             rubric_path=rubric_path,
             template_source=template_source,
             meta_source=meta_source,
+            rubric_source=rubric_sources[0],
             meta=meta,
             rubric=rubric,
             content_hash=digest.hexdigest()[:16],

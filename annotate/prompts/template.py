@@ -75,6 +75,8 @@ class PromptVersion:
     rubric_path: Path
     template_source: str
     meta_source: str
+    rubric_source: str
+    """The rubric file's text as read (the content hash covers it and any rubric it combines)."""
     meta: VersionMeta
     rubric: Rubric
     content_hash: str

@@ -28,14 +28,25 @@ WIDE = re.compile(r"[\u2e80-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\ufe30-
 """CJK characters and full-width punctuation: about one token each (tests/test_long_chats.py measures it)."""
 
 
-def estimated_tokens(text: str) -> float:
-    """A high estimate of a text's tokens: one per CJK character or full-width mark, one per three others.
+COMMON_CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
+"""Common Chinese characters, CJK punctuation and full-width forms: one token or less each for Qwen's tokenizer
+(docs/prompts.md has the measurement)."""
+ASCII_TEXT = re.compile(r"[A-Za-z]|\s(?=[A-Za-z])")
+"""Letters, and a space before a letter (it joins the word's token); a space before a digit or a mark does not."""
+ASCII_ANY = re.compile(r"[\x00-\x7f]")
 
-    English runs near four characters a token, so a third is conservative; the Qwen tokenizer gives Chinese
-    text fewer tokens than characters (docs/prompts.md has the measurement), so one a character is too.
+
+def estimated_tokens(text: str) -> float:
+    """A high estimate of a text's tokens when the engine cannot count them: a third of one per ASCII letter (or
+    space before one), one per other ASCII character (Qwen's tokenizer splits digits one by one), one per common Chinese
+    character, and one per UTF-8 byte of anything else (Greek, Hindi, Thai, emoji, combining marks, rare CJK):
+    a byte-level tokenizer never needs more tokens than bytes, so those scripts cannot overflow the context.
     """
-    wide = len(WIDE.findall(text))
-    return wide + (len(text) - wide) / 3
+    letters = len(ASCII_TEXT.findall(text))
+    ascii_other = len(ASCII_ANY.findall(text)) - letters
+    common = len(COMMON_CJK.findall(text))
+    rest = COMMON_CJK.sub("", ASCII_ANY.sub("", text))
+    return letters / 3 + ascii_other + common + len(rest.encode("utf-8"))
 
 
 CLIP_MARKER = " [...] "

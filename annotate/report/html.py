@@ -18,7 +18,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from annotate import __version__
 from annotate.analysis.results import Result
-from annotate.runs.outputs import write_atomic
+from annotate.runs.outputs import write_atomic, write_csv
 
 
 @dataclass
@@ -99,10 +99,19 @@ def render_html(page: Page) -> str:
 
 def write_report(folder: Path, result: Result, table: pd.DataFrame, page: Page, name: str = "agreement") -> list[Path]:
     """``<name>.json``, ``<name>.csv`` and ``report.html`` in ``folder``."""
-    paths = result.write(folder, table, name)
+    paths = write_result(folder, result, table, name)
     page_path = folder / "report.html"
     write_atomic(page_path, render_html(page))
     return [*paths, page_path]
+
+
+def write_result(folder: Path, result: Result, table: pd.DataFrame, name: str) -> list[Path]:
+    """``<name>.json`` (every figure) and ``<name>.csv`` (``table``: one row per variable, pair or term)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{name}.json", folder / f"{name}.csv"]
+    write_atomic(paths[0], result.model_dump_json(indent=2) + "\n")
+    write_csv(table, paths[1])
+    return paths
 
 
 def figure(caption: str, png: bytes) -> Figure:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from annotate.analysis.learning_results import LearningResult, VariableLearning
+from annotate.analysis.results import Worth
 from annotate.report.console import say
-from annotate.report.html import Page, Table, fmt, fmt_ci, render_html
+from annotate.report.html import Page, Table, fmt, fmt_ci, render_html, write_result
 from annotate.runs.outputs import write_atomic
 
 BAR = 0.6
@@ -39,7 +40,7 @@ def learning_table(result: LearningResult) -> pd.DataFrame:
 
 def write_learning(out: Path, result: LearningResult) -> list[Path]:
     """learning.json, learning.csv and learning.html in the learned run directory (beside its labels)."""
-    paths = result.write(out, learning_table(result), "learning")
+    paths = write_result(out, result, learning_table(result), "learning")
     page = out / "learning.html"
     write_atomic(page, render_html(learning_page(result)))
     return [*paths, page]
@@ -87,15 +88,16 @@ def _summary(result: LearningResult) -> Table:
                 f"{fmt(v.cv_kappa, 2)} {fmt_ci(v.curve[-1].kappa_ci) if v.curve else ''}",
                 zero,
                 f"{fmt(v.worth.rho, 2)} {fmt_ci(v.worth.rho_ci)}",
-                f"×{v.worth.worth:.2f} {fmt_ci(v.worth.worth_ci)}" if v.worth.worth is not None else v.worth.status,
+                v.worth.worth.shown(),
                 v.more_coding,
             ]
         )
-    columns = ["variable", "units", "coded items / chats", "cv κ", "zero-shot κ", "ρ", "worth (ceiling)", "code more?"]
+    columns = ["variable", "units", "coded items / chats", "cv κ", "zero-shot κ", "ρ", "worth /100 coded", "code more?"]
     note = (
         "cv κ: the learned labels of the coded units (out of fold) against the codes. Zero-shot κ: the source run's "
-        "LLM labels on the same units. Worth: 1/(1 − ρ² + ρ² n/N) human labels per coded one, the most prediction-"
-        "powered inference can save for a mean; shown only when ρ's interval is above 0."
+        "LLM labels on the same units. Worth: human labels per 100 coded that the learned labels are worth for a "
+        "mean, as estimate --label expected reports it (shares chosen out of sample; none shown under 40 effective "
+        'coded chats). "none": the estimate gives the labels no share. Regression effects may gain less.'
     )
     return Table("Learned labels against the codes", columns, rows, note=note)
 
@@ -139,8 +141,16 @@ def print_learning(result: LearningResult) -> None:
                 f"  {p.fraction:>4.0%} of coded chats ({p.chats:>3}): cv κ {fmt(p.kappa, 2)} {fmt_ci(p.kappa_ci)}"
                 f"{quadratic}, AUROC {fmt(p.auroc, 2)}"
             )
-        say(f"  ρ {fmt(v.worth.rho, 2)} {fmt_ci(v.worth.rho_ci)}: {v.worth.note}")
+        say(f"  ρ {fmt(v.worth.rho, 2)} {fmt_ci(v.worth.rho_ci)}; worth for a mean: {worth_said(v.worth.worth)}")
         say(f"  coding more: {v.more_coding}")
         for note in v.notes:
             say(f"  note: {note}")
     say(f"wrote {result.run_dir} (a run: validate, agree, sample, estimate --labellers read it) and learning.html")
+
+
+def worth_said(worth: Worth) -> str:
+    """The worth in words: the figure per 100 coded and what it means, or why there is none."""
+    if worth.status == "shown":
+        verdict = "saves human work" if worth.saves else "its interval reaches 100: no saving shown"
+        return f"{worth.shown()} human labels per 100 coded ({verdict})"
+    return f"{worth.shown()}: {worth.note}" if worth.note else worth.shown()

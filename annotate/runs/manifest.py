@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import subprocess
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -16,7 +17,7 @@ from annotate import __version__
 from annotate.config import RunConfig, RunSummary, Speaker
 from annotate.errors import RunStoreError
 from annotate.hashing import file_sha256
-from annotate.ingest.redaction import RULES
+from annotate.ingest.redaction import RULE_NAMES
 
 PACKAGES = [
     "pydantic",
@@ -165,6 +166,9 @@ class RunManifest(BaseModel):
     """The transcript files, with their content hashes."""
     options: RunOptions = Field(default_factory=RunOptions)
     """The options that decide the units; readers replay role map, limit and redaction from here."""
+    options_known: bool = True
+    """False for an old consensus (format 1) whose sources could not be read: how its chats were read (redaction,
+    role map, --limit) is unknown, so no reader replays them."""
     fingerprint: dict[str, Any] | None = None
     """The configuration that decides the labels: a resume under another one is refused."""
     history: list[dict[str, Any]] = Field(default_factory=list)
@@ -210,12 +214,29 @@ def check_format(data: Any, path: Path) -> None:
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:
-    """Format 1 (no version): ``kind`` is consensus when the run has sources, else labelling."""
+    """Format 1 (no version): ``kind`` is consensus when the run has sources, else labelling. A format-1
+    consensus recorded no options: they are carried forward from its first source run that can still be read."""
     data = dict(data)
     if "format_version" not in data:
         data["format_version"] = FORMAT_VERSION
         data.setdefault("kind", "consensus" if data.get("sources") else "labelling")
+        if data["kind"] == "consensus" and "options" not in data:
+            options = _source_options(data.get("sources") or [])
+            data["options"] = options or {}
+            data["options_known"] = options is not None
     return data
+
+
+def _source_options(sources: list[Any]) -> dict[str, Any] | None:
+    for source in sources:
+        path = Path(str(source.get("dir", ""))) / "manifest.json" if isinstance(source, dict) else None
+        try:
+            options = json.loads(path.read_text(encoding="utf-8")).get("options") if path else None
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(options, dict):
+            return options
+    return None
 
 
 def build_manifest(
@@ -269,7 +290,7 @@ def recorded_options(config: RunConfig) -> dict[str, Any]:
         "repeats": config.repeats,
         "limit": config.limit,
         "role_map": dict(sorted(config.role_map.items())) if config.role_map else None,
-        "redact": [name for name, _, _ in RULES] if config.redact else False,
+        "redact": RULE_NAMES if config.redact else False,
     }
 
 

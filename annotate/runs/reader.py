@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,28 @@ def read_run(path: Path) -> Run:
     """The one way every command after ``run`` reads a run directory."""
     labels, manifest = _load(path)
     return Run(path, labels, manifest)
+
+
+def read_runs(paths: Sequence[Path]) -> list[Run]:
+    """Runs to compare or combine (agree, consensus): the same run twice, or runs over other transcripts under
+    the same chat ids, are refused with one line."""
+    runs = [read_run(path) for path in paths]
+    check_runs(runs)
+    return runs
+
+
+def read_beside(primary: Run, others: Sequence[Path]) -> list[Run]:
+    """Other runs over the same chats, read to stand beside ``primary`` (several labellers): the same run twice, or
+    runs over other transcripts under the same chat ids, are refused with one line."""
+    runs = [read_run(path) for path in others]
+    check_runs([primary, *runs])
+    return runs
+
+
+def check_runs(runs: Sequence[Run]) -> None:
+    """Runs compared or combined: distinct, and over the same transcripts."""
+    check_distinct_runs([(r.path, r.manifest) for r in runs])
+    check_same_transcripts([(r.path, r.manifest) for r in runs])
 
 
 def _load(path: Path) -> tuple[pd.DataFrame, RunManifest]:
@@ -81,6 +104,11 @@ def _table_or_journal(labels_path: Path, store: RunStore) -> pd.DataFrame:
 def run_chats(manifest: RunManifest, transcripts: list[Path] | None = None) -> list[Chat]:
     """The chats a run read, as it read them (its role map, ``--limit`` and redaction, from the manifest):
     from ``transcripts`` if given, else from the input paths in its manifest."""
+    if not manifest.options_known:
+        raise RunStoreError(
+            f"run {manifest.run_id} is an old consensus whose source runs cannot be read: how they read the chats "
+            "(redaction, roles, --limit) is unknown; make the consensus again with this version"
+        )
     paths = transcripts or [Path(entry.path) for entry in manifest.inputs]
     if not paths or not all(p.is_file() for p in paths):
         return []

@@ -1,8 +1,9 @@
 """The estimator's wing: effects from LLM labels plus a human sample, and what a labeller is worth.
 
 Everything outside this folder uses only what is named here (an import-linter contract in pyproject.toml):
-``estimate`` (every requested model, three ways) with its options, and ``forecast_worth``, the one worth
-function validate calls; reports read the typed results from ``estimate_results``.
+``estimate`` (every requested model, three ways) with its options, ``forecast_worth`` (the worth validate
+shows) and ``mean_worth`` (the worth learn shows, from arrays); reports read the typed results from
+``estimate_results``.
 
 Inside: ``options`` (what to estimate), ``estimator`` (each model three ways, with its worth),
 ``estimate_data`` (the units, gold and covariates of a model), ``formulas`` (formulas checked before they
@@ -14,10 +15,11 @@ run), ``glm`` (weighted fits with influence), ``ppi`` (one decomposition per mod
 from __future__ import annotations
 
 from annotate.analysis.estimation.estimate_results import EstimateResult, Estimator, ModelEstimate, TermEstimate
-from annotate.analysis.estimation.estimator import estimate, estimate_table, forecast_worth
-from annotate.analysis.estimation.options import EstimateOptions
+from annotate.analysis.estimation.estimator import estimate, estimate_table, forecast_worth, mean_worth
+from annotate.analysis.estimation.options import EstimateInputs, EstimateOptions
 
 __all__ = [
+    "EstimateInputs",
     "EstimateOptions",
     "EstimateResult",
     "Estimator",
@@ -26,4 +28,5 @@ __all__ = [
     "estimate",
     "estimate_table",
     "forecast_worth",
+    "mean_worth",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -12,21 +13,20 @@ import pandas as pd
 from annotate.analysis.estimation import ppi
 from annotate.analysis.estimation.combine import LabellerFeatures
 from annotate.analysis.estimation.formulas import RESERVED, design_matrix, required_columns, why_collinear
-from annotate.analysis.estimation.labellers import Labeller, features, load_labellers, own_labels
+from annotate.analysis.estimation.labellers import Labeller, features, labellers_of, own_labels
 from annotate.analysis.estimation.measured import human_values, measured_regressors, with_llm_values
-from annotate.analysis.estimation.options import EstimateOptions
+from annotate.analysis.estimation.options import EstimateInputs, EstimateOptions
 from annotate.analysis.excerpts import VariableInfo, variable_info
-from annotate.analysis.gold import check_scales, read_gold, truth_of
+from annotate.analysis.gold import check_scales, truth_of
 from annotate.errors import AnnotateError, InputError
-from annotate.ingest.readers import read_table
 from annotate.prompts.library import PromptLibrary
-from annotate.runs.reader import Run
+
+if TYPE_CHECKING:
+    from annotate.runs.coded import Gold
 
 MIN_PER_TERM = 3
 """Coded chats needed per model term (and never fewer than MIN_CODED_CHATS)."""
 MIN_CODED_CHATS = 10
-MISSING = ("", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "none", "#N/A")
-"""Covariate cells read as missing (so that missing covariates are caught, not taken as a category)."""
 DESIGN_TOLERANCE = 0.1
 """How far (as a share of the units) the coded items' sum of 1/pi may stray beyond 4 standard errors."""
 
@@ -62,15 +62,17 @@ class Assembled:
     warnings: list[str] = field(default_factory=list)
 
 
-def estimate_data(run: Run, options: EstimateOptions, library: PromptLibrary | None) -> Assembled:
+def estimate_data(inputs: EstimateInputs, options: EstimateOptions, library: PromptLibrary | None) -> Assembled:
+    run = inputs.run
     run_dir, labels, manifest = run.path, run.labels, run.manifest
     info = variable_info(labels, manifest, library)
     ok = labels[labels["status"] == "ok"]
     assembled = Assembled()
     formulas = _formulas(options, info, set(ok["variable"]))
-    chats = _chat_table(run, options, assembled.warnings)
-    gold = _gold(options.gold, info, assembled.warnings)
-    labellers = load_labellers(run, options.labellers) if options.labellers or options.recalibrate else []
+    chats = _chat_table(inputs, assembled.warnings)
+    gold = _gold(inputs.gold, info, assembled.warnings)
+    several = bool(inputs.labellers)
+    labellers = labellers_of(run, inputs.labellers) if several or options.recalibrate else []
     column = "value" if options.label == "chosen" else "expected"
     for outcome, rhs in formulas:
         units = _units(ok, outcome, options.label, run_dir)
@@ -78,23 +80,28 @@ def estimate_data(run: Run, options: EstimateOptions, library: PromptLibrary | N
             required_columns(rhs), {"round", *chats.columns}, set(ok["variable"]) - {outcome}
         )
         units = with_llm_values(units, ok, measured, column, f"{outcome} ~ {rhs}")
-        units = _with_covariates(units, chats, rhs, options, assembled.warnings, measured)
+        units = _with_covariates(units, chats, rhs, inputs, options, assembled.warnings, measured)
         model = _model(outcome, rhs, units, gold, info[outcome], options, assembled.warnings, measured)
-        assembled.models.append(_with_labellers(model, units, labellers, options, assembled.warnings))
+        assembled.models.append(_with_labellers(model, units, labellers, several, options, assembled.warnings))
     return assembled
 
 
 def _with_labellers(
-    model: EstimateData, units: pd.DataFrame, labellers: list[Labeller], options: EstimateOptions, warnings: list[str]
+    model: EstimateData,
+    units: pd.DataFrame,
+    labellers: list[Labeller],
+    several: bool,
+    options: EstimateOptions,
+    warnings: list[str],
 ) -> EstimateData:
     """The labellers' features for the combination, and each labeller's own labels (several labellers)."""
     if not labellers:
         return model
     categories = [int(c) for c in model.categories]
-    used = labellers if options.labellers else labellers[:1]
+    used = labellers if several else labellers[:1]
     stacked = [features(labeller, units, model.outcome, categories) for labeller in used]
     own = {}
-    if options.labellers:
+    if several:
         column = "value" if options.label == "chosen" else "expected"
         for labeller in labellers:
             own[labeller.name], missing = own_labels(labeller, units, model.outcome, column)
@@ -143,51 +150,28 @@ def _units(ok: pd.DataFrame, outcome: str, label: str, run_dir: Path) -> pd.Data
     return units
 
 
-def _chat_table(run: Run, options: EstimateOptions, warnings: list[str]) -> pd.DataFrame:
+def _chat_table(inputs: EstimateInputs, warnings: list[str]) -> pd.DataFrame:
     """Per chat: its meta fields, overridden by the covariates table where both have a column."""
-    chats = run.chats(list(options.transcripts) or None)
-    table = pd.DataFrame([{"chat_id": c.chat_id, **dict(c.meta)} for c in chats])
+    table = pd.DataFrame([{"chat_id": c.chat_id, **dict(c.meta)} for c in inputs.chats])
     if table.empty:
         table = pd.DataFrame({"chat_id": pd.Series(dtype=str)})
-    if options.covariates is None:
+    if inputs.covariates is None:
         return table
-    covariates = read_covariates(options.covariates)
-    shared = [c for c in covariates.columns if c in table.columns and c != "chat_id"]
-    if shared:
-        warnings.append(f"{options.covariates}: {', '.join(shared)} also in the chats' meta; the table's values used")
-    return table.drop(columns=shared).merge(covariates, on="chat_id", how="outer")
-
-
-def read_covariates(path: Path) -> pd.DataFrame:
-    """A table keyed by ``chat_id`` (CSV or Parquet); numeric-looking CSV columns become numbers."""
-    table, first_line = read_table(path, "covariates")
-    if first_line == 2:  # CSV: every cell a string; missing markers become NaN, numeric columns numbers
-        table = table.apply(lambda column: column.str.strip()).replace(list(MISSING), np.nan)
-        for column in table.columns:
-            numbers = pd.to_numeric(table[column], errors="coerce")
-            if column != "chat_id" and numbers.notna().sum() == table[column].notna().sum():
-                table[column] = numbers
-    if "chat_id" not in table.columns:
-        raise InputError(str(path), None, "chat_id", "missing column (covariates are keyed by chat_id)")
-    for column in table.columns:
+    covariates, path = inputs.covariates.table, inputs.covariates.path
+    for column in covariates.columns:
         if column in RESERVED and column != "chat_id":
             raise InputError(str(path), None, column, "a column the estimate uses itself; rename it")
-        values = table[column]
-        if pd.api.types.is_numeric_dtype(values) and np.isinf(values.to_numpy(dtype=float)).any():
-            line = int(np.flatnonzero(np.isinf(values.to_numpy(dtype=float)))[0]) + first_line
-            raise InputError(str(path), line, column, f"{values.iloc[line - first_line]} is not a usable value")
-    table["chat_id"] = table["chat_id"].astype(str).str.strip()
-    duplicated = table["chat_id"].duplicated()
-    if duplicated.any():
-        line = int(np.flatnonzero(duplicated.to_numpy())[0]) + 2
-        raise InputError(str(path), line, "chat_id", f"'{table['chat_id'][line - 2]}' appears twice")
-    return table
+    shared = [c for c in covariates.columns if c in table.columns and c != "chat_id"]
+    if shared:
+        warnings.append(f"{path}: {', '.join(shared)} also in the chats' meta; the table's values used")
+    return table.drop(columns=shared).merge(covariates, on="chat_id", how="outer")
 
 
 def _with_covariates(
     units: pd.DataFrame,
     chats: pd.DataFrame,
     rhs: str,
+    inputs: EstimateInputs,
     options: EstimateOptions,
     warnings: list[str],
     measured: list[str],
@@ -196,9 +180,8 @@ def _with_covariates(
     available = {"round", *measured, *chats.columns} - {"chat_id"}
     unknown = [name for name in needed if name not in available]
     if unknown:
-        where = (
-            f"{options.covariates} or the chats' meta" if options.covariates else "the chats' meta (no --covariates)"
-        )
+        covariates = inputs.covariates
+        where = f"{covariates.path} or the chats' meta" if covariates else "the chats' meta (no --covariates)"
         known = ", ".join(sorted(available)) or "none"
         raise AnnotateError(f"formula names '{unknown[0]}', which is not a column of {where}; known: {known}")
     from_chats = [n for n in needed if n != "round" and n not in measured]
@@ -214,14 +197,15 @@ def _with_covariates(
     return merged.reset_index(drop=True)
 
 
-def check_one_sample(gold: pd.DataFrame, path: Path) -> None:
+def check_one_sample(coded: Gold) -> None:
     """Items of two draws (a second batch sampled after a learner saw the first) cannot be weighted as one sample:
     the second draw's probabilities depend on the first's codes. Refused until a two-phase estimator is proven."""
+    gold = coded.table
     samples = sorted(set(gold["sample"]) - {""})
     if len(samples) > 1:
         first = gold[gold["sample"] == samples[1]].iloc[0]
         raise InputError(
-            str(path),
+            str(coded.path),
             int(first["line"]),
             "sample",
             f"the file mixes {len(samples)} draws ({', '.join(samples[:3])}): estimate one draw at a time (a batch "
@@ -229,11 +213,11 @@ def check_one_sample(gold: pd.DataFrame, path: Path) -> None:
         )
 
 
-def _gold(path: Path, info: dict[str, VariableInfo], warnings: list[str]) -> pd.DataFrame:
+def _gold(coded: Gold, info: dict[str, VariableInfo], warnings: list[str]) -> pd.DataFrame:
     """The reference label per item with its inclusion probability (NaN when the file has none)."""
-    gold = read_gold(path)
-    check_scales(gold, path, {name: v.categories for name, v in info.items()})
-    check_one_sample(gold, path)
+    gold, path = coded.table, coded.path
+    check_scales(coded, {name: v.categories for name, v in info.items()})
+    check_one_sample(coded)
     key = ["chat_id", "round", "variable"]
     truth = truth_of(gold)
     conflict = gold.groupby(key, dropna=False, sort=False)["inclusion_probability"].transform("nunique") > 1

@@ -10,30 +10,29 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from annotate.analysis.estimation import combine, ppi
 from annotate.analysis.estimation.estimate_data import EstimateData, estimate_data
 from annotate.analysis.estimation.estimate_results import EstimateResult, Estimator, ModelEstimate, TermEstimate
-from annotate.analysis.estimation.options import EstimateOptions
+from annotate.analysis.estimation.options import EstimateInputs, EstimateOptions
 from annotate.analysis.estimation.worth import worth as labeller_worth
-from annotate.analysis.gold import gold_sha256
 from annotate.analysis.results import Worth
 from annotate.prompts.library import PromptLibrary
-from annotate.runs.reader import Run
 
 LEVEL = ppi.LEVEL
 FEW_CODED_CHATS = 40
 
 
-def estimate(run: Run, options: EstimateOptions, library: PromptLibrary | None = None) -> EstimateResult:
+def estimate(inputs: EstimateInputs, options: EstimateOptions, library: PromptLibrary | None = None) -> EstimateResult:
     """Every requested model, estimated three ways."""
-    data = estimate_data(run, options, library)
+    data = estimate_data(inputs, options, library)
     warnings = list(data.warnings)
-    gold_hash = gold_sha256(options.gold)
+    gold_hash = inputs.gold.sha256
     used_by = dict(options.development_gold).get(gold_hash)
     if used_by:
         warnings.append(
-            f"{options.gold} is the gold a prompt diff used to choose a prompt ({used_by}): estimates on the "
+            f"{inputs.gold.path} is the gold a prompt diff used to choose a prompt ({used_by}): estimates on the "
             "same gold are optimistic; code a fresh sample"
         )
     models = [_model(model, options) for model in data.models]
@@ -44,8 +43,8 @@ def estimate(run: Run, options: EstimateOptions, library: PromptLibrary | None =
             "independent pieces of evidence (docs/methods.md shows their coverage at 20)"
         )
     return EstimateResult(
-        run_dir=str(run.path),
-        gold=str(options.gold),
+        run_dir=str(inputs.run.path),
+        gold=str(inputs.gold.path),
         gold_sha256=gold_hash,
         family=options.family,
         label=options.label,
@@ -56,12 +55,28 @@ def estimate(run: Run, options: EstimateOptions, library: PromptLibrary | None =
     )
 
 
-def forecast_worth(run: Run, options: EstimateOptions, library: PromptLibrary | None = None) -> Worth:
+def forecast_worth(inputs: EstimateInputs, options: EstimateOptions, library: PromptLibrary | None = None) -> Worth:
     """The worth of the run's labels for the first model's first coefficient (a variable's mean, for validate), as
     a forecast: the gold taken as the coded sample of a study with endlessly many more LLM-labelled units."""
-    model = estimate_data(run, options, library).models[0]
+    model = estimate_data(inputs, options, library).models[0]
     parts = ppi.decompose(model.sample, model.family)
     return labeller_worth(parts, ppi.fits(parts, options.seed)["human_only"], options.seed, unbounded=True)[0]
+
+
+def mean_worth(
+    predicted: NDArray[np.float64],
+    coded: NDArray[np.int64],
+    human: NDArray[np.float64],
+    inclusion: NDArray[np.float64],
+    chats: NDArray[np.int64],
+    seed: int = 0,
+) -> Worth:
+    """The worth of labels of every unit (``predicted``) for the mean over the units, ``coded`` (positions) being
+    coded with ``human`` at ``inclusion`` probability: what ``annotate estimate`` reports for ``y ~ 1`` on the
+    same study (``learn`` calls it, so the two commands give one figure)."""
+    sample = ppi.sample(np.ones((len(predicted), 1)), predicted, coded, human, inclusion, chats)
+    parts = ppi.decompose(sample, "ols")
+    return labeller_worth(parts, ppi.fits(parts, seed)["human_only"], seed)[0]
 
 
 def _model(model: EstimateData, options: EstimateOptions) -> ModelEstimate:
@@ -131,7 +146,7 @@ def _combined(model: EstimateData, options: EstimateOptions) -> tuple[ppi.Fit, l
 def _combination(model: EstimateData, options: EstimateOptions) -> str | None:
     if model.features is None:
         return None
-    who = " + ".join(model.labellers) if options.labellers else f"{model.labellers[0]} (recalibrated)"
+    who = " + ".join(model.labellers) if len(model.labellers) > 1 else f"{model.labellers[0]} (recalibrated)"
     return (
         f"{who}: the human label predicted from the labels' probabilities by a ridge fit that never sees the chat's "
         f"own human labels (reading chosen in {options.folds} folds of chats, seed {options.seed}; docs/methods.md)"

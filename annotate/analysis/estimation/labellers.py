@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from annotate.analysis.estimation.combine import LabellerFeatures
 from annotate.errors import AnnotateError
-from annotate.runs.reader import Run, check_distinct_runs, check_same_transcripts, read_run
+
+if TYPE_CHECKING:
+    from annotate.runs.reader import Run
 
 
 @dataclass(frozen=True)
@@ -25,22 +27,21 @@ class Labeller:
     """The run's ok labels."""
 
 
-def load_labellers(primary_run: Run, others: tuple[Path, ...]) -> list[Labeller]:
-    """The primary run and the others, refusing runs over other transcripts and the same run twice."""
-    primary = primary_run.path
-    runs = [(primary, primary_run.labels, primary_run.manifest)]
-    runs += [(path, r.labels, r.manifest) for path in others for r in [read_run(path)]]
-    check_distinct_runs([(path, manifest) for path, _, manifest in runs])
-    check_same_transcripts([(path, manifest) for path, _, manifest in runs])
-    names = Counter(path.name for path, _, _ in runs)
-    primary_chats = set(runs[0][1]["chat_id"])
+def labellers_of(primary: Run, others: tuple[Run, ...]) -> list[Labeller]:
+    """The primary run and the others (read and checked for the same transcripts by the command), each named by its
+    folder; a run that labels none of the primary's chats is refused."""
+    runs = [primary, *others]
+    names = Counter(r.path.name for r in runs)
+    primary_chats = set(primary.labels["chat_id"])
     out = []
-    for path, labels, _ in runs:
-        ok = labels[labels["status"] == "ok"]
+    for run in runs:
+        ok = run.labels[run.labels["status"] == "ok"]
         if not primary_chats & set(ok["chat_id"]):
-            raise AnnotateError(f"{path}: labels none of {primary}'s chats: a labeller must label the same chats")
+            raise AnnotateError(
+                f"{run.path}: labels none of {primary.path}'s chats: a labeller must label the same chats"
+            )
         model = str(ok["model"].iloc[0]) if len(ok) else ""
-        out.append(Labeller(path.name if names[path.name] == 1 else str(path), model, ok))
+        out.append(Labeller(run.path.name if names[run.path.name] == 1 else str(run.path), model, ok))
     return out
 
 

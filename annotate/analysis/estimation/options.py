@@ -1,17 +1,33 @@
-"""What ``annotate estimate`` is asked to estimate: the options every step of the wing reads."""
+"""What ``annotate estimate`` reads (its inputs, read by the command) and is asked to estimate (its options)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from annotate.analysis.estimation.glm import Family
+
+if TYPE_CHECKING:
+    from annotate.ingest.model import Chat
+    from annotate.runs.coded import Covariates, Gold
+    from annotate.runs.reader import Run
+
+
+@dataclass(frozen=True)
+class EstimateInputs:
+    """Everything an estimate reads, already read: the wing opens no file."""
+
+    run: Run
+    chats: list[Chat]
+    """The run's chats (their meta fields are covariates)."""
+    gold: Gold
+    covariates: Covariates | None = None
+    labellers: tuple[Run, ...] = ()
+    """Other runs over the same chats: combined with the run's labels (cross-fitted), each also on its own."""
 
 
 @dataclass(frozen=True)
 class EstimateOptions:
-    gold: Path
-    covariates: Path | None = None
     formulas: tuple[str, ...] = ()
     """``outcome ~ terms`` (formulaic syntax), one model each; without any, each variable's mean (by ``by``)."""
     by: str | None = None
@@ -21,9 +37,6 @@ class EstimateOptions:
     """Which LLM label: ``chosen`` (the answer) or ``expected`` (the probability-weighted value)."""
     target_width: float | None = None
     drop_missing: bool = False
-    transcripts: tuple[Path, ...] = ()
-    labellers: tuple[Path, ...] = ()
-    """Other runs over the same chats: combined with the run's labels (cross-fitted), each also on its own."""
     recalibrate: bool = False
     """Combine (cross-fitted) the run's own label probabilities, as for several labellers."""
     folds: int = 10
