@@ -99,7 +99,7 @@ def test_long_chats_fit_the_real_models_context_by_its_own_tokenizer(
 
 
 SCRIPTS = {
-    "english": "My parcel with the blue lamp has not arrived yet and the tracking page has said 'in transit' for days. ",
+    "english": "My parcel with the blue lamp has not arrived and the tracking page has said 'in transit' for days. ",
     "chinese": "我的包裹还没有到，物流页面好几天都显示运输中，请帮我查一下到底在哪里。",
     "greek": "Το δέμα μου δεν έχει φτάσει ακόμα και η σελίδα παρακολούθησης δείχνει 'σε μεταφορά'. ",
     "hindi": "मेरा पार्सल अभी तक नहीं आया है और ट्रैकिंग पेज कई दिनों से रास्ते में दिखा रहा है। ",
