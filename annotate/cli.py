@@ -148,6 +148,7 @@ def validate(
     with opt.user_errors():
         library = opt.library(prompts_dir, rubrics_dir)
         report = validate_command(run_dir, gold, out, library, transcripts, repeat, bootstrap, seed, group_by)
+    opt.warn(report.warnings)
     print_validation(report.result)
     print_paths(report.paths)
 
@@ -171,6 +172,7 @@ def agree(
 
     with opt.user_errors():
         report = agree_command(runs, out, opt.library(prompts_dir, rubrics_dir), repeat, bootstrap, seed, label.value)
+    opt.warn(report.warnings)
     print_agreement(report.result, report.table)
     print_paths(report.paths)
 
@@ -267,6 +269,7 @@ def sample(
     )
     with opt.user_errors():
         written = sample_command(run_dir, out, opt.library(prompts_dir, rubrics_dir), options, force, transcripts)
+    opt.warn(written.warnings)
     print_sample(written.result, run_dir)
 
 
@@ -340,6 +343,7 @@ def consensus(
 
     with opt.user_errors():
         written = consensus_command(runs, out, method.value)
+    opt.warn(written.warnings)
     print_consensus(written.result.manifest, written.table)
     print_paths(written.paths)
 
@@ -366,6 +370,7 @@ def learn(
     options = LearnOptions(features=tuple(f.strip() for f in features.split(",") if f.strip()), folds=folds, seed=seed)
     with opt.user_errors():
         written = learn_command(run_dir, gold, out, opt.library(prompts_dir, rubrics_dir), options, bootstrap)
+    opt.warn(written.warnings)
     print_learning(written.result)
 
 
@@ -382,7 +387,9 @@ def trajectories(
     from annotate.commands.trajectories import trajectories_command
 
     with opt.user_errors():
-        frame = trajectories_command(run_dir, out, group_by, bootstrap, seed, transcripts).table
+        written = trajectories_command(run_dir, out, group_by, bootstrap, seed, transcripts)
+    opt.warn(written.warnings)
+    frame = written.table
     typer.echo(f"{frame['chat_id'].nunique()} chats, {len(frame)} rounds; wrote {out}")
 
 

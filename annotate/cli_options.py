@@ -351,6 +351,12 @@ RESUME_HINT = "everything labelled so far is saved; run the same command again t
 RERUN_HINT = "stopped; every file is written whole, so nothing half-written was left: run the same command again"
 
 
+def warn(lines: list[str]) -> None:
+    """What a command says before its result (a run that did not finish), one line each."""
+    for line in lines:
+        typer.echo(f"warning: {line}")
+
+
 @contextmanager
 def user_errors(labelling: bool = False) -> Iterator[None]:
     """The one place where domain errors and stop signals turn into a single line and an exit code; the resume

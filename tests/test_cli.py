@@ -204,3 +204,29 @@ def test_ctrl_c_in_a_reader_does_not_promise_a_resume(tmp_path: Path, monkeypatc
     monkeypatch.setattr(validate_module, "validate_command", interrupted)
     result = runner.invoke(app, ["validate", str(tmp_path), "--gold", str(tmp_path / "g.csv"), "--out", str(tmp_path)])
     assert result.exit_code == 130 and "interrupted: stopped" in result.output and "resume" not in result.output
+
+
+def test_every_reader_says_first_that_a_run_did_not_finish(library: PromptLibrary, tmp_path: Path) -> None:
+    """Issue 29 (4): after a killed run (manifest `running`, no live lock) validate and sample went ahead without
+    a word, and sample drew from the shrunken population."""
+    runner = CliRunner()
+    out = tmp_path / "run"
+    made = runner.invoke(
+        app, ["run", str(EXAMPLES), "--out", str(out), "--backend", "fake", "--limit", "8", *dirs(library)]
+    )
+    assert made.exit_code == 0, made.output
+    manifest = out / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "status": "running"}))  # killed: no lock held
+    gold = str(EXAMPLES.parent / "gold.csv")
+    validated = runner.invoke(app, ["validate", str(out), "--gold", gold, "--out", str(tmp_path / "v"), *dirs(library)])
+    assert validated.exit_code == 0, validated.output
+    first = validated.output.splitlines()[0]
+    assert first.startswith(f"warning: {out} stopped before it finished (killed?)") and "units labelled so far" in first
+    assert "Partial run" in (tmp_path / "v" / "report.html").read_text()
+    sample = ["sample", str(out), "--out", str(tmp_path / "c.csv"), "--per-variable", "2", *dirs(library)]
+    sampled = runner.invoke(app, sample)
+    assert sampled.exit_code == 0 and sampled.output.startswith("warning: ")
+    assert "stopped before it finished" in json.loads((tmp_path / "c.sample.json").read_text())["incomplete"]
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "status": "complete"}))
+    again = runner.invoke(app, ["validate", str(out), "--gold", gold, "--out", str(tmp_path / "v2"), *dirs(library)])
+    assert again.exit_code == 0 and "warning:" not in again.output

@@ -228,6 +228,8 @@ class RunDescription(Result):
     model: dict[str, Any] = Field(default_factory=dict)
     sampling: dict[str, Any] | None = None
     prompts: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    incomplete: str | None = None
+    """Set when the run did not finish: what is reported covers the units labelled so far."""
 
     @classmethod
     def of(cls, run_dir: Path, manifest: RunManifest) -> RunDescription:

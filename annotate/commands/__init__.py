@@ -12,7 +12,14 @@ from typing import Generic, TypeVar
 
 import pandas as pd
 
+from annotate.runs.reader import Run, incomplete_note
+
 ResultT = TypeVar("ResultT")
+
+
+def unfinished(*runs: Run) -> list[str]:
+    """A line for each run read that did not finish: the commands say it before any result."""
+    return [note for run in runs if (note := incomplete_note(run))]
 
 
 @dataclass(frozen=True)
@@ -21,3 +28,5 @@ class Written(Generic[ResultT]):
     paths: list[Path]
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
     """The rows of the command's CSV, when it has one."""
+    warnings: list[str] = field(default_factory=list)
+    """What the terminal says before the result (a run that did not finish)."""

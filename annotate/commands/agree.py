@@ -6,7 +6,7 @@ from pathlib import Path
 
 from annotate.analysis.agree import agree
 from annotate.analysis.results import AgreementResult
-from annotate.commands import Written
+from annotate.commands import Written, unfinished
 from annotate.prompts.library import PromptLibrary
 from annotate.report.agreement import agree_table, write_agreement
 from annotate.runs.reader import read_runs
@@ -22,6 +22,7 @@ def agree_command(
     label: str = "chosen",
 ) -> Written[AgreementResult]:
     """One run: across its repeats; several runs: pairwise and all together."""
-    result = agree(read_runs(run_dirs), library, repeat, n_boot, seed, label)
+    runs = read_runs(run_dirs)
+    result = agree(runs, library, repeat, n_boot, seed, label)
     table = agree_table(result)
-    return Written(result, write_agreement(out, result, table), table)
+    return Written(result, write_agreement(out, result, table), table, unfinished(*runs))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from annotate.analysis.estimation import EstimateInputs, EstimateOptions, EstimateResult, estimate, estimate_table
-from annotate.commands import Written
+from annotate.commands import Written, unfinished
 from annotate.errors import InputError
 from annotate.prompts.library import PromptLibrary
 from annotate.report.estimate import write_estimate
@@ -35,8 +35,10 @@ def estimate_command(
     diffs = tuple(prompt_diff_gold(path) for path in files.prompt_diffs)
     inputs = estimate_inputs(run_dir, files)
     result = estimate(inputs, replace(options, development_gold=diffs), library)
+    warnings = unfinished(inputs.run, *inputs.labellers)
+    result.warnings[:0] = warnings
     table = estimate_table(result)
-    return Written(result, write_estimate(out, result, table), table)
+    return Written(result, write_estimate(out, result, table), table)  # the warnings print with the result
 
 
 def estimate_inputs(run_dir: Path, files: EstimateFiles) -> EstimateInputs:

@@ -9,7 +9,7 @@ import pandas as pd
 from annotate.analysis.gold import truth_of
 from annotate.analysis.learning_curve import learning_result
 from annotate.analysis.learning_results import LearningResult
-from annotate.commands import Written
+from annotate.commands import Written, unfinished
 from annotate.learning.learn import LearnOptions, learn
 from annotate.learning.units import transcripts_as_source
 from annotate.prompts.library import PromptLibrary
@@ -31,7 +31,8 @@ def learn_command(
     learned = learn(run, coded_items(gold), coded_path, gold.sha256, library, options)
     result = learning_result(learned, str(out), n_boot, options.seed)
     paths = write_run(out, learned.rows, learned.manifest)
-    return Written(result, [*paths, *write_learning(out, result)])
+    warnings = unfinished(run) if run_dir.is_dir() else []
+    return Written(result, [*paths, *write_learning(out, result)], warnings=warnings)
 
 
 def coded_items(coded: Gold) -> pd.DataFrame:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from annotate.analysis.trajectories import SentimentCurves, run_trajectories
-from annotate.commands import Written
+from annotate.commands import Written, unfinished
 from annotate.report.trajectories import write_trajectories
 from annotate.runs.reader import read_run
 from annotate.runs.resume import check_not_a_run_file
@@ -23,4 +23,4 @@ def trajectories_command(
     check_not_a_run_file(out)
     run = read_run(run_dir)
     sentiment = run_trajectories(run, run.chats(transcripts), group_by, n_boot, seed)
-    return Written(sentiment, [write_trajectories(out, sentiment, seed)], sentiment.frame)
+    return Written(sentiment, [write_trajectories(out, sentiment, seed)], sentiment.frame, unfinished(run))

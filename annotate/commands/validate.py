@@ -7,11 +7,11 @@ from pathlib import Path
 from annotate.analysis.results import ValidationResult
 from annotate.analysis.trajectories import TRAJECTORY_RESAMPLES, run_trajectories
 from annotate.analysis.validate import validate
-from annotate.commands import Written
+from annotate.commands import Written, unfinished
 from annotate.prompts.library import PromptLibrary
 from annotate.report.validation import write_validation
 from annotate.runs.coded import read_gold
-from annotate.runs.reader import read_run
+from annotate.runs.reader import incomplete_note, read_run
 
 
 def validate_command(
@@ -29,6 +29,7 @@ def validate_command(
     run = read_run(run_dir)
     chats = run.chats(transcripts)
     result = validate(run, read_gold(gold), chats, library, repeat, n_boot, seed)
+    result.run.incomplete = incomplete_note(run)
     bands = min(n_boot, TRAJECTORY_RESAMPLES)  # --bootstrap 0: curves without bands, one LOESS fit per group
     sentiment = run_trajectories(run, chats, group_by, bands, seed, repeat, strict=False)
-    return Written(result, write_validation(out, result, sentiment, seed))
+    return Written(result, write_validation(out, result, sentiment, seed), warnings=unfinished(run))

@@ -74,7 +74,7 @@ def validation_page(result: ValidationResult, trajectory_png: bytes | None, grou
             ("gold", f"{gold.path}: {gold.items} items, annotators {', '.join(gold.annotators)}{consensus}"),
             ("intervals", f"95% percentile bootstrap, {result.bootstrap.resamples} resamples of whole chats"),
         ],
-        verdict=validation_verdict(result),
+        verdict=(f"Partial run: {run.incomplete}. " if run.incomplete else "") + validation_verdict(result),
     )
     page.tables += [
         _summary_table(result.variables),

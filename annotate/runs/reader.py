@@ -45,6 +45,36 @@ def read_run(path: Path) -> Run:
     return Run(path, labels, manifest)
 
 
+def incomplete_note(run: Run) -> str | None:
+    """One line when a labelling run did not finish (killed, interrupted, failed, or still going): every reader
+    says so first, since what it reports covers only the units labelled so far."""
+    manifest = run.manifest
+    if manifest.kind != "labelling" or manifest.status == "complete":
+        return None
+    units = len(run.labels.drop_duplicates(["chat_id", "round", "task"]))
+    if manifest.status == "running":
+        state = "is still being labelled" if _lock_held(run.path) else "stopped before it finished (killed?)"
+    else:
+        state = f"stopped before it finished ({manifest.status})"
+    return (
+        f"{run.path} {state}: {units} units labelled so far, not every chat; resume it with the same "
+        "`annotate run` command, or read these results as partial"
+    )
+
+
+def _lock_held(path: Path) -> bool:
+    import fcntl
+
+    try:
+        with (path / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def read_runs(paths: Sequence[Path]) -> list[Run]:
     """Runs to compare or combine (agree, consensus): the same run twice, or runs over other transcripts under
     the same chat ids, are refused with one line."""
