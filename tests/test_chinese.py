@@ -206,3 +206,23 @@ def test_an_invalid_answer_is_asked_again_in_the_prompts_language(library: Promp
     assert second.messages[-1]["content"].startswith("你上一次的回答无法使用")
     labels = pd.read_parquet(tmp_path / "r" / "labels.parquet")
     assert labels["status"].eq("ok").all() and (labels["attempts"] == 2).all()
+
+
+def test_a_cjk_font_installed_after_matplotlib_cached_its_list_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 29 (3): after `make install-browser` the font was on disk but not in matplotlib's cached list, so
+    Chinese names vanished from every figure. The list is taken as stale as it was; the disk is read again."""
+    from matplotlib import font_manager
+
+    from annotate.report import plots
+
+    on_disk = [p for p in font_manager.findSystemFonts() if plots.CJK_FILES.search(Path(p).name)]
+    if not on_disk:
+        pytest.skip("no CJK font on this machine (make install-browser installs one)")
+    stale = [f for f in font_manager.fontManager.ttflist if f.name not in plots.CJK_FONTS]
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", stale)
+    plots.cjk_font.cache_clear()
+    try:
+        assert plots.cjk_font() in plots.CJK_FONTS
+        assert plots.drawable("2 模板化") == "2 模板化"
+    finally:
+        plots.cjk_font.cache_clear()

@@ -653,3 +653,14 @@ def test_a_model_with_no_estimable_term_draws_without_a_warning() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert coefficients([term], "y ~ x").startswith(b"\x89PNG")
+
+
+def test_a_constant_measured_control_is_named_not_called_collinear(library: PromptLibrary, tmp_path: Path) -> None:
+    """Issue 29 (5): an LLM-measured control with one value in every unit was refused as "the terms are collinear
+    (a group is empty?)"; the refusal names the term and the reason."""
+    out = tmp_path / "run"
+    run(RunConfig(inputs=[EXAMPLES], out=out, prompts=library.paths, backend="fake"), backend=FakeBackend())
+    gold = str(ROOT / "examples" / "gold.csv")
+    result = estimate(out, library, tmp_path / "e", "--gold", gold, "--formula", "empathy ~ initial_urgency")
+    assert result.exit_code == 1
+    assert "initial_urgency has one value (1) in every unit: it cannot be told from the intercept" in result.output

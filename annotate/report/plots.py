@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,12 +40,27 @@ def _pyplot() -> Any:
     return plt
 
 
+CJK_FILES = re.compile(r"(?i)wqy|noto.*cjk|sourcehan|source-han|droidsansfallback|simhei|msyh|pingfang")
+"""File names of the fonts in ``CJK_FONTS``, to find one on disk that matplotlib's font cache predates."""
+
+
 @cache
 def cjk_font() -> str | None:
+    """A font with Chinese glyphs: from matplotlib's font list, else from the disk as it is now (a font installed
+    after matplotlib cached its list, e.g. by ``make install-browser`` after ``make install``, is added)."""
     from matplotlib import font_manager
 
     installed = {font.name for font in font_manager.fontManager.ttflist}
-    return next((name for name in CJK_FONTS if name in installed), None)
+    known = next((name for name in CJK_FONTS if name in installed), None)
+    if known:
+        return known
+    for path in sorted(font_manager.findSystemFonts()):
+        if CJK_FILES.search(Path(path).name):
+            font_manager.fontManager.addfont(path)
+            name = font_manager.FontProperties(fname=path).get_name()
+            if name in CJK_FONTS:
+                return name
+    return None
 
 
 def drawable(text: str) -> str:
