@@ -636,9 +636,19 @@ def test_the_markdown_table_escapes_names_from_the_data() -> None:
         }
     )
     table = markdown(model)
-    row = next(line for line in table.splitlines() if "kind" in line and line.startswith("| C"))
+    row = next(line for line in table.splitlines() if line.startswith("| kind: "))
     header = next(line for line in table.splitlines() if line.startswith("| term"))
     assert row.count(" | ") == header.count(" | ") and "<script>" not in table and "\n<" not in table
+    # issue 29 (6): a name a journal prints, against its reference level; the share and the worth in the table
+    assert row.startswith("| kind: a\\|b") and "(vs x\\|y)" in row and row.endswith("| 0.00; – |")
+    assert "λ; worth /100 coded" in header and "n = 10 human labels from 10 coded chats of N = 10 units" in table
+    from annotate.report.paper import latex, term_name
+
+    assert latex(model).startswith("% needs \\usepackage{booktabs}")
+    assert term_name("C(escalation)[T.customer_upset]", {"escalation": "ai_unable"}) == (
+        "escalation: customer_upset (vs ai_unable)"
+    )
+    assert term_name("initial_sentiment", {}) == "initial_sentiment"
 
 
 def test_a_model_with_no_estimable_term_draws_without_a_warning() -> None:
@@ -664,3 +674,24 @@ def test_a_constant_measured_control_is_named_not_called_collinear(library: Prom
     result = estimate(out, library, tmp_path / "e", "--gold", gold, "--formula", "empathy ~ initial_urgency")
     assert result.exit_code == 1
     assert "initial_urgency has one value (1) in every unit: it cannot be told from the intercept" in result.output
+
+
+def test_the_figure_axis_calls_slopes_slopes() -> None:
+    """Issue 29 (6): the axis said "differences from escalation = ai_unable" for a numeric control's slope too."""
+    from annotate.analysis.estimation.estimate_results import Estimator, ModelEstimate, TermEstimate
+    from annotate.report.estimate import axis_label
+
+    e = Estimator(estimate=0.1, se=0.05, low=0.0, high=0.2)
+    terms = [
+        TermEstimate(term=name, llm_only=e, human_only=e, ppi=e, lam=0.0, effective_human_labels=None).model_dump()
+        for name in ("Intercept", "C(escalation)[T.supervisor]", "initial_sentiment")
+    ]
+    fields = {"outcome": "empathy", "formula": "f", "family": "ols", "clustered_by_chat": False, "units": 9}
+    counts = {"human_labels": 9, "chats": 9, "coded_chats": 9, "effective_coded_chats": 9.0, "design": "random"}
+    model = ModelEstimate.model_validate(
+        {**fields, **counts, "terms": terms, "reference_levels": {"escalation": "ai_unable"}}
+    )
+    label = axis_label(model)
+    assert "levels are differences from escalation = ai_unable" in label and "other terms are slopes" in label
+    model.terms = model.terms[:2]
+    assert "slopes" not in axis_label(model)

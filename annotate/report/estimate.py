@@ -88,7 +88,12 @@ def axis_label(model: ModelEstimate) -> str:
     scale = f" (scale {min(model.outcome_scale)}–{max(model.outcome_scale)})" if model.outcome_scale else ""
     unit = f"log-odds of {model.outcome} = 1" if model.family == "logit" else f"points of {model.outcome}{scale}"
     reference = "; ".join(f"{k} = {v}" for k, v in model.reference_levels.items())
-    return unit + (f"; differences from {reference}" if reference else "")
+    slopes = any(t.term != "Intercept" and not t.term.startswith("C(") for t in model.terms)
+    return (
+        unit
+        + (f"; levels are differences from {reference}" if reference else "")
+        + ("; other terms are slopes (change per unit of the regressor)" if slopes else "")
+    )
 
 
 def estimate_verdict(result: EstimateResult) -> str:

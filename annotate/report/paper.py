@@ -1,11 +1,14 @@
 """A paper-ready table of ``annotate estimate``: coefficients with standard errors and 95% intervals, one column
-per estimator, the sample below, as Markdown and as LaTeX (booktabs)."""
+per estimator, the LLM labels' share (λ) and worth, the sample below, as Markdown and as LaTeX (it needs
+``\\usepackage{booktabs}``, as its first line says). Terms carry readable names: ``escalation: customer_upset
+(vs ai_unable)``, not the formula's ``C(escalation)[T.customer_upset]``."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from annotate.analysis.estimation.estimate_results import EstimateResult, Estimator, ModelEstimate
+from annotate.analysis.estimation.estimate_results import EstimateResult, Estimator, ModelEstimate, TermEstimate
 from annotate.runs.outputs import write_atomic
 
 COLUMNS = (("human_only", "Human only"), ("ppi", "Prediction-powered"), ("combined", "Labellers combined"))
@@ -17,6 +20,25 @@ def write_paper_tables(result: EstimateResult, folder: Path) -> list[Path]:
     write_atomic(paths[0], "\n\n".join(markdown(m) for m in result.models) + "\n")
     write_atomic(paths[1], "\n\n".join(latex(m) for m in result.models) + "\n")
     return paths
+
+
+CATEGORY = re.compile(r"C\((?P<name>[^)]+)\)\[(?:T\.)?(?P<level>.*)\]", re.DOTALL)
+
+
+def term_name(term: str, reference: dict[str, str]) -> str:
+    """A coefficient's name as a reader of the paper says it: a level against its reference, a slope, or the
+    intercept."""
+    found = CATEGORY.fullmatch(term)
+    if found is None:
+        return term
+    name, level = found["name"], found["level"]
+    base = reference.get(name)
+    return f"{name}: {level} (vs {base})" if base else f"{name}: {level}"
+
+
+def _shares(t: TermEstimate) -> str:
+    lam = "–" if t.lam is None else f"{t.lam:.2f}"
+    return f"{lam}; {t.worth.shown() if t.worth else '–'}"
 
 
 def _columns(model: ModelEstimate) -> list[tuple[str, str]]:
@@ -35,9 +57,11 @@ def _footer(model: ModelEstimate) -> list[str]:
     return [
         f"Outcome: {model.outcome} ({model.family}{', scale ' + scale if scale else ''}). "
         + (f"Reference levels: {reference}. " if reference else "")
-        + f"{model.units} units, {model.human_labels} human labels from {model.coded_chats} coded chats "
+        + f"n = {model.human_labels} human labels from {model.coded_chats} coded chats of N = {model.units} units "
         f"({model.design}). Standard errors in parentheses, 95% intervals in brackets (Student's t); "
-        "n.e.: not estimable.",
+        "n.e.: not estimable. Prediction-powered: the human-only estimate corrected by the LLM labels of all N "
+        "units (annotate estimate; λ, the labels' share, chosen on other coded chats than those it is applied to; "
+        "worth: human labels per 100 coded the labels are worth, with its 95% interval, \"none\" when λ = 0).",
     ]
 
 
@@ -52,11 +76,13 @@ def _md(text: str) -> str:
 
 def markdown(model: ModelEstimate) -> str:
     columns = _columns(model)
-    lines = [f"**{_md(model.formula)}**", "", "| term | " + " | ".join(n for _, n in columns) + " |"]
-    lines.append("|---|" + "---|" * len(columns))
+    header = ["term", *(n for _, n in columns), "λ; worth /100 coded"]
+    lines = [f"**{_md(model.formula)}**", "", "| " + " | ".join(header) + " |"]
+    lines.append("|---|" + "---|" * (len(header) - 1))
     for t in model.terms:
         cells = [_cell(getattr(t, key)) for key, _ in columns]
-        lines.append(f"| {_md(t.term)} | " + " | ".join(f"{a} {b}".strip() for a, b in cells) + " |")
+        name = _md(term_name(t.term, model.reference_levels))
+        lines.append(f"| {name} | " + " | ".join([*(f"{a} {b}".strip() for a, b in cells), _shares(t)]) + " |")
     return "\n".join([*lines, "", *(_md(line) for line in _footer(model))])
 
 
@@ -72,16 +98,18 @@ def _tex(text: str) -> str:
 def latex(model: ModelEstimate) -> str:
     columns = _columns(model)
     lines = [
+        "% needs \\usepackage{booktabs} (\\toprule, \\midrule, \\bottomrule)",
         "\\begin{table}[ht]\\centering",
         f"\\caption{{{_tex(model.formula)}}}",
-        "\\begin{tabular}{l" + "c" * len(columns) + "}",
+        "\\begin{tabular}{l" + "c" * len(columns) + "c}",
         "\\toprule",
-        " & ".join(["Term", *(n for _, n in columns)]) + " \\\\",
+        " & ".join(["Term", *(n for _, n in columns), "$\\lambda$; worth /100 coded"]) + " \\\\",
         "\\midrule",
     ]
     for t in model.terms:
         cells = [_cell(getattr(t, key)) for key, _ in columns]
-        lines.append(" & ".join([_tex(t.term), *(a for a, _ in cells)]) + " \\\\")
-        lines.append(" & ".join(["", *(b for _, b in cells)]) + " \\\\")
+        name = _tex(term_name(t.term, model.reference_levels))
+        lines.append(" & ".join([name, *(a for a, _ in cells), _tex(_shares(t))]) + " \\\\")
+        lines.append(" & ".join(["", *(b for _, b in cells), ""]) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", f"\\par\\footnotesize {_tex(_footer(model)[0])}", "\\end{table}"]
     return "\n".join(lines)
