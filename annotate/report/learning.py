@@ -153,4 +153,6 @@ def worth_said(worth: Worth) -> str:
     if worth.status == "shown":
         verdict = "saves human work" if worth.saves else "its interval reaches 100: no saving shown"
         return f"{worth.shown()} human labels per 100 coded ({verdict})"
-    return f"{worth.shown()}: {worth.note}" if worth.note else worth.shown()
+    if not worth.note:
+        return worth.shown()
+    return worth.note if worth.note.startswith(worth.shown()) else f"{worth.shown()}: {worth.note}"
