@@ -24,6 +24,25 @@ def prompts_list(prompts_dir: opt.PromptsDir = None, rubrics_dir: opt.RubricsDir
         print_prompt_list(opt.library(prompts_dir, rubrics_dir))
 
 
+@prompts_app.command("copy")
+def prompts_copy(
+    task: Annotated[str, typer.Argument(help="Task name.")],
+    version: Annotated[str, typer.Argument(help="The version to start from (packaged or your own).")],
+    prompts_dir: opt.PromptsDir = None,
+    rubrics_dir: opt.RubricsDir = None,
+) -> None:
+    """Start a new version of a task in your project's ./prompts (or --prompts-dir) from an existing one.
+
+    The copy is the next version of its family, with `parent` set; write its changelog, then edit it."""
+    from annotate.prompts.library import copy_version
+
+    with opt.user_errors():
+        library = opt.library(prompts_dir, rubrics_dir)
+        target = prompts_dir or Path.cwd() / "prompts"
+        made = copy_version(library, task, version, target)
+    typer.echo(f"wrote {made} and {made.with_suffix('.yaml')} (parent {version}): edit them, and the changelog")
+
+
 @prompts_app.command("show")
 def prompts_show(
     task: Annotated[str, typer.Argument(help="Task name.")],

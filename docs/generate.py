@@ -24,6 +24,7 @@ COMMANDS = [
     ["trajectories"],
     ["prompts", "list"],
     ["prompts", "show"],
+    ["prompts", "copy"],
     ["prompts", "render"],
     ["models", "list"],
 ]

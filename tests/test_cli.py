@@ -155,14 +155,42 @@ def test_prompts_list_show_render(library: PromptLibrary) -> None:
     assert missing.exit_code == 1 and "no chat 'zz'" in missing.output
 
 
-def test_a_run_with_no_task_to_select_exits_with_one_line(tmp_path: Path) -> None:
+def test_a_project_prompts_folder_adds_to_the_packaged_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 29 (2): a ./prompts holding only empathy/v3 hid every packaged task and version. Now it adds to
+    them: `prompts copy` starts v3 from the packaged v2, `prompts list` says where each version comes from,
+    `diff empathy v2 v3` finds both, an empty project folder labels with the packaged prompts, and a version
+    whose parent does not exist is refused in one line."""
+    monkeypatch.chdir(tmp_path)
+    copied = runner.invoke(app, ["prompts", "copy", "empathy", "v2"])
+    assert copied.exit_code == 0, copied.output
+    own = tmp_path / "prompts" / "empathy" / "v3.yaml"
+    assert own.is_file() and own.read_text().startswith("parent: v2\nchangelog: >\n  Started from empathy v2 (")
+    listed = runner.invoke(app, ["prompts", "list"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    rows = {tuple(line.split()[:2]): line.split()[-1] for line in listed.output.splitlines() if line.strip()}
+    assert rows[("empathy", "v3")] == "project" and rows[("empathy", "v2")] == "packaged"
+    assert ("agent_behaviour", "v1") in rows and "over the packaged prompts" in listed.output
+    diffed = runner.invoke(app, ["diff", "empathy", "v2", "v3", "--out", str(tmp_path / "d")])
+    assert diffed.exit_code == 0, diffed.output
+    own.write_text(own.read_text().replace("parent: v2", "parent: v9"))
+    shown = runner.invoke(app, ["prompts", "show", "empathy", "v3"])
+    assert shown.exit_code == 1 and "field 'parent': empathy has no version 'v9'" in shown.output
     empty = tmp_path / "nothing"
     empty.mkdir()
-    args = ["run", str(EXAMPLES), "--out", str(tmp_path / "r"), "-b", "fake", "--prompts-dir", str(empty)]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 1
-    assert result.output.count("\n") == 1 and "error: no task to run" in result.output
-    assert not (tmp_path / "r").exists()
+    args = [
+        "run",
+        str(EXAMPLES),
+        "--out",
+        str(tmp_path / "r"),
+        "-b",
+        "fake",
+        "--limit",
+        "2",
+        "--prompts-dir",
+        str(empty),
+    ]
+    assert runner.invoke(app, args).exit_code == 0
+    assert json.loads((tmp_path / "r" / "manifest.json").read_text())["prompts"]["agent_behaviour"]["version"]
 
 
 def test_outside_a_project_the_packaged_prompts_are_the_defaults(

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from annotate.config import PromptPaths
+from annotate.config import PACKAGE_DEFAULTS, PromptPaths
 from annotate.errors import PromptError
 from annotate.files import exclusive, read_utf8, write_atomic
 from annotate.prompts.rubrics import (
@@ -49,24 +49,51 @@ def _version_order(version: str) -> tuple[bool, str, int]:
 
 
 class PromptLibrary:
-    """The prompt versions under ``prompts_dir`` and the rubrics under ``rubrics_dir``."""
+    """The prompt versions under ``prompts_dir`` and the rubrics under ``rubrics_dir``, over ``base`` (the packaged
+    library, for a project's own folders): a project's versions and rubrics add to the packaged ones, and one of
+    the same name overrides it."""
 
-    def __init__(self, prompts_dir: Path, rubrics_dir: Path, read_only: bool = False) -> None:
+    def __init__(
+        self, prompts_dir: Path, rubrics_dir: Path, read_only: bool = False, base: PromptLibrary | None = None
+    ) -> None:
         self.prompts_dir = prompts_dir
         self.rubrics_dir = rubrics_dir
         self.read_only = read_only
         """The package's own prompts: the lock file is checked, never written."""
+        self.base = base
+        """The packaged library under a project's own folders (None: this is the whole library)."""
 
     @classmethod
     def from_paths(cls, paths: PromptPaths) -> PromptLibrary:
-        return cls(paths.prompts_dir, paths.rubrics_dir, read_only=paths.packaged)
+        packaged = PromptPaths(PACKAGE_DEFAULTS / "prompts", PACKAGE_DEFAULTS / "rubrics")
+        if paths.prompts_dir.resolve() == packaged.prompts_dir.resolve():
+            return cls(paths.prompts_dir, paths.rubrics_dir, read_only=paths.packaged)
+        base = cls(packaged.prompts_dir, packaged.rubrics_dir, read_only=packaged.packaged)
+        return cls(paths.prompts_dir, paths.rubrics_dir, base=base)
 
     @property
     def paths(self) -> PromptPaths:
         return PromptPaths(self.prompts_dir, self.rubrics_dir)
 
+    def _own_versions(self, task: str) -> list[str]:
+        return [p.stem for p in (self.prompts_dir / task).glob("*.j2") if VERSION_RE.match(p.stem)]
+
+    def _rubric_path(self, name: str) -> Path:
+        """A rubric file: the project's, else the packaged one."""
+        own = self.rubrics_dir / name
+        return own if own.is_file() or self.base is None else self.base._rubric_path(name)
+
     def tasks(self) -> list[str]:
-        return sorted(p.stem for p in self.rubrics_dir.glob("*.yaml") if (self.prompts_dir / p.stem).is_dir())
+        own = {p.name for p in self.prompts_dir.glob("*") if p.is_dir() and self._own_versions(p.name)}
+        found = {task for task in own if self._rubric_path(f"{task}.yaml").is_file()}
+        if self.base is None:
+            found |= {p.stem for p in self.rubrics_dir.glob("*.yaml") if (self.prompts_dir / p.stem).is_dir()}
+            return sorted(found)
+        return sorted(found | set(self.base.tasks()))
+
+    def source(self, pv: PromptVersion) -> str:
+        """Where a version comes from: ``project`` or ``packaged``."""
+        return "packaged" if self.base is None or not pv.template_path.is_relative_to(self.prompts_dir) else "project"
 
     def default_tasks(self) -> list[str]:
         """The tasks a run labels when none are named: every task, except one whose variables another task
@@ -75,9 +102,9 @@ class PromptLibrary:
         return [t for t, own in variables.items() if not any(own < other for other in variables.values())]
 
     def versions(self, task: str, family: str | None = None) -> list[str]:
-        """The task's versions, English first, each family oldest first; with ``family``, that family's only."""
-        folder = self.prompts_dir / task
-        found = [p.stem for p in folder.glob("*.j2") if VERSION_RE.match(p.stem)]
+        """The task's versions (the project's and the packaged ones), English first, each family oldest first;
+        with ``family``, that family's only."""
+        found = set(self._own_versions(task)) | set(self.base.versions(task) if self.base else [])
         return sorted((v for v in found if family is None or family_of(v) == family), key=_version_order)
 
     def families(self) -> list[str]:
@@ -101,6 +128,8 @@ class PromptLibrary:
             version = newest[-1]
         if version not in versions:
             raise PromptError(f"task '{task}' has no prompt version '{version}' (versions: {', '.join(versions)})")
+        if self.base is not None and version not in self._own_versions(task):
+            return self.base._load(task, version)
         return self._load(task, version)
 
     def _load(self, task: str, version: str) -> PromptVersion:
@@ -110,7 +139,12 @@ class PromptLibrary:
             raise PromptError(f"{meta_path}: missing (every version needs its .j2 and .yaml)")
         meta_source = read_utf8(meta_path)
         meta = _read_meta(meta_path, meta_source)
-        rubric_path = self.rubrics_dir / (meta.rubric or f"{task}.yaml")
+        rubric_path = self._rubric_path(meta.rubric or f"{task}.yaml")
+        if meta.parent and meta.parent not in self.versions(task):
+            raise PromptError(
+                f"{meta_path}: field 'parent': {task} has no version '{meta.parent}' (versions: "
+                f"{', '.join(self.versions(task))}): name the version this one was copied from"
+            )
         rubric = load_rubric(rubric_path, task)
         _check_examples(meta_path, meta.examples, rubric)
         template_source = read_utf8(template_path)
@@ -136,8 +170,13 @@ class PromptLibrary:
     def check_locked(self, versions: list[PromptVersion], record: bool) -> None:
         """Refuse a version whose content changed after a run used it; record first uses.
 
-        The lock file ``prompts/versions.lock.json`` is meant to be committed next to the prompts.
+        The lock file ``prompts/versions.lock.json`` is meant to be committed next to the prompts. Packaged
+        versions under a project's folders are checked against the package's own lock file.
         """
+        if self.base is not None:
+            packaged = [pv for pv in versions if self.source(pv) == "packaged"]
+            self.base.check_locked(packaged, record)
+            versions = [pv for pv in versions if self.source(pv) == "project"]
         lock_path = self.prompts_dir / "versions.lock.json"
         if not record or self.read_only:
             self._check_against(_read_lock(lock_path), versions, lock_path)
@@ -210,3 +249,24 @@ def _check_example(example: FewShotExample, rubric: Rubric) -> Any:
     if not rated:
         raise ValueError("a chat_rounds example needs 'rounds' with customer turns")
     return parse_rounds_output(rubric, text, rated)
+
+
+def copy_version(library: PromptLibrary, task: str, version: str, target: Path) -> Path:
+    """A new version in the project folder ``target``, started from ``version`` (packaged or the project's): the
+    next number of its family, ``parent`` set to it, the changelog left for the researcher to write. Returns
+    the new template's path."""
+    source = library.get(task, version)
+    family = family_of(version)
+    numbers = [int(m["number"]) for v in library.versions(task, family) if (m := VERSION_RE.match(v))]
+    folder = target / task
+    numbers += [int(m["number"]) for p in folder.glob("*.j2") if (m := VERSION_RE.match(p.stem))]
+    prefix = "" if family == DEFAULT_FAMILY else f"{family}-"
+    new = f"{prefix}v{max(numbers, default=0) + 1}"
+    meta = re.sub(r"(?m)^parent:.*\n", "", source.meta_source)
+    origin = f"{task} {version} ({library.source(source)})"
+    changelog = f"changelog: >\n  Started from {origin}: say here what changes and why.\n"
+    meta = re.sub(r"(?m)^changelog:.*\n(?:[ \t]+.*\n?)*", "", meta)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(folder / f"{new}.yaml", f"parent: {version}\n{changelog}{meta}")
+    write_atomic(folder / f"{new}.j2", source.template_source)
+    return folder / f"{new}.j2"

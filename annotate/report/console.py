@@ -302,7 +302,7 @@ def print_prompt_list(library: PromptLibrary) -> None:
     except AnnotateError:
         defaults = []
     table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold")
-    for name in ("task", "version", "parent", "hash", "unit", "examples"):
+    for name in ("task", "version", "parent", "hash", "unit", "examples", "from"):
         table.add_column(name, no_wrap=True)
     for task in library.tasks():
         newest = {
@@ -312,16 +312,17 @@ def print_prompt_list(library: PromptLibrary) -> None:
             try:
                 pv = library.get(task, version)
             except AnnotateError as e:
-                table.add_row(task, version, "-", "broken", "-", "-")
+                table.add_row(task, version, "-", "broken", "-", "-", "-")
                 broken.append(str(e))
                 continue
             marked = version + (" *" if task in defaults and version in newest else "")
             parent, examples = pv.meta.parent or "-", str(len(pv.meta.examples))
-            table.add_row(task, marked, parent, pv.content_hash, pv.rubric.unit, examples)
+            table.add_row(task, marked, parent, pv.content_hash, pv.rubric.unit, examples, library.source(pv))
     out.print(table)
     families = ", ".join(library.families())
     say(f"* the newest of each prompt family ({families}; --prompt-family), run by default (without --task)")
-    say(f"prompts from {library.prompts_dir}")
+    over = f", over the packaged prompts in {library.base.prompts_dir}" if library.base else ""
+    say(f"prompts from {library.prompts_dir}{over}")
     for problem in broken:
         err.print(f"[bold red]broken:[/] {escape(problem)}", highlight=False, soft_wrap=True)
 
