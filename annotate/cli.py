@@ -83,6 +83,7 @@ def run(
     role: opt.Roles = None,
     prompts_dir: opt.PromptsDir = None,
     rubrics_dir: opt.RubricsDir = None,
+    dry_run: opt.DryRun = False,
 ) -> None:
     """Label transcripts on one or more tasks and write a run directory."""
     if ray_address and not ray_workers:
@@ -109,6 +110,13 @@ def run(
         ray=RayOptions(ray_workers, ray_address, ray_cpus, ray_gpus) if ray_workers else None,
         skip_corrupt_journal=skip_corrupt_journal_lines,
     )
+    if dry_run:
+        from annotate.labelling.plan import plan_run
+        from annotate.report.console import print_plan
+
+        with opt.user_errors():
+            print_plan(plan_run(config), config)
+        return
     from annotate.labelling.pipeline import run as label
     from annotate.report.console import ProgressBar, print_run_summary
 

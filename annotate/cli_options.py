@@ -131,6 +131,13 @@ RayGpus = Annotated[
         min=0.0, help="GPUs per Ray worker; = --tensor-parallel-size for vllm (default: 0).", rich_help_panel="Ray"
     ),
 ]
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Count the requests and prompt tokens the run would send, and stop: no model call, nothing written.",
+    ),
+]
 SkipCorrupt = Annotated[
     bool,
     typer.Option(

@@ -258,3 +258,32 @@ def test_every_reader_says_first_that_a_run_did_not_finish(library: PromptLibrar
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "status": "complete"}))
     again = runner.invoke(app, ["validate", str(out), "--gold", gold, "--out", str(tmp_path / "v2"), *dirs(library)])
     assert again.exit_code == 0 and "warning:" not in again.output
+
+
+def test_a_dry_run_counts_the_requests_and_tokens_the_run_sends(library: PromptLibrary, tmp_path: Path) -> None:
+    """Issue 29 (1): know the cost before you wait. The plan counts exactly what the run then sends (on the fake
+    engine, whose scripted tokenizer counts), writes nothing, and counts nothing already labelled."""
+    from annotate.config import RunConfig
+    from annotate.engines.fake import FakeBackend
+    from annotate.labelling.pipeline import run
+    from annotate.labelling.plan import plan_run
+
+    def tokens(messages: list[dict[str, str]]) -> int:
+        return sum(len(m["content"].split()) + 4 for m in messages)
+
+    config = RunConfig(
+        inputs=[EXAMPLES], out=tmp_path / "r", prompts=library.paths, backend="fake", limit=6, use_cache=False
+    )
+    plan = plan_run(config, FakeBackend(counter=tokens))
+    assert not (tmp_path / "r").exists() and plan.counted_by == "engine"
+    engine = FakeBackend(counter=tokens)
+    run(config, backend=engine)
+    sent = engine.requests
+    assert sum(plan.requests.values()) == len(sent) and plan.prompt_tokens == sum(tokens(r.messages) for r in sent)
+    assert plan.answer_tokens == sum(r.max_tokens for r in sent)
+    assert sum(plan_run(config).requests.values()) == 0  # labelled already: nothing left to send
+    shown = runner.invoke(
+        app, ["run", str(EXAMPLES), "--out", str(tmp_path / "d"), "--limit", "6", "--dry-run", *dirs(library)]
+    )
+    assert shown.exit_code == 0 and f"requests to send: {len(sent)} (" in shown.output
+    assert "estimated high" in shown.output and not (tmp_path / "d").exists()

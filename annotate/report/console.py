@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from annotate.analysis.results import AgreementResult, DiffResult, ValidationResult
-from annotate.config import RunSummary
+from annotate.config import RunConfig, RunSummary
 from annotate.errors import AnnotateError
 from annotate.prompts.library import PromptLibrary
 from annotate.prompts.template import PromptVersion
@@ -26,6 +26,7 @@ from annotate.runs.manifest import RunManifest
 if TYPE_CHECKING:
     from annotate.analysis.sample import CodingFiles
     from annotate.labelling.models import ModelInfo
+    from annotate.labelling.plan import RunPlan
 
 err = Console(stderr=True)
 out = Console()
@@ -82,6 +83,20 @@ def _rich_progress() -> Any:
 
     columns = [TextColumn("labelling"), BarColumn(), MofNCompleteColumn(), Rate(), TimeElapsedColumn()]
     return Progress(*columns, TextColumn("eta"), TimeRemainingColumn(), console=err)
+
+
+def print_plan(plan: RunPlan, config: RunConfig) -> None:
+    """What ``run --dry-run`` found: requests per task, tokens, and where the time estimate comes from."""
+    total = sum(plan.requests.values())
+    by_task = ", ".join(f"{task} {n}" for task, n in sorted(plan.requests.items())) or "none"
+    counted = "counted by the engine" if plan.counted_by == "engine" else "estimated high, by script"
+    say(f"dry run: {plan.chats} chats ({plan.skipped} records skipped); {plan.done} units already in {config.out}")
+    say(f"requests to send: {total} ({by_task}); answers already in the cache cost none")
+    say(f"prompt tokens: {plan.prompt_tokens:,} ({counted}); answer tokens: at most {plan.answer_tokens:,}")
+    say(
+        "time: the progress line shows an ETA once the first requests finish; docs/engines.md gives what a "
+        "request costs per model on a 2-core machine. Start small with --limit or --task."
+    )
 
 
 def print_run_summary(summary: RunSummary) -> None:
