@@ -12,7 +12,7 @@ held-out chats. Then the learning curve on all the chats (what `learn` prints), 
 real model's zero-shot κ on the same units.
 
 Run: .venv/bin/python bench/learn.py cost [--chats 2500] [--coded 200]
-     .venv/bin/python bench/learn.py examples [--splits 10] [--llm-run en=DIR --llm-run zh=DIR]
+     .venv/bin/python bench/learn.py examples [--splits 10] [--llm-run en=DIR ...] (repeat per model)
 """
 
 from __future__ import annotations
@@ -67,54 +67,72 @@ def coded_frame(gold: pd.DataFrame) -> pd.DataFrame:
 
 
 def examples(args: argparse.Namespace) -> None:
-    llm_runs = dict(entry.split("=", 1) for entry in args.llm_run)
+    llm_runs: dict[str, list[Path]] = {}
+    for entry in args.llm_run:
+        language, folder = entry.split("=", 1)
+        llm_runs.setdefault(language, []).append(Path(folder))
     for language, (transcripts, gold_path) in SETS.items():
         gold = read_gold(gold_path).table
         base = fake_run(transcripts, args.out / f"fake-{language}")
-        source = read_run(Path(llm_runs[language])) if language in llm_runs else base
+        sources = [read_run(path) for path in llm_runs.get(language, [])] or [base]
         truth = coded_frame(gold)
         chats = sorted(set(truth["chat_id"]))
-        print(f"\n## {language}: {len(chats)} chats, {len(truth)} gold items; source of units: {source.path.name}\n")
-        print("| features | variable | cv κ (mean over splits) | held-out κ | cv − held-out | splits |")
-        print("|---|---|---|---|---|---|")
-        for features in FEATURES[language]:
-            if "embeddings" in features and not _has_embeddings():
+        print(f"\n## {language}: {len(chats)} chats, {len(truth)} gold items\n")
+        _leave_chats_out(sources[0], truth, chats, gold_path, language, args.splits)
+        _curves(sources, truth, gold_path)
+
+
+def _leave_chats_out(
+    source: Run, truth: pd.DataFrame, chats: list[str], gold_path: Path, language: str, splits: int
+) -> None:
+    """A third of the chats held out per split: `learn` sees the gold of the rest; its cv κ against held-out κ."""
+    print(f"Leave-chats-out ({splits} splits; units from {source.path.name}):\n")
+    print("| features | variable | cv κ (mean over splits) | held-out κ | cv − held-out | splits |")
+    print("|---|---|---|---|---|---|")
+    for features in FEATURES[language]:
+        if "embeddings" in features and not _has_embeddings():
+            continue
+        gaps: dict[str, list[tuple[float, float]]] = {}
+        for split in range(splits):
+            held = set(random.Random(split).sample(chats, len(chats) // 3))
+            options = LearnOptions(features=tuple(features.split(",")), seed=split, fractions=(1.0,))
+            learned = learn(source, truth[~truth["chat_id"].isin(held)], gold_path, "", LIBRARY, options)
+            labels = pd.DataFrame([r.model_dump() for r in learned.rows])
+            for name, v in learned.variables.items():
+                cv = learning_result_kappa(v)
+                out = truth[(truth["variable"] == name) & truth["chat_id"].isin(held)]
+                joined = out.merge(labels[labels["variable"] == name], on=["chat_id", "round"], suffixes=("", "_l"))
+                ho = kappa(joined["value"].to_numpy(), joined["value_l"].to_numpy(), np.ones(len(joined)), v.categories)
+                gaps.setdefault(name, []).append((cv, ho))
+        for name, pairs in gaps.items():
+            both = [(a, b) for a, b in pairs if not (math.isnan(a) or math.isnan(b))]
+            if not both:
+                print(f"| {features} | {name} | – | – | – | 0 of {len(pairs)} defined |")
                 continue
-            gaps: dict[str, list[tuple[float, float]]] = {}
-            for split in range(args.splits):
-                held = set(random.Random(split).sample(chats, len(chats) // 3))
-                options = LearnOptions(features=tuple(features.split(",")), seed=split, fractions=(1.0,))
-                learned = learn(source, truth[~truth["chat_id"].isin(held)], gold_path, "", LIBRARY, options)
-                labels = pd.DataFrame([r.model_dump() for r in learned.rows])
-                for name, v in learned.variables.items():
-                    cv = learning_result_kappa(v)
-                    out = truth[(truth["variable"] == name) & truth["chat_id"].isin(held)]
-                    joined = out.merge(labels[labels["variable"] == name], on=["chat_id", "round"], suffixes=("", "_l"))
-                    ho = kappa(
-                        joined["value"].to_numpy(), joined["value_l"].to_numpy(), np.ones(len(joined)), v.categories
-                    )
-                    gaps.setdefault(name, []).append((cv, ho))
-            for name, pairs in gaps.items():
-                both = [(a, b) for a, b in pairs if not (math.isnan(a) or math.isnan(b))]
-                if not both:
-                    print(f"| {features} | {name} | – | – | – | 0 of {len(pairs)} defined |")
-                    continue
-                cv, ho = np.mean([a for a, _ in both]), np.mean([b for _, b in both])
-                print(f"| {features} | {name} | {cv:.2f} | {ho:.2f} | {cv - ho:+.2f} | {len(both)} of {len(pairs)} |")
-        print(f"\nLearning curve with every chat coded (default features), units from {source.path.name}:\n")
-        learned = learn(source, truth, gold_path, "", LIBRARY, LearnOptions(seed=0))
-        result = learning_result(learned, "-", n_boot=1000)
-        print("| variable | 25% | 50% | 75% | 100% (cv κ [95% CI]) | zero-shot κ | ρ | coding more |")
-        print("|---|---|---|---|---|---|---|---|")
-        for v in result.variables:
-            points = {p.fraction: p for p in v.curve}
-            cells = [f"{points[f].kappa:.2f}" if f in points else "–" for f in (0.25, 0.5, 0.75)]
-            last = v.curve[-1]
-            zero = "–" if v.zero_shot_kappa is None else f"{v.zero_shot_kappa:.2f}"
-            print(
-                f"| {v.variable} | {' | '.join(cells)} | {last.kappa:.2f} "
-                f"[{last.kappa_ci[0]:.2f}, {last.kappa_ci[1]:.2f}] | {zero} | {v.worth.rho:.2f} | {v.more_coding} |"
-            )
+            cv, ho = np.mean([a for a, _ in both]), np.mean([b for _, b in both])
+            print(f"| {features} | {name} | {cv:.2f} | {ho:.2f} | {cv - ho:+.2f} | {len(both)} of {len(pairs)} |")
+
+
+def _curves(sources: list[Run], truth: pd.DataFrame, gold_path: Path) -> None:
+    """The learning curve with every chat coded (default features), beside each model's zero-shot κ."""
+    results = [
+        learning_result(learn(s, truth, gold_path, "", LIBRARY, LearnOptions(seed=0)), "-", 1000) for s in sources
+    ]
+    names = [s.path.name for s in sources]
+    print("\nLearning curve with every chat coded (default features):\n")
+    zero = " | ".join(f"zero-shot κ {name}" for name in names)
+    print(f"| variable | 25% | 50% | 75% | 100% (cv κ [95% CI]) | {zero} | ρ | coding more |")
+    print("|---|---|---|---|---|" + "---|" * len(names) + "---|---|")
+    for i, v in enumerate(results[0].variables):
+        points = {p.fraction: p for p in v.curve}
+        cells = [f"{points[f].kappa:.2f}" if f in points else "–" for f in (0.25, 0.5, 0.75)]
+        last = v.curve[-1]
+        zeros = [r.variables[i].zero_shot_kappa for r in results]
+        shown = " | ".join("–" if z is None else f"{z:.2f}" for z in zeros)
+        print(
+            f"| {v.variable} | {' | '.join(cells)} | {last.kappa:.2f} "
+            f"[{last.kappa_ci[0]:.2f}, {last.kappa_ci[1]:.2f}] | {shown} | {v.worth.rho:.2f} | {v.more_coding} |"
+        )
 
 
 def learning_result_kappa(v: object) -> float:

@@ -263,7 +263,8 @@ def _flat_cells(data: Sample, human: GLMFit) -> list[str | None]:
 def _finish(coef: Array, var: Array, df: float, lam: Array, problems: list[str | None], llm_var: Array) -> Fit:
     problems = list(problems)
     if df < MIN_EFFECTIVE_DF:
-        reason = f"the weights leave {df + len(coef):.1f} effective coded chats for {len(coef)} terms"
+        terms = "1 term" if len(coef) == 1 else f"{len(coef)} terms"
+        reason = f"the weights leave {df + len(coef):.1f} effective coded chats for {terms}"
         problems = [p or reason for p in problems]
     ok = np.array([p is None for p in problems])
     coef = np.where(ok, coef, np.nan)
