@@ -191,3 +191,15 @@ def test_multi_coder_statistics() -> None:
     stats = ag.multi_coder_statistics(one_off, [1, 2, 3], "ordinal")
     assert stats["identical_share"] == 0.75
     assert stats["pairwise_kappa"][0][1] == 1.0 and stats["pairwise_kappa"][0][2] < 1.0
+
+
+def test_figures_from_a_handful_of_items_say_so() -> None:
+    """Issue 29 (7): AC1 1.000 [1.00, 1.00] from one item and zero-width intervals from 1-4 items, with no note."""
+    from annotate.analysis.statistics import degenerate_note
+
+    assert degenerate_note([2], [2], ("a", "b")) == (
+        "only 1 item: every figure rests on it, and their intervals (zero-width or whole-scale) are not evidence"
+    )
+    assert "only 4 items: every figure rests on them" in str(degenerate_note([1, 2, 3, 1], [1, 2, 3, 3], ("a", "b")))
+    assert degenerate_note([1, 2, 3, 1, 2], [1, 2, 3, 3, 2], ("a", "b")) is None
+    assert "a used the label 2 for all 5 items" in str(degenerate_note([2] * 5, [1, 2, 3, 3, 2], ("a", "b")))

@@ -62,8 +62,18 @@ def single_label(counts: np.ndarray) -> bool:
     return bool((counts.sum(axis=1) > 0).sum() < 2 or (counts.sum(axis=0) > 0).sum() < 2)
 
 
+FEW_ITEMS = 5
+"""Under this many items no agreement figure means much, and chat-bootstrap intervals collapse."""
+
+
 def degenerate_note(a: Sequence[int], b: Sequence[int], names: tuple[str, str]) -> str | None:
-    """A line saying that kappa is undefined because a coder used one label, naming which and the label."""
+    """A line saying that kappa is undefined because a coder used one label, naming which and the label; or
+    that the items are too few for any figure (an AC1 of 1.000 [1.00, 1.00] from one item says nothing)."""
+    if len(a) < FEW_ITEMS:
+        return (
+            f"only {len(a)} item{'s' if len(a) != 1 else ''}: every figure rests on {'them' if len(a) != 1 else 'it'}, "
+            "and their intervals (zero-width or whole-scale) are not evidence"
+        )
     for values, name in ((a, names[0]), (b, names[1])):
         used = sorted(set(int(v) for v in values))
         if len(used) == 1:
