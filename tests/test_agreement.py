@@ -203,3 +203,28 @@ def test_figures_from_a_handful_of_items_say_so() -> None:
     assert "only 4 items: every figure rests on them" in str(degenerate_note([1, 2, 3, 1], [1, 2, 3, 3], ("a", "b")))
     assert degenerate_note([1, 2, 3, 1, 2], [1, 2, 3, 3, 2], ("a", "b")) is None
     assert "a used the label 2 for all 5 items" in str(degenerate_note([2] * 5, [1, 2, 3, 3, 2], ("a", "b")))
+
+
+def test_figure_legends_name_only_what_is_drawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 29 (7): the agreement plot's legend named one of three series (the first row had no value for two)
+    and the risk-coverage legend listed variables that drew no line."""
+    from types import SimpleNamespace
+
+    from annotate.report import plots
+
+    drawn: list[object] = []
+    monkeypatch.setattr(plots, "_png", lambda fig: drawn.append(fig) or b"")
+    nan = float("nan")
+    first = SimpleNamespace(cohen_kappa=0.5, gwet_ac1=nan, krippendorff_alpha=nan, ci95={})
+    second = SimpleNamespace(cohen_kappa=0.4, gwet_ac1=0.6, krippendorff_alpha=0.3, ci95={})
+    plots.agreement_intervals([("a", first), ("b", second)], ["cohen_kappa", "gwet_ac1", "krippendorff_alpha"])
+    legend = [t.get_text() for t in drawn[-1].axes[0].get_legend().get_texts()]
+    assert sorted(legend) == ["cohen_kappa", "gwet_ac1", "krippendorff_alpha"]
+    point = SimpleNamespace(deferred=0.0, cohen_kappa=0.2)
+    undefined = SimpleNamespace(deferred=0.0, cohen_kappa=nan)
+    scored = [
+        ("empathy", SimpleNamespace(risk_coverage=[point])),
+        ("urgency", SimpleNamespace(risk_coverage=[undefined])),
+    ]
+    plots.risk_coverage(scored)
+    assert [t.get_text() for t in drawn[-1].axes[0].get_legend().get_texts()] == ["empathy"]

@@ -87,6 +87,7 @@ def agreement_intervals(rows: Sequence[tuple[str, Any]], statistics: Sequence[st
     fig, ax = plt.subplots(figsize=(7.5, 0.5 + 0.45 * len(rows) * len(statistics) / 2 + 0.6))
     colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]
     height = 0.8 / len(statistics)
+    named: set[str] = set()  # each statistic in the legend once, at its first drawn point
     for s_index, stat in enumerate(statistics):
         for r_index, (_, row) in enumerate(rows):
             y = r_index + s_index * height - 0.4 + height / 2
@@ -96,7 +97,8 @@ def agreement_intervals(rows: Sequence[tuple[str, Any]], statistics: Sequence[st
             low, high = row.ci95.get(stat, (np.nan, np.nan))
             if not (np.isnan(low) or np.isnan(high)):
                 ax.plot([low, high], [y, y], color=colours[s_index % 4], lw=2, alpha=0.6)
-            ax.plot([value], [y], "o", color=colours[s_index % 4], label=stat if r_index == 0 else None)
+            ax.plot([value], [y], "o", color=colours[s_index % 4], label=None if stat in named else stat)
+            named.add(stat)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([name for name, _ in rows])
     ax.invert_yaxis()
@@ -225,8 +227,9 @@ def risk_coverage(scored: Sequence[tuple[str, Any]]) -> bytes:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
     for name, calibration in scored:
-        points = calibration.risk_coverage
-        ax.plot([100 * p.deferred for p in points], [p.cohen_kappa for p in points], "o-", label=name)
+        points = [p for p in calibration.risk_coverage if np.isfinite(p.cohen_kappa)]
+        if points:  # a variable whose κ is undefined everywhere draws no line, so the legend does not name it
+            ax.plot([100 * p.deferred for p in points], [p.cohen_kappa for p in points], "o-", label=name)
     ax.axhline(0, color="#bbb", lw=1)
     ax.set_xlabel("% least confident labels sent to humans")
     ax.set_ylabel("Cohen κ of the labels kept")
