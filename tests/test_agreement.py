@@ -228,3 +228,22 @@ def test_figure_legends_name_only_what_is_drawn(monkeypatch: pytest.MonkeyPatch)
     ]
     plots.risk_coverage(scored)
     assert [t.get_text() for t in drawn[-1].axes[0].get_legend().get_texts()] == ["empathy"]
+
+
+def test_the_trajectory_figure_names_the_groups_it_could_not_draw(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 29 (7): a trajectory figure dropped 3 of 4 groups without a note."""
+    import pandas as pd
+
+    from annotate.analysis.trajectories import SentimentCurves, trajectories
+    from annotate.report import plots
+
+    rows = [("big", f"c{i}", p, 1 + (i + p) % 5) for i in range(6) for p in range(-2, 3)]
+    rows += [("small", "s1", 0, 2), ("small", "s1", 1, 3)]
+    frame = pd.DataFrame(rows, columns=["group", "chat_id", "position", "value"])
+    sentiment = SentimentCurves(frame, trajectories(frame, n_boot=0), "escalation")
+    assert [t.group for t in sentiment.curves] == ["big"] and sentiment.undrawn == ["small"]
+    drawn: list[object] = []
+    monkeypatch.setattr(plots, "_png", lambda fig: drawn.append(fig) or b"")
+    plots.trajectories(sentiment.curves, "escalation", 0, sentiment.undrawn)
+    notes = [t.get_text() for t in drawn[-1].texts]
+    assert notes == ["no curve (fewer than 3 distinct rounds): small"]

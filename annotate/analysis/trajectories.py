@@ -71,6 +71,13 @@ class SentimentCurves:
     curves: list[Trajectory]
     group_by: str | None
 
+    @property
+    def undrawn(self) -> list[str]:
+        """Groups with labels but no curve (fewer than three distinct positions): the figure names them."""
+        drawn = {t.group for t in self.curves}
+        groups = sorted({str(g) for g in self.frame["group"]}) if len(self.frame) else []
+        return [g for g in groups if g not in drawn]
+
 
 def run_trajectories(
     run: Run,

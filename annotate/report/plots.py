@@ -140,8 +140,11 @@ def confusion_heatmap(
     return _png(fig)
 
 
-def trajectories(curves: Sequence[Trajectory], group_by: str | None, seed: int = 0) -> bytes:
-    """One LOESS curve and 95% band per group, over the labels themselves (jittered)."""
+def trajectories(
+    curves: Sequence[Trajectory], group_by: str | None, seed: int = 0, undrawn: Sequence[str] = ()
+) -> bytes:
+    """One LOESS curve and 95% band per group, over the labels themselves (jittered); groups too small for a
+    curve are named under the figure."""
     plt = _pyplot()
     jitter = np.random.default_rng(seed)
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -159,6 +162,9 @@ def trajectories(curves: Sequence[Trajectory], group_by: str | None, seed: int =
     ax.set_title("Negative sentiment around the handoff" + (f", by {group_by}" if group_by else ""), fontsize=10)
     if curves:
         ax.legend(fontsize=8, frameon=False)
+    if undrawn:
+        names = ", ".join(drawable(g) for g in undrawn)
+        fig.text(0.01, -0.02, f"no curve (fewer than 3 distinct rounds): {names}", fontsize=7, va="top")
     return _png(fig)
 
 

@@ -12,5 +12,5 @@ from annotate.runs.outputs import write_atomic
 def write_trajectories(out: Path, sentiment: SentimentCurves, seed: int = 0) -> Path:
     """Draw the curves into ``out`` (a PNG file)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, plots.trajectories(sentiment.curves, sentiment.group_by, seed=seed))
+    write_atomic(out, plots.trajectories(sentiment.curves, sentiment.group_by, seed, sentiment.undrawn))
     return out

@@ -32,7 +32,8 @@ def write_validation(
 ) -> list[Path]:
     """agreement.json, agreement.csv, report.html and, when the run has per-round sentiment, trajectories.png."""
     group_by = sentiment.group_by if sentiment else None
-    png = plots.trajectories(sentiment.curves, group_by, seed=seed) if sentiment and sentiment.curves else None
+    drawn = sentiment is not None and bool(sentiment.curves)
+    png = plots.trajectories(sentiment.curves, group_by, seed, sentiment.undrawn) if sentiment and drawn else None
     paths = write_report(out, result, validation_table(result), validation_page(result, png, group_by))
     if png is not None:
         write_atomic(out / "trajectories.png", png)
