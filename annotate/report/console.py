@@ -142,9 +142,11 @@ def print_validation(result: ValidationResult) -> None:
             fmt(v.krippendorff_alpha, 2),
         )
     out.print(table)
-    for v in result.variables:
-        for note in v.notes:
-            say(f"{v.variable}: {note}")
+    caveats = [(v.variable, "; ".join(v.notes)) for v in result.variables if v.notes]
+    if caveats:  # one place, one line a variable, after the figures they qualify
+        say("caveats:")
+        for variable, text in caveats:
+            say(f"  {variable}: {text}")
     _print_worth(result)
     for v in result.variables:
         if v.by_dispute:
