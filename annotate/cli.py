@@ -16,7 +16,6 @@ from annotate import __version__
 from annotate import cli_groups as groups
 from annotate import cli_options as opt
 from annotate.config import PromptPaths, RayOptions, RunConfig, Sampling
-from annotate.errors import InputError
 
 app = typer.Typer(
     help="Turn customer-service chat transcripts into validated research variables with a local LLM.",
@@ -123,15 +122,7 @@ def run(
     with opt.user_errors(labelling=True), ProgressBar() as progress:
         summary = label(config, progress=progress)
     print_run_summary(summary)
-    if not summary.chats and summary.skipped_records:
-        with opt.user_errors():
-            raise InputError(
-                ", ".join(map(str, inputs)),
-                None,
-                None,
-                f"no chat could be read: all {summary.skipped_records} records were skipped "
-                f"(the reasons are in {summary.out / 'labels.csv'}, status skipped)",
-            )
+    opt.exit_if_nothing_read(summary, inputs)
 
 
 @app.command()

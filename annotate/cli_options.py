@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from annotate.config import BackendOptions, PromptPaths
-from annotate.errors import AnnotateError, Terminated, sigterm_raises_terminated
+from annotate.config import BackendOptions, PromptPaths, RunSummary
+from annotate.errors import AnnotateError, InputError, Terminated, sigterm_raises_terminated
 from annotate.vocabulary import ConsensusMethod as MethodChoice
 from annotate.vocabulary import Design as DesignChoice
 from annotate.vocabulary import LabelKind as LabelChoice
@@ -131,13 +131,7 @@ RayGpus = Annotated[
         min=0.0, help="GPUs per Ray worker; = --tensor-parallel-size for vllm (default: 0).", rich_help_panel="Ray"
     ),
 ]
-DryRun = Annotated[
-    bool,
-    typer.Option(
-        "--dry-run",
-        help="Count the requests and prompt tokens the run would send, and stop: no model call, nothing written.",
-    ),
-]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Count what the run would send, and stop: no model call.")]
 SkipCorrupt = Annotated[
     bool,
     typer.Option(
@@ -356,6 +350,15 @@ def role_map(role: list[str] | None) -> Any:
 
 RESUME_HINT = "everything labelled so far is saved; run the same command again to resume"
 RERUN_HINT = "stopped; every file is written whole, so nothing half-written was left: run the same command again"
+
+
+def exit_if_nothing_read(summary: RunSummary, inputs: list[Path]) -> None:
+    """A run that could read no chat labelled nothing: exit 1 with one line (the reasons are in labels.csv)."""
+    if not summary.chats and summary.skipped_records:
+        with user_errors():
+            why = f"no chat could be read: all {summary.skipped_records} records were skipped"
+            where = f"the reasons are in {summary.out / 'labels.csv'}, status skipped"
+            raise InputError(", ".join(map(str, inputs)), None, None, f"{why} ({where})")
 
 
 def warn(lines: list[str]) -> None:
