@@ -149,15 +149,16 @@ def test_the_token_estimate_stays_above_the_real_count_in_every_script(model: st
 
 
 def test_the_engines_own_count_decides_the_fit_when_it_has_one(library: PromptLibrary, tmp_path: Path) -> None:
-    """With a tokenizer that needs more than the estimate (three tokens a character), the cut follows it."""
+    """With a tokenizer that needs more than the estimate (a token a character, three times the estimate for English),
+    the cut follows it: the estimate alone would send a prompt the engine refuses."""
     from annotate.config import BackendOptions
 
     def tokens(messages: list[dict[str, str]]) -> int:
-        return 3 * sum(len(m["content"]) for m in messages)
+        return sum(len(m["content"]) for m in messages)
 
     def fits(request: Request) -> str | Completion:
         needed = tokens(request.messages) + request.max_tokens
-        return Completion("", "error", error=f"{needed} tokens") if needed > 16384 else lowest_values(request)
+        return Completion("", "error", error=f"{needed} tokens") if needed > 32768 else lowest_values(request)
 
     path = write_jsonl(tmp_path / "long.jsonl", [long_chat(200)])
     config = RunConfig(
@@ -165,10 +166,11 @@ def test_the_engines_own_count_decides_the_fit_when_it_has_one(library: PromptLi
         out=tmp_path / "run",
         prompts=library.paths,
         backend="fake",
-        tasks=["initial_state"],
-        options=BackendOptions(max_model_len=16384),
+        tasks=["agent_behaviour"],
+        max_chars=100_000,
+        options=BackendOptions(max_model_len=32768),
     )
     run(config, backend=FakeBackend(script=fits, counter=tokens))
     labels = pd.read_parquet(tmp_path / "run" / "labels.parquet")
     assert labels["status"].eq("ok").all(), labels["error"].tolist()
-    assert labels["truncation"].str.startswith("context limit 16384 tokens").all()
+    assert labels["truncation"].str.startswith("context limit 32768 tokens").all()
