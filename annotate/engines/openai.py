@@ -74,6 +74,31 @@ def in_daemon_threads(work: Callable[[T], R], items: Sequence[T], workers: int) 
             yield results.pop(index)
 
 
+TOKENIZE_SECONDS = 5.0
+"""How long a server may take to count a prompt's tokens before the context fit estimates instead."""
+
+
+def _within(seconds: float, call: Any) -> Any:
+    """``call()`` on a daemon thread, abandoned after ``seconds`` (its socket closes when the server gives up):
+    the main thread waits in an interruptible join, so Ctrl-C and SIGTERM stop a run whose server hangs."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["reply"] = call()
+        except BaseException as e:  # handed to the caller below
+            box["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise TimeoutError(f"no whole reply within {seconds:g} s (--timeout)")
+    if "error" in box:
+        raise box["error"]
+    return box["reply"]
+
+
 class OpenAIBackend:
     name = "openai"
 
@@ -145,25 +170,9 @@ class OpenAIBackend:
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         """One request with a deadline for the whole reply: a socket timeout only bounds each read, so a server
-        that trickles its answer a byte at a time would hold the request forever. The request runs on a daemon
-        thread that is abandoned at the deadline (its socket closes when the server gives up)."""
-        box: dict[str, Any] = {}
-
-        def call() -> None:
-            try:
-                box["reply"] = self._post_once(body)
-            except BaseException as e:  # handed to the caller below
-                box["error"] = e
-
-        thread = threading.Thread(target=call, daemon=True)
-        thread.start()
-        thread.join(self.timeout)
-        if thread.is_alive():
-            raise TimeoutError(f"no whole reply within {self.timeout:g} s (--timeout)")
-        if "error" in box:
-            raise box["error"]
-        reply: dict[str, Any] = box["reply"]  # whatever JSON the server sent: completion_from_openai checks it
-        return reply
+        that trickles its answer a byte at a time would hold the request forever."""
+        reply: dict[str, Any] = _within(self.timeout, lambda: self._post_once(body))
+        return reply  # whatever JSON the server sent: completion_from_openai checks it
 
     def _post_once(self, body: dict[str, Any]) -> dict[str, Any]:
         data = json.dumps(body).encode()
@@ -236,10 +245,17 @@ class OpenAIBackend:
         return None
 
     def _get_json(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A tokenizer call: a few seconds at most (a server that cannot tokenize must not delay the run), and, like
+        every request, on a thread the run's signals do not wait for."""
         request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=self._headers())
-        with urllib.request.urlopen(request, timeout=min(self.timeout, 30)) as resp:
-            reply: dict[str, Any] = json.loads(resp.read())
-            return reply
+
+        def call() -> dict[str, Any]:
+            with urllib.request.urlopen(request, timeout=TOKENIZE_SECONDS) as resp:
+                reply: dict[str, Any] = json.loads(resp.read())
+                return reply
+
+        found: dict[str, Any] = _within(TOKENIZE_SECONDS, call)
+        return found
 
     def close(self) -> None:
         self._server = None
