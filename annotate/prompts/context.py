@@ -33,11 +33,22 @@ def prompt_tokens(messages: list[dict[str, str]], count: TokenCounter | None = N
     return sum(estimated_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in messages)
 
 
+_STATIC: dict[tuple[TokenCounter | None, str, str, str], float] = {}
+"""Tokens of a version's instructions and examples, per counter: the same for every unit, so counted once."""
+
+
+def static_tokens(pv: PromptVersion, count: TokenCounter | None) -> float:
+    key = (count, pv.task, pv.version, pv.content_hash)  # a bound method compares by its engine
+    if key not in _STATIC:
+        _STATIC[key] = prompt_tokens(pv.static_messages, count)
+    return _STATIC[key]
+
+
 def fit_to_context(unit: Unit, pv: PromptVersion, max_model_len: int, count: TokenCounter | None = None) -> Unit:
     """Truncate further (same policy) when the whole rendered prompt would not fit the model's context; refuse in
     one line when the instructions and examples leave a chat no room at all."""
     budget = max_model_len - 2 * pv.max_tokens_for(unit) - 32  # room for a re-ask's extra answer
-    static = prompt_tokens(pv.static_messages, count)
+    static = static_tokens(pv, count)
     if budget - static < MIN_TRANSCRIPT_TOKENS:
         raise PromptError(
             f"--max-model-len {max_model_len}: the {pv.task} prompt {pv.version} needs about {static:.0f} tokens "
