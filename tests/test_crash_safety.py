@@ -94,7 +94,7 @@ def test_sigkill_at_kill_points_then_resume_equals_an_uninterrupted_run(library:
 
 def test_ctrl_c_stops_cleanly_with_a_resume_hint(library: PromptLibrary, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    env = {**os.environ, "ANNOTATE_FAKE_DELAY": "0.12"}
+    env = {**os.environ, "ANNOTATE_FAKE_DELAY": "0.5"}  # slow enough that a loaded machine still sees it mid-run
     proc = subprocess.Popen(
         cli(library, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
     )
