@@ -109,15 +109,15 @@ def run(
         ray=RayOptions(ray_workers, ray_address, ray_cpus, ray_gpus) if ray_workers else None,
         skip_corrupt_journal=skip_corrupt_journal_lines,
     )
+    from annotate.report.progress import ProgressBar, print_plan, print_run_summary
+
     if dry_run:
         from annotate.labelling.plan import plan_run
-        from annotate.report.console import print_plan
 
         with opt.user_errors():
-            print_plan(plan_run(config), config)
+            print_plan(plan_run(config), config.out)
         return
     from annotate.labelling.pipeline import run as label
-    from annotate.report.console import ProgressBar, print_run_summary
 
     with opt.user_errors(labelling=True), ProgressBar() as progress:
         summary = label(config, progress=progress)
@@ -154,9 +154,7 @@ def validate(
 
 @app.command()
 def agree(
-    runs: Annotated[
-        list[Path], typer.Argument(help="One run made with --repeats N, or several runs.", show_default=False)
-    ],
+    runs: Annotated[list[Path], typer.Argument(help="One run made with --repeats N, or several.", show_default=False)],
     out: opt.Out,
     repeat: Annotated[int, typer.Option(min=0, help="Which repeat of each run to compare (several runs).")] = 0,
     bootstrap: opt.Bootstrap = 1000,
@@ -221,7 +219,8 @@ def diff(
         prompts = PromptPaths.resolve(prompts_dir, rubrics_dir)
         base = RunConfig(inputs=on, out=out, prompts=prompts, backend=backend, limit=limit, options=options)
     from annotate.commands.diff import diff_command
-    from annotate.report.console import ProgressBar, print_diff, print_paths
+    from annotate.report.console import print_diff, print_paths
+    from annotate.report.progress import ProgressBar
 
     with opt.user_errors(labelling=True), ProgressBar() as progress:
         library = opt.library(prompts_dir, rubrics_dir)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -234,6 +235,16 @@ def test_ctrl_c_in_a_reader_does_not_promise_a_resume(tmp_path: Path, monkeypatc
     assert result.exit_code == 130 and "interrupted: stopped" in result.output and "resume" not in result.output
 
 
+def _caveats(page: Path) -> list[str]:
+    """The rows of a report page's one caveat section, as 'about: caveat' (the section must come before any table)."""
+    html = page.read_text()
+    start = html.index('<h2 id="caveats">Read these first</h2>')
+    assert html.count("Read these first") == 1 and "<h2>" not in html[: start]
+    section = html[start : html.index("</table>", start)]
+    cells = re.findall(r'<td class="l(?: nw)?">(.*?)</td>', section)
+    return [f"{about}: {caveat}" for about, caveat in zip(cells[::2], cells[1::2], strict=True)]
+
+
 def test_every_reader_says_first_that_a_run_did_not_finish(library: PromptLibrary, tmp_path: Path) -> None:
     """Issue 29 (4): after a killed run (manifest `running`, no live lock) validate and sample went ahead without
     a word, and sample drew from the shrunken population."""
@@ -250,7 +261,15 @@ def test_every_reader_says_first_that_a_run_did_not_finish(library: PromptLibrar
     assert validated.exit_code == 0, validated.output
     first = validated.output.splitlines()[0]
     assert first.startswith(f"warning: {out} stopped before it finished (killed?)") and "units labelled so far" in first
-    assert "Partial run" in (tmp_path / "v" / "report.html").read_text()
+    assert _caveats(tmp_path / "v" / "report.html")[0].startswith("run: Partial run: ")
+    other = tmp_path / "other"
+    runner.invoke(app, ["run", str(EXAMPLES), "--out", str(other), "--backend", "fake", "--limit", "8", *dirs(library)])
+    (other / "manifest.json").write_text(json.dumps({**json.loads(manifest.read_text()), "run_id": "other"}))
+    pair = [str(out), str(other)]
+    agreed = runner.invoke(app, ["agree", *pair, "--out", str(tmp_path / "a"), *dirs(library)])
+    assert agreed.exit_code == 0 and agreed.output.startswith("warning: "), agreed.output
+    caveats = _caveats(tmp_path / "a" / "report.html")  # every page: its caveats in one place, under the verdict
+    assert [c.split(":")[0] for c in caveats] == ["run 1", "run 2"] and all("Partial run: " in c for c in caveats)
     sample = ["sample", str(out), "--out", str(tmp_path / "c.csv"), "--per-variable", "2", *dirs(library)]
     sampled = runner.invoke(app, sample)
     assert sampled.exit_code == 0 and sampled.output.startswith("warning: ")
@@ -285,5 +304,25 @@ def test_a_dry_run_counts_the_requests_and_tokens_the_run_sends(library: PromptL
     shown = runner.invoke(
         app, ["run", str(EXAMPLES), "--out", str(tmp_path / "d"), "--limit", "6", "--dry-run", *dirs(library)]
     )
-    assert shown.exit_code == 0 and f"requests to send: {len(sent)} (" in shown.output
+    assert shown.exit_code == 0 and f"to send: {len(sent)} requests (" in shown.output
     assert "estimated high" in shown.output and not (tmp_path / "d").exists()
+
+
+def test_a_run_tells_its_cost_before_the_first_request_and_times_a_warm_up(
+    library: PromptLibrary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 29 (1): without --dry-run too, the run says what it will send before it sends anything, then how long
+    the rest will take at the rate its first answers were measured at."""
+    monkeypatch.setenv("ANNOTATE_FAKE_DELAY", "0.05")
+    args = ["run", str(EXAMPLES), "--backend", "fake", "--limit", "4", "--no-cache", *dirs(library)]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    plan, measured = result.output.splitlines()[:2]
+    assert plan.startswith("to send: 12 requests (agent_behaviour 4, initial_state 4, round_sentiment 4), ")
+    assert measured.startswith("measured here: ") and "for the 8 left" in measured
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["summary"]["model_calls"] == 12
+    again = runner.invoke(app, [*args, "--out", str(tmp_path / "r")])
+    assert again.output.startswith("finished already: nothing to do")  # no plan for nothing to send
+    dry = runner.invoke(app, [*args, "--out", str(tmp_path / "r"), "--dry-run"])
+    assert "nothing to send: the 12 units these chats give are in " in dry.output

@@ -9,7 +9,7 @@ from annotate.analysis.results import AgreementResult
 from annotate.commands import Written, unfinished
 from annotate.prompts.library import PromptLibrary
 from annotate.report.agreement import agree_table, write_agreement
-from annotate.runs.reader import read_runs
+from annotate.runs.reader import incomplete_note, read_runs
 
 
 def agree_command(
@@ -24,5 +24,7 @@ def agree_command(
     """One run: across its repeats; several runs: pairwise and all together."""
     runs = read_runs(run_dirs)
     result = agree(runs, library, repeat, n_boot, seed, label)
+    for described, run in zip(result.runs, runs, strict=True):
+        described.incomplete = incomplete_note(run)
     table = agree_table(result)
     return Written(result, write_agreement(out, result, table), table, unfinished(*runs))

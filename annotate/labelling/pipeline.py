@@ -17,13 +17,13 @@ from typing import Any, Protocol
 
 from annotate.config import RunConfig, RunSummary, cache_dir
 from annotate.engines import Backend, Completion, create_engine, model_label
-from annotate.errors import AnnotateError, PromptError, RunStoreError
+from annotate.errors import AnnotateError, RunStoreError
 from annotate.ingest.readers import check_inputs
 from annotate.labelling.cache import CompletionCache
 from annotate.labelling.jobs import Job, RowContext
+from annotate.labelling.plan import RunPlan, count_requests, select_prompts
 from annotate.labelling.probabilities import NO_ENGINE_PROBABILITIES, VALUE_NOT_FOUND
 from annotate.labelling.resume import Survey, chat_stream, pending_jobs, survey, unit_key
-from annotate.prompts.library import PromptLibrary
 from annotate.prompts.template import PromptVersion
 from annotate.runs.manifest import RunManifest, build_manifest
 from annotate.runs.resume import check_resume
@@ -32,8 +32,14 @@ from annotate.runs.store import Journal, RunStore, UnitKey
 
 
 class Progress(Protocol):
+    def plan(self, plan: RunPlan) -> None:
+        """What the run is about to send, told before the first request (the cost before the wait)."""
+        ...
+
     def start(self, total: int) -> None: ...
-    def advance(self, n: int = 1) -> None: ...
+    def advance(self, n: int = 1, cached: bool = False) -> None:
+        """``cached``: answered from the completion cache, so it says nothing of the engine's speed."""
+        ...
 
 
 @dataclass
@@ -152,6 +158,7 @@ def _write_labels(session: _Session, progress: Progress | None) -> _Tally:
                 row = LabelRow.skipped(skip.chat_id, skip.reason, session.run_id, config.backend)
                 store.append_unit(key, None, [row.model_dump()])
         if progress:
+            progress.plan(_plan(session))
             progress.start(session.survey.pending)
         count = session.engine.count_tokens
         chunks = pending_jobs(chat_stream(config), session.versions, config, session.journal, CHUNK_JOBS, count)
@@ -175,6 +182,14 @@ def _write_labels(session: _Session, progress: Progress | None) -> _Tally:
     return tally
 
 
+def _plan(session: _Session) -> RunPlan:
+    """The requests left and their tokens, estimated high: one more pass that renders, but no tokenizer call."""
+    config = session.config
+    plan = count_requests(chat_stream(config), session.versions, config, session.journal)
+    plan.chats, plan.skipped = session.survey.chats, len(session.survey.skipped)
+    return plan
+
+
 CHUNK_JOBS = 4096
 """Jobs planned at a time: memory stays flat however large the corpus, and each chunk is grouped by task."""
 
@@ -195,38 +210,6 @@ def _summarise(session: _Session, tally: _Tally) -> RunSummary:
         completion_tokens=tally.completion_tokens,
         seconds=time.time() - session.started,
     )
-
-
-def select_prompts(config: RunConfig) -> list[PromptVersion]:
-    """The selected prompt versions, checked (metadata, examples, lock) before any engine starts."""
-    library = PromptLibrary.from_paths(config.prompts)
-    tasks = config.tasks or library.default_tasks()
-    if not tasks:
-        raise PromptError(
-            f"no task to run: {config.prompts.rubrics_dir} and {config.prompts.prompts_dir} hold no task "
-            "(a rubric <task>.yaml with a prompt folder <task>/ of versions)"
-        )
-    if config.prompt_family not in library.families():
-        known = ", ".join(library.families())
-        raise PromptError(f"--prompt-family {config.prompt_family}: no prompt of that family (families: {known})")
-    for task, version in config.prompt_versions.items():
-        library.get(task, version)
-        if task not in tasks:
-            raise PromptError(
-                f"a prompt version is chosen for '{task}', which this run does not label (add --task {task})"
-            )
-    versions = [library.get(t, config.prompt_versions.get(t), config.prompt_family) for t in tasks]
-    rated_by: dict[str, str] = {}
-    for pv in versions:
-        for variable in pv.rubric.variables:
-            if variable in rated_by:
-                raise PromptError(
-                    f"tasks '{rated_by[variable]}' and '{pv.task}' both rate '{variable}': run one of them "
-                    "(compare the two in separate runs with annotate agree or validate)"
-                )
-            rated_by[variable] = pv.task
-    library.check_locked(versions, record=True)
-    return versions
 
 
 def _execute(
@@ -254,7 +237,7 @@ def _execute(
                     key = unit_key(job.unit, job.repeat)
                     store.append_unit(key, job.unit_hash, [row.model_dump() for row in rows])
                     if progress:
-                        progress.advance()
+                        progress.advance(cached=cached)
             store.sync()
         pending = retries
 

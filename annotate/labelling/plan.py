@@ -1,21 +1,25 @@
-"""``annotate run --dry-run``: what a run would send, counted before any model call.
+"""What a run will do, known before any model call: the prompt versions it uses, and what it will send.
 
-The same units, the same fit to the context and the same resume rules as the run itself (labelling/resume.py), so
-the plan counts exactly the requests the run would make (answers already in the completion cache cost none), and
-the prompt tokens as the context fit counts them: by the engine's tokenizer where one is given, else estimated
-high (prompts/units.py ``estimated_tokens``).
+``run`` prints this plan before labelling and ``run --dry-run`` prints it alone. The same units, the same fit to the
+context and the same resume rules as the run itself (labelling/resume.py), so the plan counts exactly the requests the
+run would make (answers already in the completion cache cost none), and the prompt tokens as the context fit counts
+them: by the engine's tokenizer where one is given, else estimated high (prompts/units.py ``estimated_tokens``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from annotate.config import RunConfig
 from annotate.engines import Backend
-from annotate.labelling.pipeline import select_prompts
+from annotate.errors import PromptError
+from annotate.ingest.model import Chat, Skip
 from annotate.labelling.resume import chat_stream, pending_jobs, survey
-from annotate.prompts.context import prompt_tokens
+from annotate.prompts.context import TokenCounter, prompt_tokens
+from annotate.prompts.library import PromptLibrary
+from annotate.prompts.template import PromptVersion
 from annotate.runs.store import Journal, RunStore
 
 CHUNK = 10_000
@@ -38,6 +42,10 @@ class RunPlan:
     done: int = 0
     """Units x repeats the run directory already holds."""
 
+    @property
+    def total(self) -> int:
+        return sum(self.requests.values())
+
 
 def plan_run(config: RunConfig, backend: Backend | None = None) -> RunPlan:
     """Count what ``run`` would send; nothing is written and no model is called. ``backend``: an engine whose
@@ -45,10 +53,22 @@ def plan_run(config: RunConfig, backend: Backend | None = None) -> RunPlan:
     versions = select_prompts(config)
     journal = _journal(config)
     found = survey(chat_stream(config), versions, config, journal, None)
-    count = backend.count_tokens if backend else None
-    result = RunPlan(chats=found.chats, skipped=len(found.skipped))
+    plan = count_requests(chat_stream(config), versions, config, journal, backend.count_tokens if backend else None)
+    plan.chats, plan.skipped = found.chats, len(found.skipped)
+    return plan
+
+
+def count_requests(
+    items: Iterable[Chat | Skip],
+    versions: list[PromptVersion],
+    config: RunConfig,
+    journal: Journal,
+    count: TokenCounter | None = None,
+) -> RunPlan:
+    """The requests still to send and their tokens, in one pass that renders every prompt (no model call)."""
+    result = RunPlan()
     requests: Counter[str] = Counter()
-    for jobs in pending_jobs(chat_stream(config), versions, config, journal, CHUNK, count):
+    for jobs in pending_jobs(items, versions, config, journal, CHUNK, count):
         for job in jobs:
             requests[job.prompt.task] += 1
             result.prompt_tokens += round(prompt_tokens(job.prompt.render(job.unit), count))
@@ -58,6 +78,38 @@ def plan_run(config: RunConfig, backend: Backend | None = None) -> RunPlan:
     if count is not None and any(requests.values()):
         result.counted_by = "engine"
     return result
+
+
+def select_prompts(config: RunConfig) -> list[PromptVersion]:
+    """The selected prompt versions, checked (metadata, examples, lock) before any engine starts."""
+    library = PromptLibrary.from_paths(config.prompts)
+    tasks = config.tasks or library.default_tasks()
+    if not tasks:
+        raise PromptError(
+            f"no task to run: {config.prompts.rubrics_dir} and {config.prompts.prompts_dir} hold no task "
+            "(a rubric <task>.yaml with a prompt folder <task>/ of versions)"
+        )
+    if config.prompt_family not in library.families():
+        known = ", ".join(library.families())
+        raise PromptError(f"--prompt-family {config.prompt_family}: no prompt of that family (families: {known})")
+    for task, version in config.prompt_versions.items():
+        library.get(task, version)
+        if task not in tasks:
+            raise PromptError(
+                f"a prompt version is chosen for '{task}', which this run does not label (add --task {task})"
+            )
+    versions = [library.get(t, config.prompt_versions.get(t), config.prompt_family) for t in tasks]
+    rated_by: dict[str, str] = {}
+    for pv in versions:
+        for variable in pv.rubric.variables:
+            if variable in rated_by:
+                raise PromptError(
+                    f"tasks '{rated_by[variable]}' and '{pv.task}' both rate '{variable}': run one of them "
+                    "(compare the two in separate runs with annotate agree or validate)"
+                )
+            rated_by[variable] = pv.task
+    library.check_locked(versions, record=True)
+    return versions
 
 
 def _journal(config: RunConfig) -> Journal:

@@ -44,8 +44,12 @@ def _multi_row(base: dict[str, object], comparison: str, multi: MultiCoderStatis
 
 def agree_page(result: AgreementResult) -> Page:
     meta = [(f"run {i + 1}", r.short()) for i, r in enumerate(result.runs)]
-    if result.mode == "repeats":
-        return _repeats_page(result, meta)
+    page = _repeats_page(result, meta) if result.mode == "repeats" else _runs_page(result, meta)
+    page.caveats = [(f"run {i + 1}", f"Partial run: {r.incomplete}") for i, r in enumerate(result.runs) if r.incomplete]
+    return page
+
+
+def _runs_page(result: AgreementResult, meta: list[tuple[str, str]]) -> Page:
     assert result.bootstrap is not None
     kappas = [s.cohen_kappa for v in result.variables for s in v.pairs.values()]
     page = Page(

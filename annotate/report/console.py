@@ -14,7 +14,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from annotate.analysis.results import AgreementResult, DiffResult, ValidationResult
-from annotate.config import RunConfig, RunSummary
 from annotate.errors import AnnotateError
 from annotate.prompts.library import PromptLibrary
 from annotate.prompts.template import PromptVersion
@@ -26,7 +25,6 @@ from annotate.runs.manifest import RunManifest
 if TYPE_CHECKING:
     from annotate.analysis.sample import CodingFiles
     from annotate.labelling.models import ModelInfo
-    from annotate.labelling.plan import RunPlan
 
 err = Console(stderr=True)
 out = Console()
@@ -35,95 +33,6 @@ out = Console()
 def say(text: str) -> None:
     """Plain text on stdout: no markup, no highlighting, no wrapping (paths and diffs stay intact)."""
     out.print(text, markup=False, highlight=False, soft_wrap=True)
-
-
-class ProgressBar:
-    """Units labelled, units/s and ETA on stderr; ``start`` counts from zero again (diff runs two sides).
-
-    Nothing is drawn until the first ``start``, so an error found before labelling begins stays one line.
-    """
-
-    def __enter__(self) -> ProgressBar:
-        self._progress: Any = None
-        self._task: Any = None
-        return self
-
-    def start(self, total: int) -> None:
-        if self._progress is None:
-            self._progress = _rich_progress()
-            self._progress.start()
-            self._task = self._progress.add_task("units", total=total)
-        self._progress.reset(self._task, total=total)
-
-    def advance(self, n: int = 1) -> None:
-        self._progress.advance(self._task, n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-
-def _rich_progress() -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class Rate(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            # Completed over elapsed: engines that answer a batch at once make the windowed speed meaningless.
-            elapsed = task.elapsed or 0.0
-            return Text(f"{task.completed / elapsed:.2f} units/s" if elapsed and task.completed else "- units/s")
-
-    columns = [TextColumn("labelling"), BarColumn(), MofNCompleteColumn(), Rate(), TimeElapsedColumn()]
-    return Progress(*columns, TextColumn("eta"), TimeRemainingColumn(), console=err)
-
-
-def print_plan(plan: RunPlan, config: RunConfig) -> None:
-    """What ``run --dry-run`` found: requests per task, tokens, and where the time estimate comes from."""
-    total = sum(plan.requests.values())
-    by_task = ", ".join(f"{task} {n}" for task, n in sorted(plan.requests.items())) or "none"
-    counted = "counted by the engine" if plan.counted_by == "engine" else "estimated high, by script"
-    say(f"dry run: {plan.chats} chats ({plan.skipped} records skipped); {plan.done} units already in {config.out}")
-    say(f"requests to send: {total} ({by_task}); answers already in the cache cost none")
-    say(f"prompt tokens: {plan.prompt_tokens:,} ({counted}); answer tokens: at most {plan.answer_tokens:,}")
-    say(
-        "time: the progress line shows an ETA once the first requests finish; docs/engines.md gives what a "
-        "request costs per model on a 2-core machine. Start small with --limit or --task."
-    )
-
-
-def print_run_summary(summary: RunSummary) -> None:
-    labelled = sum(sum(counts.values()) for counts in summary.counts.values())
-    if summary.chats and labelled and not summary.model_calls and not summary.cache_hits:
-        say(f"finished already: nothing to do ({labelled} labels in {summary.out} from an earlier run)")
-        return
-    statuses = sorted({s for counts in summary.counts.values() for s in counts})
-    say(f"run {summary.run_id}: labels by task and status")
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("task", no_wrap=True)
-    for s in statuses:
-        table.add_column(s, justify="right")
-    for task_name, counts in sorted(summary.counts.items()):
-        table.add_row(task_name, *(str(counts.get(s, 0)) for s in statuses))
-    out.print(table)
-    rate = summary.model_calls / summary.seconds if summary.seconds else 0.0
-    lines = [
-        f"chats: {summary.chats} ({summary.chats_without_handoff} without a handoff, so no post-handoff units)",
-        f"input records skipped: {summary.skipped_records}",
-        f"model calls: {summary.model_calls}, cache hits: {summary.cache_hits}",
-        f"tokens: {summary.prompt_tokens} prompt ({summary.cached_prompt_tokens} reused from the engine's prefix cache)"
-        f" + {summary.completion_tokens} completion",
-        f"time: {summary.seconds:.1f} s ({rate:.2f} model calls/s)",
-        f"labels: {summary.out / 'labels.parquet'} (and labels.csv, manifest.json)",
-    ]
-    say("\n".join(lines))
 
 
 def print_validation(result: ValidationResult) -> None:

@@ -139,8 +139,7 @@ def estimate_page(result: EstimateResult) -> Page:
         ),
     ]
     page = Page("Estimates from LLM labels and a human sample", meta, verdict=estimate_verdict(result))
-    if result.warnings:
-        page.tables.append(Table("Warnings", ["warning"], [[w] for w in result.warnings], left=1))
+    page.caveats = [("estimate", warning) for warning in result.warnings]
     columns = [
         "term",
         "LLM only",

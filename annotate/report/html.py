@@ -75,6 +75,8 @@ class Page:
     meta: list[tuple[str, str]]
     verdict: str = ""
     """One line, first on the page: what a reader should take away."""
+    caveats: list[tuple[str, str]] = field(default_factory=list)
+    """(what it concerns, the caveat): every caveat of the page, in one place under the verdict."""
     tables: list[Table] = field(default_factory=list)
     figure_sections: list[FigureSection] = field(default_factory=list)
     browser: Browser | None = None

@@ -70,6 +70,7 @@ def learning_page(result: LearningResult) -> Page:
         ],
         verdict=verdict(result),
     )
+    page.caveats = [(v.variable, note) for v in result.variables for note in v.notes]
     page.tables.append(_summary(result))
     for v in result.variables:
         page.tables.append(_curve(v))
@@ -114,12 +115,11 @@ def _curve(v: VariableLearning) -> Table:
         ]
         for p in v.curve
     ]
-    notes = "; ".join([*v.notes, f"penalty C per fold: {', '.join(fmt(c, 2) for c in v.penalties)}"])
     return Table(
         f"Learning curve: {v.variable}",
         ["coded chats seen", "chats", "items", "κ", "κ quadratic", "AUROC / concordance"],
         rows,
-        note=notes,
+        note=f"Penalty C per fold: {', '.join(fmt(c, 2) for c in v.penalties)}.",
         left=1,
     )
 

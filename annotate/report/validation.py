@@ -75,7 +75,8 @@ def validation_page(result: ValidationResult, trajectory_png: bytes | None, grou
             ("gold", f"{gold.path}: {gold.items} items, annotators {', '.join(gold.annotators)}{consensus}"),
             ("intervals", f"95% percentile bootstrap, {result.bootstrap.resamples} resamples of whole chats"),
         ],
-        verdict=(f"Partial run: {run.incomplete}. " if run.incomplete else "") + validation_verdict(result),
+        verdict=validation_verdict(result),
+        caveats=[("run", f"Partial run: {run.incomplete}")] if run.incomplete else [],
     )
     page.tables += [
         _summary_table(result.variables),
@@ -91,9 +92,7 @@ def validation_page(result: ValidationResult, trajectory_png: bytes | None, grou
     calibrated = calibration_table(result.variables)
     if calibrated is not None:
         page.tables.append(calibrated)
-    notes = [[v.variable, note] for v in result.variables for note in v.notes]
-    if notes:
-        page.tables.insert(0, Table("Read these first", ["variable", "note"], notes, left=2))
+    page.caveats += [(v.variable, note) for v in result.variables for note in v.notes]
     page.tables.append(_unmatched_table(result))
     page.figure_sections += _figures(result.variables, trajectory_png, group_by)
     page.figure_sections += calibration_figures(result.variables)
