@@ -83,7 +83,9 @@ class Embedder:
 
         if self._model is None:
             from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as transformers_logging
 
+            transformers_logging.disable_progress_bar()  # a local 90 MB load: a bar would only clutter the output
             self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
             self._model = AutoModel.from_pretrained(self.model_dir, local_files_only=True).eval()
         encoded = self._tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
