@@ -139,7 +139,7 @@ def estimate_page(result: EstimateResult) -> Page:
         ),
     ]
     page = Page("Estimates from LLM labels and a human sample", meta, verdict=estimate_verdict(result))
-    page.caveats = [("estimate", warning) for warning in result.warnings]
+    page.caveats = [_caveat(warning) for warning in result.warnings]
     columns = [
         "term",
         "LLM only",
@@ -163,3 +163,10 @@ def estimate_page(result: EstimateResult) -> Page:
         figures.append(figure(model.formula, plots.coefficients(model.terms, model.formula, axis_label(model))))
     page.figure_sections.append(FigureSection("Coefficients, each estimator, with 95% intervals", figures))
     return page
+
+
+def _caveat(warning: str) -> tuple[str, str]:
+    """'empathy: fewer than 40 coded chats; ...' -> ('empathy', 'fewer than ...'): what a warning is about, when it
+    opens with one word before a colon (a variable, a term, a file), else the estimate as a whole."""
+    about, colon, rest = warning.partition(": ")
+    return (about, rest) if colon and " " not in about else ("estimate", warning)
