@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,11 @@ from annotate.runs.reader import Run, read_run
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "transcripts.jsonl"
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    # A shell starts a background job with Ctrl-C ignored, and children inherit that: the tests that press Ctrl-C on
+    # a run in a subprocess would see it ignored. A Python handler here resets to the default across exec.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

@@ -166,7 +166,8 @@ def test_a_model_that_cannot_load_fails_the_run_in_one_line_and_can_be_corrected
     truncated.write_bytes(embedded.gguf_path().read_bytes()[:4096])
     broken = runner.invoke(app, [*args, "--model", str(truncated)])
     assert broken.exit_code == 1 and "llama.cpp could not load it" in broken.output, broken.output
-    assert len(broken.output.strip().splitlines()) <= 2  # the progress line, then the error
+    lines = broken.output.strip().splitlines()  # the plan, the progress line, then the error in one line
+    assert len(lines) <= 3 and lines[0].startswith("to send: 3 requests") and "could not load it" in lines[-1]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "failed" and "could not load" in manifest["error"]
     agreed = runner.invoke(app, ["agree", str(out), str(out), "--out", str(tmp_path / "a"), *dirs])
