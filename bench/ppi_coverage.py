@@ -17,6 +17,7 @@ Labellers:
 - miscalibrated: the informative labeller's errors, with confidence highest where it is wrong.
 
 Run: python bench/ppi_coverage.py [--studies 1000] [--seed 0] [--quick] [--only ols] [--jobs 2]
+     python bench/ppi_coverage.py --worth [--coded 40 --coded 100]
 """
 
 from __future__ import annotations
@@ -210,6 +211,7 @@ def main() -> None:
     parser.add_argument("--labeller", choices=LABELLERS, action="append", help="only these labellers")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--worth", action="store_true", help="effective human labels: reported against the truth")
+    parser.add_argument("--coded", type=int, action="append", help="--worth: coded units per cell (default 40, 100)")
     args = parser.parse_args()
     started = time.perf_counter()
     if args.worth:
@@ -217,7 +219,9 @@ def main() -> None:
         print("| family | design | labeller | coded | mean reported | truth (n × variance ratio) |")
         print("|---|---|---|---|---|---|")
         for k, (family, design, labeller, coded) in enumerate(
-            itertools.product(("ols", "logit"), ("random", "confidence"), ("informative", "one-sided"), (40, 100))
+            itertools.product(
+                ("ols", "logit"), ("random", "confidence"), ("informative", "one-sided"), tuple(args.coded or (40, 100))
+            )
         ):
             cell = Cell(design, labeller, coded, 1, family)
             mean, true = worth(cell, args.studies, args.seed + k)
