@@ -158,7 +158,8 @@ def _write_labels(session: _Session, progress: Progress | None) -> _Tally:
                 row = LabelRow.skipped(skip.chat_id, skip.reason, session.run_id, config.backend)
                 store.append_unit(key, None, [row.model_dump()])
         if progress:
-            progress.plan(_plan(session))
+            # one more pass that renders, estimated high (no tokenizer call): the cost before the wait
+            progress.plan(count_requests(config, session.versions, session.journal, session.survey))
             progress.start(session.survey.pending)
         count = session.engine.count_tokens
         chunks = pending_jobs(chat_stream(config), session.versions, config, session.journal, CHUNK_JOBS, count)
@@ -180,14 +181,6 @@ def _write_labels(session: _Session, progress: Progress | None) -> _Tally:
         cache.close()
     store.close()
     return tally
-
-
-def _plan(session: _Session) -> RunPlan:
-    """The requests left and their tokens, estimated high: one more pass that renders, but no tokenizer call."""
-    config = session.config
-    plan = count_requests(chat_stream(config), session.versions, config, session.journal)
-    plan.chats, plan.skipped = session.survey.chats, len(session.survey.skipped)
-    return plan
 
 
 CHUNK_JOBS = 4096

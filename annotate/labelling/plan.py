@@ -9,14 +9,12 @@ them: by the engine's tokenizer where one is given, else estimated high (prompts
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from annotate.config import RunConfig
 from annotate.engines import Backend
 from annotate.errors import PromptError
-from annotate.ingest.model import Chat, Skip
-from annotate.labelling.resume import chat_stream, pending_jobs, survey
+from annotate.labelling.resume import Survey, chat_stream, pending_jobs, survey
 from annotate.prompts.context import TokenCounter, prompt_tokens
 from annotate.prompts.library import PromptLibrary
 from annotate.prompts.template import PromptVersion
@@ -53,22 +51,17 @@ def plan_run(config: RunConfig, backend: Backend | None = None) -> RunPlan:
     versions = select_prompts(config)
     journal = _journal(config)
     found = survey(chat_stream(config), versions, config, journal, None)
-    plan = count_requests(chat_stream(config), versions, config, journal, backend.count_tokens if backend else None)
-    plan.chats, plan.skipped = found.chats, len(found.skipped)
-    return plan
+    return count_requests(config, versions, journal, found, backend.count_tokens if backend else None)
 
 
 def count_requests(
-    items: Iterable[Chat | Skip],
-    versions: list[PromptVersion],
-    config: RunConfig,
-    journal: Journal,
-    count: TokenCounter | None = None,
+    config: RunConfig, versions: list[PromptVersion], journal: Journal, found: Survey, count: TokenCounter | None = None
 ) -> RunPlan:
-    """The requests still to send and their tokens, in one pass that renders every prompt (no model call)."""
-    result = RunPlan()
+    """The requests still to send and their tokens, in one pass over the input that renders every prompt (no model
+    call). ``found``: the run's survey of the same input."""
+    result = RunPlan(chats=found.chats, skipped=len(found.skipped))
     requests: Counter[str] = Counter()
-    for jobs in pending_jobs(items, versions, config, journal, CHUNK, count):
+    for jobs in pending_jobs(chat_stream(config), versions, config, journal, CHUNK, count):
         for job in jobs:
             requests[job.prompt.task] += 1
             result.prompt_tokens += round(prompt_tokens(job.prompt.render(job.unit), count))
