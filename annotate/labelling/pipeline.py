@@ -157,11 +157,10 @@ def _write_labels(session: _Session, progress: Progress | None) -> _Tally:
             if key not in session.journal.done:
                 row = LabelRow.skipped(skip.chat_id, skip.reason, session.run_id, config.backend)
                 store.append_unit(key, None, [row.model_dump()])
-        if progress:
-            # one more pass that renders, estimated high (no tokenizer call): the cost before the wait
-            progress.plan(count_requests(config, session.versions, session.journal, session.survey))
-            progress.start(session.survey.pending)
         count = session.engine.count_tokens
+        if progress:  # one more pass that renders, fitted by the run's own count: the cost before the wait
+            progress.plan(count_requests(config, session.versions, session.journal, session.survey, count))
+            progress.start(session.survey.pending)
         chunks = pending_jobs(chat_stream(config), session.versions, config, session.journal, CHUNK_JOBS, count)
         for jobs in chunks:
             _execute(jobs, session.engine, session.identity, config, ctx, cache, store, tally, progress)
