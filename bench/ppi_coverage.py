@@ -17,7 +17,7 @@ Labellers:
 - miscalibrated: the informative labeller's errors, with confidence highest where it is wrong.
 
 Run: python bench/ppi_coverage.py [--studies 1000] [--seed 0] [--quick] [--only ols] [--jobs 2]
-     python bench/ppi_coverage.py --worth [--coded 40 --coded 100]
+     python bench/ppi_coverage.py --worth [--coded 40 --coded 60 --coded 100]
 """
 
 from __future__ import annotations
@@ -167,24 +167,39 @@ def run_cell(cell: Cell, studies: int, seed: int) -> dict[str, dict[str, float]]
     return {name: t.summary() for name, t in tallies.items()}
 
 
-def worth(cell: Cell, studies: int, seed: int) -> tuple[float, float]:
-    """Mean 'effective human labels' the tool reports for the treatment coefficient, and the truth it estimates:
-    n times the ratio of the human-only and prediction-powered estimates' variances over the studies."""
+def worth(cell: Cell, studies: int, seed: int) -> dict[str, float]:
+    """The 'effective human labels' the tool reports for the treatment coefficient against the truth it estimates:
+    n times the ratio of the human-only and returned estimates' variances over all studies, and the same from
+    mean squared errors over the studies that showed a figure; and how often the figure's interval covers that."""
     rng = np.random.default_rng(seed)
     family: ppi.Family = "ols" if cell.family == "ols" else "logit"
-    reported, human, combined = [], [], []
+    human, combined, shown = [], [], []
     for k in range(studies):
         data = study(cell, rng)
         parts = ppi.decompose(data, family)
         fits = ppi.fits(parts, seed + k)
         if fits["human_only"].estimable[1]:
-            human.append(fits["human_only"].coef[1])
-            combined.append(fits["ppi"].coef[1])
-            shown = labeller_worth(parts, fits["human_only"], seed + k)[1]
-            if shown.status == "shown" and shown.value is not None:
-                reported.append(shown.value * data.n / 100)
-    mean = float(np.mean(reported)) if reported else float("nan")
-    return mean, cell.coded * float(np.var(human) / np.var(combined))
+            human.append(fits["human_only"].coef[1] - EFFECT[cell.family])
+            combined.append(fits["ppi"].coef[1] - EFFECT[cell.family])
+            figure = labeller_worth(parts, fits["human_only"], seed + k)[1]
+            if figure.status == "shown" and figure.value is not None:
+                scale = data.n / 100
+                shown.append((len(human) - 1, figure.value * scale, figure.low or np.nan, figure.high or np.nan))
+    rows = np.array(shown).reshape(-1, 4)
+    at = rows[:, 0].astype(int)
+    errors_h, errors_c = np.square(human), np.square(combined)
+    true_shown = cell.coded * float(np.mean(errors_h[at]) / np.mean(errors_c[at])) if len(at) else float("nan")
+    return {
+        "shown": len(at) / max(len(human), 1),
+        "reported": float(np.mean(rows[:, 1])) if len(at) else float("nan"),
+        "truth": cell.coded * float(np.var(human) / np.var(combined)),
+        "truth_shown": true_shown,
+        "covers": float(
+            np.mean((rows[:, 2] * cell.coded / 100 <= true_shown) & (true_shown <= rows[:, 3] * cell.coded / 100))
+        )
+        if len(at)
+        else float("nan"),
+    }
 
 
 def grid(quick: bool, only: str | None, labellers: tuple[str, ...] = LABELLERS) -> list[Cell]:
@@ -211,21 +226,34 @@ def main() -> None:
     parser.add_argument("--labeller", choices=LABELLERS, action="append", help="only these labellers")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--worth", action="store_true", help="effective human labels: reported against the truth")
-    parser.add_argument("--coded", type=int, action="append", help="--worth: coded units per cell (default 40, 100)")
+    parser.add_argument(
+        "--coded", type=int, action="append", help="--worth: coded units per cell (default 40, 60, 100)"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     if args.worth:
         print(f"{args.studies} studies per cell; effective human labels for the treatment coefficient")
-        print("| family | design | labeller | coded | mean reported | truth (n × variance ratio) |")
-        print("|---|---|---|---|---|---|")
+        print(
+            "| family | design | labeller | coded | shown | mean reported | truth (n × variance ratio) | ÷ truth "
+            "| truth where shown | ÷ truth where shown | interval covers |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for k, (family, design, labeller, coded) in enumerate(
             itertools.product(
-                ("ols", "logit"), ("random", "confidence"), ("informative", "one-sided"), tuple(args.coded or (40, 100))
+                ("ols", "logit"),
+                ("random", "confidence"),
+                ("informative", "one-sided"),
+                tuple(args.coded or (40, 60, 100)),
             )
         ):
             cell = Cell(design, labeller, coded, 1, family)
-            mean, true = worth(cell, args.studies, args.seed + k)
-            print(f"| {family} | {design} | {labeller} | {coded} | {mean:.1f} | {true:.1f} |", flush=True)
+            r = worth(cell, args.studies, args.seed + k)
+            print(
+                f"| {family} | {design} | {labeller} | {coded} | {r['shown']:.2f} | {r['reported']:.1f} "
+                f"| {r['truth']:.1f} | {r['reported'] / r['truth']:.2f} | {r['truth_shown']:.1f} "
+                f"| {r['reported'] / r['truth_shown']:.2f} | {r['covers']:.2f} |",
+                flush=True,
+            )
         print(f"({time.perf_counter() - started:.0f} s)")
         return
     cells = grid(args.quick, args.only, tuple(args.labeller or LABELLERS))

@@ -37,7 +37,7 @@ EFFECT = 0.4
 CHATS = 400
 ROUNDS = 3
 RHOS = (0.05, 0.15, 0.3, 0.5)
-CODED = (15, 20, 40, 100)
+CODED = (15, 20, 40, 60, 100)
 ESTIMANDS = ("mean", "contrast")
 
 
@@ -106,7 +106,7 @@ def run_cell(cell: Cell, studies: int, seed: int) -> dict[str, float]:
 
 
 def grid(quick: bool) -> list[Cell]:
-    coded = (15, 40) if quick else CODED
+    coded = (15, 60) if quick else CODED
     return [Cell(r, c, e) for r, c, e in itertools.product(RHOS, coded, ESTIMANDS)]
 
 

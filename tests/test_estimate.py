@@ -583,15 +583,16 @@ def test_the_worth_shown_is_not_a_winners_curse_and_chosen_shares_keep_their_cov
     """Issue 27 (1-3), fast version of bench/worth_honesty.py (docs/methods.md has the 1,000-study grid): where the
     LLM gets a share, the mean worth shown is near the true variance ratio of the estimate returned, its
     interval covers that truth, and the estimate's interval keeps its coverage among the studies that used the
-    LLM; under 40 coded chats no worth is shown at all."""
+    LLM; under 60 coded chats no worth is shown at all."""
     import worth_honesty
 
-    strong = worth_honesty.run_cell(worth_honesty.Cell(0.5, 40, "mean"), studies=300, seed=11)
+    strong = worth_honesty.run_cell(worth_honesty.Cell(0.5, 60, "mean"), studies=300, seed=11)
     assert strong["used"] > 0.8 and strong["shown"] > 0.8
-    assert strong["reported_when_used"] <= 1.2 * strong["true_worth_used"]
+    assert strong["reported_when_used"] <= 1.15 * strong["true_worth_used"]
     assert strong["worth_interval_covers"] >= 0.88 and strong["coverage_when_used"] >= 0.92
     weak = worth_honesty.run_cell(worth_honesty.Cell(0.15, 15, "contrast"), studies=300, seed=11)
     assert weak["shown"] == 0  # 15 chats: the share may be used, the worth is not measured
+    assert worth_honesty.run_cell(worth_honesty.Cell(0.5, 40, "mean"), studies=30, seed=11)["shown"] == 0
     assert weak["coverage_ppi"] >= weak["coverage_human"] - 0.02 and weak["coverage_ppi"] >= 0.92
 
 

@@ -332,8 +332,8 @@ def test_a_labeller_that_equals_the_codes_does_not_break_the_worth() -> None:
     from annotate.analysis.estimation.worth import worth
 
     rng = np.random.default_rng(2)
-    y = rng.integers(0, 2, 40).astype(float)
-    parts = ppi.decompose(ppi.sample(np.ones((40, 1)), y.copy(), np.arange(40), y))
+    y = rng.integers(0, 2, 80).astype(float)
+    parts = ppi.decompose(ppi.sample(np.ones((80, 1)), y.copy(), np.arange(80), y))
     [figure] = worth(parts, ppi.fits(parts)["human_only"], unbounded=True)
     assert figure.status == "not_estimable" and figure.note and "no finite worth" in figure.note
 

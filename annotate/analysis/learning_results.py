@@ -35,7 +35,7 @@ class WorthFigure(Result):
     rho_ci: Interval
     worth: Worth
     """Human labels per 100 coded for the mean over the units (shares chosen out of sample; nothing shown under
-    40 effective coded chats, where the ratio cannot be measured honestly). Regression effects may gain less."""
+    60 effective coded chats, where the ratio cannot be measured honestly). Regression effects may gain less."""
 
 
 class VariableLearning(Result):

@@ -97,8 +97,9 @@ def _summary(result: LearningResult) -> Table:
     note = (
         "cv κ: the learned labels of the coded units (out of fold) against the codes. Zero-shot κ: the source run's "
         "LLM labels on the same units. Worth: human labels per 100 coded that the learned labels are worth for a "
-        "mean, as estimate --label expected reports it (shares chosen out of sample; none shown under 40 effective "
-        'coded chats). "none": the estimate gives the labels no share. Regression effects may gain less.'
+        "mean, as estimate --label expected reports it (shares chosen out of sample; not shown on too few "
+        "effective coded chats, each figure says why). 'none': the estimate gives the labels no share. Regression "
+        "effects may gain less."
     )
     return Table("Learned labels against the codes", columns, rows, note=note)
 

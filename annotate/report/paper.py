@@ -61,7 +61,7 @@ def _footer(model: ModelEstimate) -> list[str]:
         f"({model.design}). Standard errors in parentheses, 95% intervals in brackets (Student's t); "
         "n.e.: not estimable. Prediction-powered: the human-only estimate corrected by the LLM labels of all N "
         "units (annotate estimate; λ, the labels' share, chosen on other coded chats than those it is applied to; "
-        "worth: human labels per 100 coded the labels are worth, with its 95% interval, \"none\" when λ = 0).",
+        'worth: human labels per 100 coded the labels are worth, with its 95% interval, "none" when λ = 0).',
     ]
 
 

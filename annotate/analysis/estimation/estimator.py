@@ -21,7 +21,8 @@ from annotate.analysis.results import Worth
 from annotate.prompts.library import PromptLibrary
 
 LEVEL = ppi.LEVEL
-FEW_CODED_CHATS = 40
+FEW_CHATS_FOR_INTERVALS = 40
+"""Below this many coded chats `estimate` warns that its intervals are wide and rest on few chats."""
 
 
 def estimate(inputs: EstimateInputs, options: EstimateOptions, library: PromptLibrary | None = None) -> EstimateResult:
@@ -36,11 +37,11 @@ def estimate(inputs: EstimateInputs, options: EstimateOptions, library: PromptLi
             "same gold are optimistic; code a fresh sample"
         )
     models = [_model(model, options) for model in data.models]
-    few = sorted({m.outcome for m in models if m.coded_chats < FEW_CODED_CHATS})
+    few = sorted({m.outcome for m in models if m.coded_chats < FEW_CHATS_FOR_INTERVALS})
     if few:
         warnings.append(
-            f"{', '.join(few)}: fewer than {FEW_CODED_CHATS} coded chats; the intervals are wide and rest on few "
-            "independent pieces of evidence (docs/methods.md shows their coverage at 20)"
+            f"{', '.join(few)}: fewer than {FEW_CHATS_FOR_INTERVALS} coded chats; the intervals are wide and rest "
+            "on few independent pieces of evidence (docs/methods.md shows their coverage at 20)"
         )
     return EstimateResult(
         run_dir=str(inputs.run.path),

@@ -46,10 +46,6 @@ from annotate.analysis.estimation.shares import cross_fitted_shares, kish, mean_
 
 LEVEL = 0.95
 MAX_LEVERAGE = 0.99
-EVIDENCE = 0.01
-FOLDS = 2
-"""Halves of the coded chats: each half's LLM share is chosen on the other half."""
-"""One-sided level at which the coded sample must show that the LLM labels' error tracks the human labels'."""
 MIN_EFFECTIVE_DF = 2
 """Effective coded chats (Kish) minus terms below which no interval is given."""
 
