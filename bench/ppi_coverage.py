@@ -32,6 +32,7 @@ import numpy as np
 from scipy.special import expit
 
 from annotate.analysis.estimation import ppi
+from annotate.analysis.estimation.worth import FEW_CODED_CHATS
 from annotate.analysis.estimation.worth import worth as labeller_worth
 from annotate.analysis.sample import draw_units
 
@@ -43,6 +44,8 @@ CODED = (20, 40, 100)
 ROUNDS = (1, 4)
 FAMILIES = ("ols", "logit", "rare")
 ESTIMATORS = ("llm_only", "human_only", "ppi")
+TRUTH_STUDIES = 9
+"""--worth: the true variance ratio also draws on this many times as many extra studies (fits only, cheap)."""
 
 
 @dataclass(frozen=True)
@@ -168,37 +171,38 @@ def run_cell(cell: Cell, studies: int, seed: int) -> dict[str, dict[str, float]]
 
 
 def worth(cell: Cell, studies: int, seed: int) -> dict[str, float]:
-    """The 'effective human labels' the tool reports for the treatment coefficient against the truth it estimates:
-    n times the ratio of the human-only and returned estimates' variances over all studies, and the same from
-    mean squared errors over the studies that showed a figure; and how often the figure's interval covers that."""
+    """The 'effective human labels' the tool reports for the treatment coefficient against the truth it estimates.
+
+    The truth is n times the ratio of the human-only and returned estimates' variances over all studies, and the
+    same from mean squared errors over the studies that could show a figure (the LLM used, enough effective coded
+    chats); both also draw on ``TRUTH_STUDIES`` times as many more studies, in which no worth is measured (fits
+    alone are cheap). Also: how often the figure's interval covers the truth where shown."""
     rng = np.random.default_rng(seed)
     family: ppi.Family = "ols" if cell.family == "ols" else "logit"
-    human, combined, shown = [], [], []
-    for k in range(studies):
+    human, combined, eligible, shown = [], [], [], []
+    for k in range(studies * (1 + TRUTH_STUDIES)):
         data = study(cell, rng)
         parts = ppi.decompose(data, family)
         fits = ppi.fits(parts, seed + k)
-        if fits["human_only"].estimable[1]:
-            human.append(fits["human_only"].coef[1] - EFFECT[cell.family])
-            combined.append(fits["ppi"].coef[1] - EFFECT[cell.family])
+        if not fits["human_only"].estimable[1]:
+            continue
+        human.append(fits["human_only"].coef[1] - EFFECT[cell.family])
+        combined.append(fits["ppi"].coef[1] - EFFECT[cell.family])
+        eligible.append(fits["ppi"].lam[1] > 0 and parts.df_coded + parts.terms >= FEW_CODED_CHATS)
+        if k < studies:  # the rest only pin down the truth
             figure = labeller_worth(parts, fits["human_only"], seed + k)[1]
-            if figure.status == "shown" and figure.value is not None:
-                scale = data.n / 100
-                shown.append((len(human) - 1, figure.value * scale, figure.low or np.nan, figure.high or np.nan))
-    rows = np.array(shown).reshape(-1, 4)
-    at = rows[:, 0].astype(int)
-    errors_h, errors_c = np.square(human), np.square(combined)
-    true_shown = cell.coded * float(np.mean(errors_h[at]) / np.mean(errors_c[at])) if len(at) else float("nan")
+            scale = data.n / 100
+            if figure.status == "shown" and figure.value is not None and figure.low and figure.high:
+                shown.append((figure.value * scale, figure.low * scale, figure.high * scale))
+    errors_h, errors_c, chosen = np.square(human), np.square(combined), np.array(eligible)
+    truth_shown = cell.coded * float(np.mean(errors_h[chosen]) / np.mean(errors_c[chosen])) if chosen.any() else np.nan
+    rows = np.array(shown).reshape(-1, 3)
     return {
-        "shown": len(at) / max(len(human), 1),
-        "reported": float(np.mean(rows[:, 1])) if len(at) else float("nan"),
+        "shown": len(rows) / studies,
+        "reported": float(np.mean(rows[:, 0])) if len(rows) else np.nan,
         "truth": cell.coded * float(np.var(human) / np.var(combined)),
-        "truth_shown": true_shown,
-        "covers": float(
-            np.mean((rows[:, 2] * cell.coded / 100 <= true_shown) & (true_shown <= rows[:, 3] * cell.coded / 100))
-        )
-        if len(at)
-        else float("nan"),
+        "truth_shown": truth_shown,
+        "covers": float(np.mean((rows[:, 1] <= truth_shown) & (truth_shown <= rows[:, 2]))) if len(rows) else np.nan,
     }
 
 
