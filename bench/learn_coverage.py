@@ -15,7 +15,7 @@ studies), how often it claimed a saving (the worth's interval above 100), and th
 κ `learn` reports (its learning curve's last point: label-stratified folds) and κ on the truly held-out (uncoded)
 units, labelled as `learn` labels them (the mean of the fold models).
 
-Run: python bench/learn_coverage.py [--studies 500] [--seed 0] [--quick] [--jobs 2]
+Run: python bench/learn_coverage.py [--studies 500] [--seed 0] [--quick] [--jobs 2] [--coded 200] [--texts informative]
 """
 
 from __future__ import annotations
@@ -169,9 +169,9 @@ def run_cell(cell: Cell, studies: int, seed: int) -> dict[str, float]:
     return summary
 
 
-def grid(quick: bool = False) -> list[Cell]:
-    coded = (20, 50) if quick else CODED
-    return [Cell(f, c, r) for f, c, r in itertools.product(FEATURES, coded, ROUNDS)]
+def grid(quick: bool = False, coded: tuple[int, ...] = (), features: tuple[str, ...] = ()) -> list[Cell]:
+    sizes = coded or ((20, 50) if quick else CODED)
+    return [Cell(f, c, r) for f, c, r in itertools.product(features or FEATURES, sizes, ROUNDS)]
 
 
 def main() -> None:
@@ -180,8 +180,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--coded", type=int, action="append", help="only these coded chats (repeatable)")
+    parser.add_argument("--texts", choices=FEATURES, action="append", help="only these texts (repeatable)")
     args = parser.parse_args()
-    cells = grid(args.quick)
+    cells = grid(args.quick, tuple(args.coded or ()), tuple(args.texts or ()))
     start = time.time()
     print(f"{args.studies} studies a cell, {CHATS} chats a study, seed {args.seed}", flush=True)
     print(

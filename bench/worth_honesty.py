@@ -13,7 +13,9 @@ Printed per cell (ρ × coded chats × estimand):
   λ>0), and that mean ÷ the true worth (must be at most 1.10);
 - worth interval coverage: how often the shown interval contains the true worth;
 - coverage of the returned estimate's 95% interval: all studies, human-only, and among studies with λ>0
-  (conditional coverage must be at least 0.925; unconditional at most 0.005 below human-only).
+  (conditional coverage must be at least 0.925; unconditional at most 0.005 below human-only), and the paired
+  difference PPI − human with its Monte Carlo error. The truth and the coverages use ten times the studies
+  that measure a worth (``TRUTH_STUDIES``): fits alone are cheap, the worth's bootstrap is not.
 
 Run: python bench/worth_honesty.py [--studies 1000] [--seed 0] [--quick] [--jobs 2]
 """
@@ -95,6 +97,7 @@ def run_cell(cell: Cell, studies: int, seed: int) -> dict[str, float]:
     more = pd.DataFrame([study(cell, rng, measure_worth=False) for _ in range(TRUTH_STUDIES * studies)])
     truth = pd.concat([table[more.columns], more])
     used = table["lam"] > 0
+    lost = truth["ppi_covered"] - truth["human_covered"]  # paired: the same studies
     true = 100 * truth["human_estimate"].var() / truth["ppi_estimate"].var()
     chosen = truth["lam"] > 0
     error = {
@@ -111,9 +114,12 @@ def run_cell(cell: Cell, studies: int, seed: int) -> dict[str, float]:
         "reported": table.loc[shown, "worth"].mean() if shown.any() else math.nan,
         "reported_when_used": table.loc[shown & used, "worth"].mean() if (shown & used).any() else math.nan,
         "worth_interval_covers": covers[shown].mean() if shown.any() else math.nan,
-        "coverage_human": table["human_covered"].mean(),
-        "coverage_ppi": table["ppi_covered"].mean(),
-        "coverage_when_used": table.loc[used, "ppi_covered"].mean() if used.any() else math.nan,
+        "coverage_human": truth["human_covered"].mean(),
+        "coverage_ppi": truth["ppi_covered"].mean(),
+        "coverage_when_used": truth.loc[chosen, "ppi_covered"].mean() if chosen.any() else math.nan,
+        "used_in_truth": chosen.mean(),
+        "coverage_gap": lost.mean(),
+        "coverage_gap_mcse": lost.std() / math.sqrt(len(lost)),
     }
 
 
@@ -134,12 +140,16 @@ def main() -> None:
     with ProcessPoolExecutor(args.jobs) as pool:
         results = list(pool.map(run_cell, cells, [args.studies] * len(cells), [args.seed] * len(cells)))
     took = time.time() - start
-    print(f"{args.studies} studies a cell, {CHATS} chats of {ROUNDS} rounds, seed {args.seed}, {took:.0f} s\n")
+    print(
+        f"{args.studies} studies a cell with a worth ({(1 + TRUTH_STUDIES) * args.studies} for the truth and the "
+        f"coverage), {CHATS} chats of {ROUNDS} rounds, seed {args.seed}, {took:.0f} s\n"
+    )
     print(
         "| ρ | coded chats | estimand | λ>0 | true worth (when λ>0) | shown | mean shown (÷ true) "
-        "| mean shown when λ>0 (÷ true when λ>0) | worth interval covers | coverage human / PPI / PPI when λ>0 |"
+        "| mean shown when λ>0 (÷ true when λ>0) | worth interval covers | coverage human / PPI / PPI when λ>0 "
+        "| PPI − human (± MC) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for cell, r in zip(cells, results, strict=True):
         ratio, ratio_used = r["reported"] / r["true_worth"], r["reported_when_used"] / r["true_worth_used"]
         print(
@@ -147,7 +157,7 @@ def main() -> None:
             f"({r['true_worth_used']:.0f}) | {r['shown']:.2f} | {r['reported']:.0f} ({ratio:.2f}) | "
             f"{r['reported_when_used']:.0f} ({ratio_used:.2f}) | "
             f"{r['worth_interval_covers']:.2f} | {r['coverage_human']:.3f} / {r['coverage_ppi']:.3f} / "
-            f"{r['coverage_when_used']:.3f} |"
+            f"{r['coverage_when_used']:.3f} | {r['coverage_gap']:+.4f} ± {r['coverage_gap_mcse']:.4f} |"
         )
 
 
