@@ -17,7 +17,11 @@ Printed per cell (ρ × coded chats × estimand):
   difference PPI − human with its Monte Carlo error. The truth and the coverages use ten times the studies
   that measure a worth (``TRUTH_STUDIES``): fits alone are cheap, the worth's bootstrap is not.
 
-Run: python bench/worth_honesty.py [--studies 1000] [--seed 0] [--quick] [--jobs 2]
+With ``--forecast``: validate's worth, measured as validate measures it (on the coded chats alone, every unit
+coded, as a forecast for a study with endlessly many more LLM-labelled chats), against the truth in studies of
+4,000 chats (the mean only).
+
+Run: python bench/worth_honesty.py [--studies 1000] [--seed 0] [--quick] [--jobs 2] [--forecast]
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ ROUNDS = 3
 RHOS = (0.05, 0.15, 0.3, 0.5)
 CODED = (15, 20, 40, 60, 100)
 ESTIMANDS = ("mean", "contrast")
+FORECAST_CHATS = 4000
 TRUTH_STUDIES = 9
 """The truth (Monte Carlo variances) comes from this many times as many extra studies as those that measure a
 worth: a variance ratio over 300 studies alone moves by a fifth from seed to seed."""
@@ -52,6 +57,13 @@ class Cell:
     coded: int
     estimand: str
     rounds: int = ROUNDS
+    forecast: bool = False
+    """validate's forecast: the worth is measured on the coded chats alone (as on a gold set), the truth in a study
+    of ``FORECAST_CHATS`` chats (as good as endless, which the forecast assumes)."""
+
+    @property
+    def chats(self) -> int:
+        return FORECAST_CHATS if self.forecast else CHATS
 
     def __str__(self) -> str:
         return f"rho{self.rho}-{self.coded}chats-{self.estimand}"
@@ -59,13 +71,13 @@ class Cell:
 
 def study(cell: Cell, rng: np.random.Generator, measure_worth: bool = True) -> dict[str, float]:
     """One study: the returned estimate, its interval, the share used and (``measure_worth``) the worth shown."""
-    chat = np.repeat(np.arange(CHATS), cell.rounds)
-    treated = np.repeat(rng.integers(0, 2, CHATS), cell.rounds).astype(float)
-    shared = np.repeat(rng.normal(size=CHATS), cell.rounds) * 0.5
+    chat = np.repeat(np.arange(cell.chats), cell.rounds)
+    treated = np.repeat(rng.integers(0, 2, cell.chats), cell.rounds).astype(float)
+    shared = np.repeat(rng.normal(size=cell.chats), cell.rounds) * 0.5
     error = (shared + rng.normal(size=len(chat))) / math.sqrt(1.25)
     y = 1 + EFFECT * treated + error
     yhat = 1.2 + 0.6 * treated + cell.rho * error + math.sqrt(1 - cell.rho**2) * rng.normal(size=len(chat))
-    coded = np.flatnonzero(np.isin(chat, rng.choice(CHATS, cell.coded, replace=False)))
+    coded = np.flatnonzero(np.isin(chat, rng.choice(cell.chats, cell.coded, replace=False)))
     if cell.estimand == "mean":
         x, j, target = np.ones((len(y), 1)), 0, 1 + EFFECT / 2
     else:
@@ -81,7 +93,12 @@ def study(cell: Cell, rng: np.random.Generator, measure_worth: bool = True) -> d
         out[f"{name}_covered"] = float(low[j] <= target <= high[j])
     if not measure_worth:
         return out
-    shown = worth(parts, human, seed)[j]
+    if cell.forecast:  # validate: the gold alone, every unit coded, the LLM's own variance taken as vanishing
+        gold = ppi.sample(x[coded], yhat[coded], np.arange(len(coded)), y[coded], None, chat[coded].astype(np.int64))
+        gold_parts = ppi.decompose(gold)
+        shown = worth(gold_parts, ppi.fits(gold_parts, seed)["human_only"], seed, unbounded=True)[j]
+    else:
+        shown = worth(parts, human, seed)[j]
     visible = shown.status == "shown"
     out["worth"] = float(shown.value) if visible and shown.value is not None else math.nan
     out["worth_low"] = float(shown.low) if visible and shown.low is not None else math.nan
@@ -123,7 +140,9 @@ def run_cell(cell: Cell, studies: int, seed: int) -> dict[str, float]:
     }
 
 
-def grid(quick: bool) -> list[Cell]:
+def grid(quick: bool, forecast: bool = False) -> list[Cell]:
+    if forecast:  # validate forecasts the mean only
+        return [Cell(r, c, "mean", forecast=True) for r, c in itertools.product(RHOS, (40, 60, 100))]
     coded = (15, 60) if quick else CODED
     return [Cell(r, c, e) for r, c, e in itertools.product(RHOS, coded, ESTIMANDS)]
 
@@ -134,15 +153,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--forecast", action="store_true", help="validate's forecast worth, from the gold alone")
     args = parser.parse_args()
-    cells = grid(args.quick)
+    cells = grid(args.quick, args.forecast)
     start = time.time()
     with ProcessPoolExecutor(args.jobs) as pool:
         results = list(pool.map(run_cell, cells, [args.studies] * len(cells), [args.seed] * len(cells)))
     took = time.time() - start
     print(
         f"{args.studies} studies a cell with a worth ({(1 + TRUTH_STUDIES) * args.studies} for the truth and the "
-        f"coverage), {CHATS} chats of {ROUNDS} rounds, seed {args.seed}, {took:.0f} s\n"
+        f"coverage), {cells[0].chats} chats of {ROUNDS} rounds, seed {args.seed}, {took:.0f} s"
+        + (" (forecast: the worth from the coded chats alone)" if args.forecast else "")
+        + "\n"
     )
     print(
         "| ρ | coded chats | estimand | λ>0 | true worth (when λ>0) | shown | mean shown (÷ true) "
