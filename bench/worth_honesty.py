@@ -11,7 +11,8 @@ Printed per cell (ρ × coded chats × estimand):
 - true worth: 100 × Monte Carlo variance of the human-only estimate ÷ that of the estimate returned;
 - reported worth: the mean of the point worth the tool shows, among the studies where it shows one (and where
   λ>0), and that mean ÷ the true worth (must be at most 1.10);
-- worth interval coverage: how often the shown interval contains the true worth;
+- worth interval coverage: how often the shown interval contains the true worth when λ>0 (a worth is shown only
+  there);
 - coverage of the returned estimate's 95% interval: all studies, human-only, and among studies with λ>0
   (conditional coverage must be at least 0.925; unconditional at most 0.005 below human-only), and the paired
   difference PPI − human with its Monte Carlo error. The truth and the coverages use ten times the studies
@@ -122,7 +123,7 @@ def run_cell(cell: Cell, studies: int, seed: int) -> dict[str, float]:
     }
     true_used = 100 * error["human"].mean() / error["ppi"].mean() if chosen.sum() > 1 else math.nan
     shown = table["worth"].notna()
-    covers = (table["worth_low"] <= true) & (true <= table["worth_high"])
+    covers = (table["worth_low"] <= true_used) & (true_used <= table["worth_high"])  # shown only where λ>0
     return {
         "used": used.mean(),
         "true_worth": true,

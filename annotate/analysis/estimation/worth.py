@@ -14,8 +14,9 @@ measures (multiplied by ratio / its bootstrap mean), and no value is shown under
 
 The interval resamples the coded chats within each half and repeats the whole choice (tuning, evidence test)
 in every resample, so it describes the procedure the estimate used, not the best share in hindsight; it is
-shifted by the same correction. Its status is typed: ``shown``, ``none`` (no half gave the LLM a share:
-exactly 100) or ``not_estimable``.
+widened by the same correction on the side the correction moves the value to (only shifting it made it miss
+the truth for weak labellers, whose correction is largest). Its status is typed: ``shown``, ``none`` (no half
+gave the LLM a share: exactly 100) or ``not_estimable``.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def worth(parts: ppi.Parts, human: ppi.Fit, seed: int = 0, unbounded: bool = Fal
             out.append(Worth(value=None, low=None, high=None, status="not_estimable", note=note))
             continue
         correction = ratio / float(np.mean(draws))
-        low, high = correction * np.percentile(draws, [2.5, 97.5])
+        low, high = np.percentile(draws, [2.5, 97.5])
+        low, high = min(correction, 1.0) * low, max(correction, 1.0) * high
         out.append(Worth(value=ratio * correction, low=float(low), high=float(high), status="shown"))
     return out
 
