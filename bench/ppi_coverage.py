@@ -18,6 +18,7 @@ Labellers:
 
 Run: python bench/ppi_coverage.py [--studies 1000] [--seed 0] [--quick] [--only ols] [--jobs 2]
      python bench/ppi_coverage.py --worth [--coded 40 --coded 60 --coded 100]
+     python bench/ppi_coverage.py --cell ols,stratified,miscalibrated,100,4 [--cell ...] --studies 10000
 """
 
 from __future__ import annotations
@@ -163,11 +164,21 @@ def run_cell(cell: Cell, studies: int, seed: int) -> dict[str, dict[str, float]]
     rng = np.random.default_rng(seed)
     tallies = {name: Tally() for name in ESTIMATORS}
     family: ppi.Family = "ols" if cell.family == "ols" else "logit"
+    gaps = []  # per study estimated both ways: PPI covered - human-only covered (paired)
     for _ in range(studies):
         fits = ppi.three(study(cell, rng), family)
         for name in ESTIMATORS:
             tallies[name].add(fits[name], EFFECT[cell.family], fits["human_only"] if name == "ppi" else None)
-    return {name: t.summary() for name, t in tallies.items()}
+        if fits["ppi"].estimable[1] and fits["human_only"].estimable[1]:
+            gaps.append(_covers(fits["ppi"], EFFECT[cell.family]) - _covers(fits["human_only"], EFFECT[cell.family]))
+    out = {name: t.summary() for name, t in tallies.items()}
+    out["paired"] = {"gap": float(np.mean(gaps)), "gap_mcse": float(np.std(gaps) / np.sqrt(len(gaps)))}
+    return out
+
+
+def _covers(fit: ppi.Fit, effect: float) -> int:
+    low, high = fit.interval()
+    return int(low[1] <= effect <= high[1])
 
 
 def worth(cell: Cell, studies: int, seed: int) -> dict[str, float]:
@@ -233,6 +244,9 @@ def main() -> None:
     parser.add_argument(
         "--coded", type=int, action="append", help="--worth: coded units per cell (default 40, 60, 100)"
     )
+    parser.add_argument(
+        "--cell", action="append", help="only this cell, as family,design,labeller,coded,rounds: paired coverage gap"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     if args.worth:
@@ -260,6 +274,9 @@ def main() -> None:
             )
         print(f"({time.perf_counter() - started:.0f} s)")
         return
+    if args.cell:
+        paired(args)
+        return
     cells = grid(args.quick, args.only, tuple(args.labeller or LABELLERS))
     print(f"{args.studies} simulated studies per cell, 95% intervals; coverage among the studies the tool estimates")
     print(
@@ -271,6 +288,28 @@ def main() -> None:
     with ProcessPoolExecutor(args.jobs) as pool:
         for cell, result in pool.map(_job, jobs):
             print(_row(cell, result), flush=True)
+    print(f"({time.perf_counter() - started:.0f} s)")
+
+
+def paired(args: argparse.Namespace) -> None:
+    """Named cells (new seeds): coverage of PPI and human-only in the same studies, and their paired difference."""
+    started = time.perf_counter()
+    cells = []
+    for text in args.cell:
+        family, design, labeller, coded, rounds = text.split(",")
+        cells.append(Cell(design, labeller, int(coded), int(rounds), family))
+    print(f"{args.studies} simulated studies per cell; coverage of the same studies, and PPI − human-only paired")
+    print("| family | design | labeller | coded | rounds | human cov | PPI cov | PPI − human (± MC) |")
+    print("|---|---|---|---|---|---|---|---|")
+    jobs = [(cell, args.studies, args.seed + 100_000 + k) for k, cell in enumerate(cells)]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for cell, r in pool.map(_job, jobs):
+            print(
+                f"| {cell.family} | {cell.design} | {cell.labeller} | {cell.coded} | {cell.rounds} "
+                f"| {r['human_only']['coverage']:.4f} | {r['ppi']['coverage']:.4f} "
+                f"| {r['paired']['gap']:+.4f} ± {r['paired']['gap_mcse']:.4f} |",
+                flush=True,
+            )
     print(f"({time.perf_counter() - started:.0f} s)")
 
 

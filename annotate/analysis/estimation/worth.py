@@ -32,8 +32,8 @@ RESAMPLES = 400
 NO_GAIN = 100.0
 FEW_CODED_CHATS = 60
 """Below this many (effective) coded chats no worth is shown: the ratio of two variances, each measured on a few
-chats, runs high even out of sample and after the bootstrap's correction (bench/ppi_coverage.py --worth: up to
-1.12x the truth at 40 chats, and 1.4x at 15 without correction)."""
+chats, runs high even out of sample (docs/methods.md: 11-20% high at 40 chats and up to 1.4x at 15 before the
+correction), and the bootstrap's correction takes out only part of that."""
 NONE = "none: no half of the coded chats shows that the LLM labels' error tracks the human labels'"
 
 
@@ -46,7 +46,7 @@ def worth(parts: ppi.Parts, human: ppi.Fit, seed: int = 0, unbounded: bool = Fal
     out = []
     for j in range(parts.terms):
         if human.problems[j]:
-            out.append(Worth(value=None, low=None, high=None, status="not_estimable", note="not estimable"))
+            out.append(_not_estimable("not estimable"))
             continue
         llm_fits = (parts.llm_coded,) if unbounded else (parts.llm_coded, parts.llm_all)
         if not chosen[:, j].any() or any(f.problem or f.partial for f in llm_fits):
@@ -58,24 +58,28 @@ def worth(parts: ppi.Parts, human: ppi.Fit, seed: int = 0, unbounded: bool = Fal
                 f"the LLM labels get a share, but {chats:.0f} effective coded chats (under {FEW_CODED_CHATS}) "
                 "are too few to measure what they save"
             )
-            out.append(Worth(value=None, low=None, high=None, status="not_estimable", note=note))
+            out.append(_not_estimable(note))
             continue
         variance = shares.shared_variance(parts, chosen[:, j], j, unbounded)
         if not variance > 0:
             note = "the LLM labels leave no error on the coded chats: no finite worth can be measured"
-            out.append(Worth(value=None, low=None, high=None, status="not_estimable", note=note))
+            out.append(_not_estimable(note))
             continue
         ratio = NO_GAIN * float(np.sum(parts.p[:, j] ** 2)) * parts.factor_coded / variance
         draws = _resampled(parts, j, seed, unbounded, rng)
         if len(draws) < RESAMPLES / 2:
             note = "the bootstrap of the coded chats leaves no finite worth in most resamples: it cannot be measured"
-            out.append(Worth(value=None, low=None, high=None, status="not_estimable", note=note))
+            out.append(_not_estimable(note))
             continue
         correction = ratio / float(np.mean(draws))
         low, high = np.percentile(draws, [2.5, 97.5])
         low, high = min(correction, 1.0) * low, max(correction, 1.0) * high
         out.append(Worth(value=ratio * correction, low=float(low), high=float(high), status="shown"))
     return out
+
+
+def _not_estimable(note: str) -> Worth:
+    return Worth(value=None, low=None, high=None, status="not_estimable", note=note)
 
 
 def _resampled(parts: ppi.Parts, j: int, seed: int, unbounded: bool, rng: np.random.Generator) -> Array:
