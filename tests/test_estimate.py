@@ -596,6 +596,18 @@ def test_the_worth_shown_is_not_a_winners_curse_and_chosen_shares_keep_their_cov
     assert weak["coverage_ppi"] >= weak["coverage_human"] - 0.02 and weak["coverage_ppi"] >= 0.92
 
 
+def test_validates_forecast_worth_is_measured_as_validate_measures_it_and_is_not_a_winners_curse() -> None:
+    """Issue 27 (4), fast version of bench/worth_honesty.py --forecast: the worth measured on the coded chats alone
+    (as on a gold set) is near the truth of a study with 4,000 LLM-labelled chats; on 40 chats it is not shown."""
+    import worth_honesty
+
+    strong = worth_honesty.run_cell(worth_honesty.Cell(0.5, 60, "mean", forecast=True), studies=60, seed=5)
+    assert strong["shown"] > 0.8
+    assert strong["reported_when_used"] <= 1.2 * strong["true_worth_used"]
+    weak = worth_honesty.run_cell(worth_honesty.Cell(0.15, 40, "mean", forecast=True), studies=20, seed=5)
+    assert weak["shown"] == 0
+
+
 def test_a_collinear_model_names_the_term_and_the_reason() -> None:
     """Issue 29 (5): an LLM-measured control with one value in every unit was refused as "a group is empty?"."""
     from annotate.analysis.estimation.formulas import why_collinear
