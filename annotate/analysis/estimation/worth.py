@@ -42,40 +42,38 @@ def worth(parts: ppi.Parts, human: ppi.Fit, seed: int = 0, unbounded: bool = Fal
     is worth, with a 95% interval. ``unbounded``: as if the coded units were a sample of a much larger set the
     LLM labelled alike (validate's forecast: the gold usually covers every unit of the run)."""
     chosen = shares.cross_fitted_shares(parts, seed, unbounded)
-    rng = np.random.default_rng(seed)
-    out = []
-    for j in range(parts.terms):
-        if human.problems[j]:
-            out.append(_not_estimable("not estimable"))
-            continue
-        llm_fits = (parts.llm_coded,) if unbounded else (parts.llm_coded, parts.llm_all)
-        if not chosen[:, j].any() or any(f.problem or f.partial for f in llm_fits):
-            out.append(Worth(value=NO_GAIN, low=None, high=None, status="none", note=NONE))
-            continue
-        chats = parts.df_coded + parts.terms
-        if chats < FEW_CODED_CHATS:
-            note = (
-                f"the LLM labels get a share, but {chats:.0f} effective coded chats (under {FEW_CODED_CHATS}) "
-                "are too few to measure what they save"
-            )
-            out.append(_not_estimable(note))
-            continue
-        variance = shares.shared_variance(parts, chosen[:, j], j, unbounded)
-        if not variance > 0:
-            note = "the LLM labels leave no error on the coded chats: no finite worth can be measured"
-            out.append(_not_estimable(note))
-            continue
-        ratio = NO_GAIN * float(np.sum(parts.p[:, j] ** 2)) * parts.factor_coded / variance
-        draws = _resampled(parts, j, seed, unbounded, rng)
-        if len(draws) < RESAMPLES / 2:
-            note = "the bootstrap of the coded chats leaves no finite worth in most resamples: it cannot be measured"
-            out.append(_not_estimable(note))
-            continue
-        correction = ratio / float(np.mean(draws))
-        low, high = np.percentile(draws, [2.5, 97.5])
-        low, high = min(correction, 1.0) * low, max(correction, 1.0) * high
-        out.append(Worth(value=ratio * correction, low=float(low), high=float(high), status="shown"))
-    return out
+    rng = np.random.default_rng(seed)  # one stream across the terms, drawn in order
+    return [_term_worth(parts, human, chosen[:, j], j, seed, unbounded, rng) for j in range(parts.terms)]
+
+
+def _term_worth(
+    parts: ppi.Parts, human: ppi.Fit, chosen: Array, j: int, seed: int, unbounded: bool, rng: np.random.Generator
+) -> Worth:
+    """The worth of coefficient ``j`` given each chat's share ``chosen``, or why it cannot be shown."""
+    if human.problems[j]:
+        return _not_estimable("not estimable")
+    llm_fits = (parts.llm_coded,) if unbounded else (parts.llm_coded, parts.llm_all)
+    if not chosen.any() or any(f.problem or f.partial for f in llm_fits):
+        return Worth(value=NO_GAIN, low=None, high=None, status="none", note=NONE)
+    chats = parts.df_coded + parts.terms
+    if chats < FEW_CODED_CHATS:
+        return _not_estimable(
+            f"the LLM labels get a share, but {chats:.0f} effective coded chats (under {FEW_CODED_CHATS}) "
+            "are too few to measure what they save"
+        )
+    variance = shares.shared_variance(parts, chosen, j, unbounded)
+    if not variance > 0:
+        return _not_estimable("the LLM labels leave no error on the coded chats: no finite worth can be measured")
+    ratio = NO_GAIN * float(np.sum(parts.p[:, j] ** 2)) * parts.factor_coded / variance
+    draws = _resampled(parts, j, seed, unbounded, rng)
+    if len(draws) < RESAMPLES / 2:
+        return _not_estimable(
+            "the bootstrap of the coded chats leaves no finite worth in most resamples: it cannot be measured"
+        )
+    correction = ratio / float(np.mean(draws))
+    low, high = np.percentile(draws, [2.5, 97.5])
+    low, high = min(correction, 1.0) * low, max(correction, 1.0) * high
+    return Worth(value=ratio * correction, low=float(low), high=float(high), status="shown")
 
 
 def _not_estimable(note: str) -> Worth:
