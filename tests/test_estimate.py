@@ -608,6 +608,22 @@ def test_validates_forecast_worth_is_measured_as_validate_measures_it_and_is_not
     assert weak["shown"] == 0
 
 
+def test_a_worth_from_chats_drawn_with_unequal_probabilities_says_its_interval_can_be_too_narrow() -> None:
+    """bench/worth_spread.py: with a confidence design the chat bootstrap saw about 70% of the worth's real spread
+    (its interval covered 0.77), so such a figure says so; one from a simple random sample does not."""
+    notes = {}
+    for design in ("confidence", "random"):
+        rng = np.random.default_rng(3)
+        data = ppi_coverage.study(ppi_coverage.Cell(design, "one-sided", 100, 1, "ols"), rng)
+        parts = ppi.decompose(data)
+        figure = worth(parts, ppi.fits(parts)["human_only"])[1]
+        assert figure.status == "shown"
+        notes[design] = figure.note
+    assert notes["random"] is None
+    assert "drawn with unequal probabilities" in str(notes["confidence"])
+    assert "can be too narrow" in str(notes["confidence"])
+
+
 def test_a_collinear_model_names_the_term_and_the_reason() -> None:
     """Issue 29 (5): an LLM-measured control with one value in every unit was refused as "a group is empty?"."""
     from annotate.analysis.estimation.formulas import why_collinear

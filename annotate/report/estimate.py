@@ -72,7 +72,7 @@ def combination_table(model: ModelEstimate) -> Table:
 
 
 def model_note(model: ModelEstimate) -> str:
-    """The general note, then why each 'not estimable' and each empty effective n is so."""
+    """The general note, then why each 'not estimable', each empty effective n and each worth is so."""
     reasons = [
         f"* {t.term}, {label}: {getattr(t, name).not_estimable}."
         for t in model.terms
@@ -80,7 +80,11 @@ def model_note(model: ModelEstimate) -> str:
         if getattr(t, name).not_estimable
     ]
     empty = sorted({t.effective_note for t in model.terms if t.effective_note})
-    return " ".join([NOTE, *reasons, *(f"Effective human labels: {note}." for note in empty)])
+    estimable = [t for t in model.terms if t.ppi.estimate is not None]  # the others give their reason above
+    worths = sorted({w.note for t in estimable for w in (t.worth, t.combined_worth) if w is not None and w.note})
+    return " ".join(
+        [NOTE, *reasons, *(f"Effective human labels: {note}." for note in empty), *(f"Worth: {n}." for n in worths)]
+    )
 
 
 def axis_label(model: ModelEstimate) -> str:
