@@ -239,7 +239,7 @@ def _caveats(page: Path) -> list[str]:
     """The rows of a report page's one caveat section, as 'about: caveat' (the section must come before any table)."""
     html = page.read_text()
     start = html.index('<h2 id="caveats">Read these first</h2>')
-    assert html.count("Read these first") == 1 and "<h2>" not in html[: start]
+    assert html.count("Read these first") == 1 and "<h2>" not in html[:start]
     section = html[start : html.index("</table>", start)]
     cells = re.findall(r'<td class="l(?: nw)?">(.*?)</td>', section)
     return [f"{about}: {caveat}" for about, caveat in zip(cells[::2], cells[1::2], strict=True)]

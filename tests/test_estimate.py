@@ -624,6 +624,23 @@ def test_a_worth_from_chats_drawn_with_unequal_probabilities_says_its_interval_c
     assert "can be too narrow" in str(notes["confidence"])
 
 
+@pytest.mark.parametrize(("family", "rounds"), [("ols", 1), ("ols", 4), ("logit", 1), ("logit", 4)])
+def test_the_worths_bootstrap_steps_from_the_fits_the_estimate_used(family: str, rounds: int) -> None:
+    """The bootstrap updates the coded-unit fits by one Newton step in each resample; a resample that draws every
+    chat once must give back the chat influence the estimate itself used, to rounding."""
+    from annotate.analysis.estimation.worth import _stepped
+
+    cell = ppi_coverage.Cell("confidence", "one-sided", 100, rounds, family)
+    data = ppi_coverage.study(cell, np.random.default_rng(1))
+    parts = ppi.decompose(data, "ols" if family == "ols" else "logit")
+    every_chat_once = np.ones((2, len(parts.p)))
+    for j in range(parts.terms):
+        human = _stepped(parts, parts.human, data.x, data.y, every_chat_once, j, parts.p[:, j])
+        llm = _stepped(parts, parts.llm_coded, data.xhat, data.yhat, every_chat_once, j, -parts.q_coded[:, j])
+        np.testing.assert_allclose(human, np.broadcast_to(parts.p[:, j], human.shape), atol=1e-12)
+        np.testing.assert_allclose(llm, np.broadcast_to(-parts.q_coded[:, j], llm.shape), atol=1e-12)
+
+
 def test_a_collinear_model_names_the_term_and_the_reason() -> None:
     """Issue 29 (5): an LLM-measured control with one value in every unit was refused as "a group is empty?"."""
     from annotate.analysis.estimation.formulas import why_collinear

@@ -184,6 +184,9 @@ class Parts:
     df_all: float
     terms: int
     cell_problems: list[str | None]
+    data: Sample
+    """The units the fits were made from (the worth's bootstrap updates the coded-unit fits in each resample)."""
+    family: Family
 
 
 def decompose(data: Sample, family: Family = "ols") -> Parts:
@@ -229,6 +232,8 @@ def decompose(data: Sample, family: Family = "ols") -> Parts:
         df_all=float(chats_all - k),
         terms=k,
         cell_problems=_flat_cells(data, human) if family == "ols" else [None] * k,
+        data=data,
+        family=family,
     )
 
 

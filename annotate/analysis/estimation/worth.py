@@ -12,25 +12,28 @@ A ratio of two variances measured on a few dozen chats still runs high on averag
 share that moves from study to study). So the point value is the ratio corrected for the bias the bootstrap
 measures (multiplied by ratio / its bootstrap mean), and no value is shown under ``FEW_CODED_CHATS``.
 
-The interval resamples the coded chats within each half and repeats the whole choice (tuning, evidence test)
-in every resample, so it describes the procedure the estimate used, not the best share in hindsight; it is
-widened by the same correction on the side the correction moves the value to (only shifting it made it miss
-the truth for weak labellers, whose correction is largest). Its status is typed: ``shown``, ``none`` (no half
-gave the LLM a share: exactly 100) or ``not_estimable``. The bootstrap holds each chat's influence on the fits at
-its full-sample value; where the chats were drawn with very unequal probabilities that has made the interval too
-narrow, so such a figure carries a note saying so.
+The interval resamples the coded chats within each half, updates the two coded-unit fits by one Newton step in
+each resample (coefficients, residuals, curvature and leverages move as they do from sample to sample; holding
+them at their full-sample values made the interval too narrow where chats were drawn with very unequal
+probabilities) and repeats the whole choice (tuning, evidence test), so it describes the procedure the estimate
+used, not the best share in hindsight. It is widened by the same correction on the side the correction moves the
+value to (only shifting it made it miss the truth for weak labellers, whose correction is largest). Its status is
+typed: ``shown``, ``none`` (no half gave the LLM a share: exactly 100) or ``not_estimable``.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 from scipy.stats import t as student_t
 
 from annotate.analysis.estimation import ppi, shares
-from annotate.analysis.estimation.glm import Array
+from annotate.analysis.estimation.glm import Array, Family, GLMFit
 from annotate.analysis.results import Worth
 
 RESAMPLES = 400
+BLOCK = 100
+"""Resamples whose Newton steps are computed at once (bounds the memory: resamples x coded units x terms)."""
 NO_GAIN = 100.0
 FEW_CODED_CHATS = 60
 """Below this many (effective) coded chats no worth is shown: the ratio of two variances, each measured on a few
@@ -99,7 +102,8 @@ def _not_estimable(note: str) -> Worth:
 
 
 def _resampled(parts: ppi.Parts, j: int, seed: int, unbounded: bool, rng: np.random.Generator) -> Array:
-    """The finite ratios over chat resamples within each half, the choice of shares repeated in each."""
+    """The finite ratios over chat resamples within each half: the two coded-unit fits updated by one Newton step
+    in each resample, and the choice of shares repeated in each."""
     half = shares.folds(parts, seed)
     counts = np.ones((RESAMPLES, len(half)))
     for fold in range(shares.FOLDS):
@@ -107,24 +111,70 @@ def _resampled(parts: ppi.Parts, j: int, seed: int, unbounded: bool, rng: np.ran
         drawn = np.zeros((RESAMPLES, len(members)))
         np.add.at(drawn, (np.arange(RESAMPLES)[:, None], rng.integers(0, len(members), (RESAMPLES, len(members)))), 1)
         counts[:, members] = drawn
-    p, q_coded, q_all = parts.p[:, j], parts.q_coded[:, j], parts.q_all[:, j]
+    data = parts.data
+    p = _stepped(parts, parts.human, data.x, data.y, counts, j, parts.p[:, j])
+    q_coded = -_stepped(parts, parts.llm_coded, data.xhat, data.yhat, counts, j, -parts.q_coded[:, j])
+    q_all = parts.q_all[:, j]  # the LLM labels of all units barely move when the coded chats are resampled
     q = q_coded if unbounded else q_coded + q_all
     drawn_shares = np.zeros_like(counts)
     for fold in range(shares.FOLDS):
         train = half == 1 - fold
         df = shares.effective_df(parts, train)
-        drawn_shares[:, half == fold] = _shares(counts[:, train], p[train], q[train], df)[:, None]
+        drawn_shares[:, half == fold] = _shares(counts[:, train], p[:, train], q[:, train], df)[:, None]
     weight = counts * parts.chat_weight
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_share = np.sum(drawn_shares * weight, axis=1) / weight.sum(axis=1)
         spread = 0.0 if unbounded else mean_share[:, None] * q_all
-        ratios = NO_GAIN * (counts @ p**2) / np.sum(counts * (p + drawn_shares * q_coded + spread) ** 2, axis=1)
+        combined = p + drawn_shares * q_coded + spread
+        ratios = NO_GAIN * np.sum(counts * p**2, axis=1) / np.sum(counts * combined**2, axis=1)
     return ratios[np.isfinite(ratios)]
 
 
+def _stepped(parts: ppi.Parts, fit: GLMFit, x: Array, y: Array, counts: Array, j: int, fixed: Array) -> Array:
+    """Per resample (rows of ``counts``, per chat) and chat: coefficient ``j``'s chat sum of influence over one
+    minus the chat's leverage, as ``ppi.decompose`` computes it, after one Newton step of the coded-unit ``fit``
+    from its full-sample coefficients on the resample. Holding each chat's influence at its full-sample value
+    instead made the interval too narrow where chats were drawn with very unequal weights: the coefficients,
+    residuals, curvature and leverage all move from sample to sample (bench/worth_spread.py). A fit with a term
+    it cannot estimate keeps its full-sample influence (``fixed``)."""
+    if fit.problem or fit.partial:
+        return np.broadcast_to(fixed, counts.shape)
+    data = parts.data
+    chats = np.searchsorted(np.unique(data.clusters_all), data.clusters)
+    share = data.weights / data.weights.sum()
+    out = np.zeros(counts.shape)
+    for block in range(0, len(counts), BLOCK):
+        weight = counts[block : block + BLOCK, chats] * share
+        mu, curvature = _mean(parts.family, x @ fit.coef)
+        step = np.linalg.pinv(_hessian(weight * curvature, x)) @ ((weight * (y - mu)) @ x)[:, :, None]
+        mu, curvature = _mean(parts.family, (fit.coef + step[:, :, 0]) @ x.T)
+        bread = np.linalg.pinv(_hessian(weight * curvature, x))
+        influence = (bread[:, j, :] @ x.T) * share * (y - mu)
+        leverage = share * curvature * np.einsum("rnk,nk->rn", x @ bread, x)
+        sums, leverages = np.zeros((counts.shape[1], len(weight))), np.zeros((counts.shape[1], len(weight)))
+        np.add.at(sums, chats, influence.T)
+        np.add.at(leverages, chats, leverage.T)
+        out[block : block + BLOCK] = (sums / (1 - np.minimum(leverages, ppi.MAX_LEVERAGE))).T
+    return out
+
+
+def _mean(family: Family, eta: Array) -> tuple[Array, Array]:
+    """The fitted mean and the variance function (the curvature of each unit's log-likelihood)."""
+    if family == "logit":
+        mu = expit(eta)
+        return mu, mu * (1 - mu)
+    return eta, np.ones_like(eta)
+
+
+def _hessian(weight: Array, x: Array) -> Array:
+    """Per row of ``weight`` (units' weight times curvature): the weighted Hessian x' W x."""
+    return np.einsum("rn,nk,nl->rkl", weight, x, x, optimize=True)
+
+
 def _shares(counts: Array, p: Array, q: Array, df: float) -> Array:
-    """``shares.tuned`` for every resample at once (rows of ``counts``): the share, 0 where the test fails."""
-    s_pq, s_qq, s_pp = counts @ (p * q), counts @ q**2, counts @ p**2
+    """``shares.tuned`` for every resample at once (rows of ``counts``, ``p`` and ``q``): the share, 0 where the
+    test fails."""
+    s_pq, s_qq, s_pp = np.sum(counts * p * q, 1), np.sum(counts * q**2, 1), np.sum(counts * p**2, 1)
     if df < 1:
         return np.zeros(len(counts))
     with np.errstate(divide="ignore", invalid="ignore"):
