@@ -83,7 +83,7 @@ def spreads(cell: Cell, studies: int, refits: int, seed: int) -> dict[str, float
         "shown": len(values),
         "across": float(np.std(values)),
         "bootstrap": float(np.mean(implied)),
-        "refit": float(np.sqrt(np.mean(np.square(refit)))),
+        "refit": float(np.sqrt(np.mean(np.square(refit)))) if refit else np.nan,
     }
 
 

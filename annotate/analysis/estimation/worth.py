@@ -40,9 +40,6 @@ FEW_CODED_CHATS = 60
 chats, runs high even out of sample (docs/methods.md: 11-20% high at 40 chats and up to 1.4x at 15 before the
 correction), and the bootstrap's correction takes out only part of that."""
 NONE = "none: no half of the coded chats shows that the LLM labels' error tracks the human labels'"
-EQUAL_WEIGHTS = 0.99
-"""Kish's effective coded chats at or above this share of the coded chats count as drawn with equal probabilities;
-below it the interval says it may be too narrow (docs/methods.md, "Why that one interval is too narrow")."""
 
 
 def worth(parts: ppi.Parts, human: ppi.Fit, seed: int = 0, unbounded: bool = False) -> list[Worth]:
@@ -81,20 +78,7 @@ def _term_worth(
     correction = ratio / float(np.mean(draws))
     low, high = np.percentile(draws, [2.5, 97.5])
     low, high = min(correction, 1.0) * low, max(correction, 1.0) * high
-    return Worth(value=ratio * correction, low=float(low), high=float(high), status="shown", note=_unequal(parts))
-
-
-def _unequal(parts: ppi.Parts) -> str | None:
-    """A caution where the coded chats were drawn with unequal probabilities: the bootstrap holds each chat's
-    influence on the fits fixed, and with very unequal weights that has made the interval too narrow."""
-    chats = int(parts.coded.sum())
-    effective = shares.effective_df(parts, parts.coded) + parts.terms
-    if effective >= EQUAL_WEIGHTS * chats:
-        return None
-    return (
-        f"the coded chats were drawn with unequal probabilities ({effective:.0f} effective of {chats}): "
-        'this interval can be too narrow (docs/methods.md, "Why that one interval is too narrow")'
-    )
+    return Worth(value=ratio * correction, low=float(low), high=float(high), status="shown")
 
 
 def _not_estimable(note: str) -> Worth:
