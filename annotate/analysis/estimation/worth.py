@@ -126,11 +126,11 @@ def _stepped(parts: ppi.Parts, fit: GLMFit, x: Array, y: Array, counts: Array, j
     data = parts.data
     chats = np.searchsorted(np.unique(data.clusters_all), data.clusters)
     share = data.weights / data.weights.sum()
+    full_mu, full_curvature = _mean(parts.family, x @ fit.coef)
     out = np.zeros(counts.shape)
     for block in range(0, len(counts), BLOCK):
         weight = counts[block : block + BLOCK, chats] * share
-        mu, curvature = _mean(parts.family, x @ fit.coef)
-        step = np.linalg.pinv(_hessian(weight * curvature, x)) @ ((weight * (y - mu)) @ x)[:, :, None]
+        step = np.linalg.pinv(_hessian(weight * full_curvature, x)) @ ((weight * (y - full_mu)) @ x)[:, :, None]
         mu, curvature = _mean(parts.family, (fit.coef + step[:, :, 0]) @ x.T)
         bread = np.linalg.pinv(_hessian(weight * curvature, x))
         influence = (bread[:, j, :] @ x.T) * share * (y - mu)
