@@ -81,7 +81,7 @@ def model_note(model: ModelEstimate) -> str:
     ]
     empty = sorted({t.effective_note for t in model.terms if t.effective_note})
     estimable = [t for t in model.terms if t.ppi.estimate is not None]  # the others give their reason above
-    worths = sorted({w.note for t in estimable for w in (t.worth, t.combined_worth) if w is not None and w.note})
+    worths = sorted({w.note for t in estimable for w in (t.worth, t.combined_worth) if w and w.note} - set(empty))
     return " ".join(
         [NOTE, *reasons, *(f"Effective human labels: {note}." for note in empty), *(f"Worth: {n}." for n in worths)]
     )
