@@ -108,6 +108,12 @@ def test_designs_that_would_give_a_unit_no_chance_are_refused(labelled: Path, li
         draw_units("confidence", 3, 2, np.random.default_rng(0), confidence=np.array([1.0, 0.5, 1.0]), floor=0)
 
 
+def test_strata_from_chats_that_moved_name_the_way_out(labelled: Path, library: PromptLibrary) -> None:
+    """A run copied away from its transcripts said "no chat has that meta field (known: none)"."""
+    with pytest.raises(AnnotateError, match=r"not where its manifest says .*: pass them with --transcripts"):
+        draw_sample(read_run(labelled), [], library, SampleOptions(stratify_by="escalation"))
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

@@ -99,6 +99,11 @@ def draw_sample(
         ok = ok[ok["variable"].isin(options.variables)]
     meta = {c.chat_id: dict(c.meta) for c in chats}
     by = options.stratify_by
+    if by and not chats:
+        raise AnnotateError(
+            f"--stratify-by {by}: the chats this run read are not where its manifest says (moved or renamed?): "
+            "pass them with --transcripts"
+        )
     if by and not any(by in fields for fields in meta.values()):
         fields = sorted({name for fields in meta.values() for name in fields})
         raise AnnotateError(f"--stratify-by {by}: no chat has that meta field (known: {', '.join(fields) or 'none'})")
