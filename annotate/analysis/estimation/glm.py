@@ -62,17 +62,24 @@ def fit_glm(x: Array, y: Array, w: Array, family: Family, who: str) -> GLMFit:
                 return GLMFit(nan, zero, zero[:, 0], problem=f"the logistic fit of the {who} did not converge")
             return _without_separated(x, y, w, who, direction)
         coef = found
-        mu = expit(x @ coef)
-        curvature = mu * (1 - mu)
     else:
         root = np.sqrt(w)
         coef = np.asarray(np.linalg.lstsq(x * root[:, None], y * root, rcond=None)[0], dtype=float)
-        mu, curvature = x @ coef, np.ones(len(y))
+    mu, curvature = mean_and_curvature(family, x @ coef)
     share = w / w.sum()
     inverse = np.linalg.pinv((x.T * (share * curvature)) @ x)
     influence = (x * (share * (y - mu))[:, None]) @ inverse.T
     leverage = share * curvature * np.einsum("ij,jk,ik->i", x, inverse, x)
     return GLMFit(np.asarray(coef, dtype=float), influence, leverage, share * curvature, inverse)
+
+
+def mean_and_curvature(family: Family, eta: Array) -> tuple[Array, Array]:
+    """The fitted mean at the linear predictor ``eta`` and the variance function (each row's log-likelihood
+    curvature): the logistic mean and mu(1 - mu), or ``eta`` itself and 1."""
+    if family == "logit":
+        mu = expit(eta)
+        return mu, mu * (1 - mu)
+    return eta, np.ones_like(eta)
 
 
 def shifted_influence(fit: GLMFit, x: Array, shift: Array) -> Array:

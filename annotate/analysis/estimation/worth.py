@@ -24,11 +24,10 @@ typed: ``shown``, ``none`` (no half gave the LLM a share: exactly 100) or ``not_
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
 from scipy.stats import t as student_t
 
 from annotate.analysis.estimation import ppi, shares
-from annotate.analysis.estimation.glm import Array, Family, GLMFit
+from annotate.analysis.estimation.glm import Array, GLMFit, mean_and_curvature
 from annotate.analysis.results import Worth
 
 RESAMPLES = 400
@@ -126,12 +125,12 @@ def _stepped(parts: ppi.Parts, fit: GLMFit, x: Array, y: Array, counts: Array, j
     data = parts.data
     chats = np.searchsorted(np.unique(data.clusters_all), data.clusters)
     share = data.weights / data.weights.sum()
-    full_mu, full_curvature = _mean(parts.family, x @ fit.coef)
+    full_mu, full_curvature = mean_and_curvature(parts.family, x @ fit.coef)
     out = np.zeros(counts.shape)
     for block in range(0, len(counts), BLOCK):
         weight = counts[block : block + BLOCK, chats] * share
         step = np.linalg.pinv(_hessian(weight * full_curvature, x)) @ ((weight * (y - full_mu)) @ x)[:, :, None]
-        mu, curvature = _mean(parts.family, (fit.coef + step[:, :, 0]) @ x.T)
+        mu, curvature = mean_and_curvature(parts.family, (fit.coef + step[:, :, 0]) @ x.T)
         bread = np.linalg.pinv(_hessian(weight * curvature, x))
         influence = (bread[:, j, :] @ x.T) * share * (y - mu)
         leverage = share * curvature * np.einsum("rnk,nk->rn", x @ bread, x)
@@ -140,14 +139,6 @@ def _stepped(parts: ppi.Parts, fit: GLMFit, x: Array, y: Array, counts: Array, j
         np.add.at(leverages, chats, leverage.T)
         out[block : block + BLOCK] = (sums / (1 - np.minimum(leverages, ppi.MAX_LEVERAGE))).T
     return out
-
-
-def _mean(family: Family, eta: Array) -> tuple[Array, Array]:
-    """The fitted mean and the variance function (the curvature of each unit's log-likelihood)."""
-    if family == "logit":
-        mu = expit(eta)
-        return mu, mu * (1 - mu)
-    return eta, np.ones_like(eta)
 
 
 def _hessian(weight: Array, x: Array) -> Array:
